@@ -1,0 +1,105 @@
+# HAF-VT: one Makefile for the trainer, the tests and the tools.
+#   make                 build build/hafvt (with CUDA when nvcc is found; USE_CUDA=0 forces CPU only)
+#   make test            build and run the test suite (installs doctest-dev first when missing)
+#   make test-gpu        the test suite with REQUIRE_GPU=1: CUDA cases fail instead of skipping
+#   make debug           the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make run             generate data/synth if absent, train the default configuration, print results
+#   make bench           CPU benchmarks against OpenBLAS and PyTorch (see tools/bench.sh)
+#   make refs            regenerate tests/ref/hafvt_tiny.safetensors with tools/reference.py
+#   make clean
+
+CXX      ?= g++
+ARCH     ?= -march=native
+OPT      ?= -O3
+CXXFLAGS ?= $(OPT) $(ARCH) -g
+CXXFLAGS += -std=c++17 -fopenmp -Wall -Wextra -Wno-unused-parameter -MMD -MP -Isrc
+LDFLAGS  += -fopenmp
+BUILD    ?= build
+
+# ---- CUDA detection: looks for nvcc only, never for a GPU (the program decides at run time) ----
+NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+ifeq ($(USE_CUDA),0)
+  CUDA_MSG := CUDA: off (USE_CUDA=0), building the CPU-only program
+else ifeq ($(strip $(NVCC)),)
+  USE_CUDA := 0
+  CUDA_MSG := CUDA: nvcc not found, building the CPU-only program
+else
+  USE_CUDA := 1
+  CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+  CUDA_MSG := CUDA: found $(NVCC), building CUDA objects for sm_80 sm_90 + PTX
+endif
+$(info $(CUDA_MSG))
+
+SRCS      := $(filter-out src/main.cpp,$(wildcard src/*.cpp))
+TEST_SRCS := $(wildcard tests/test_*.cpp)
+CU_SRCS   := $(wildcard cuda/*.cu)
+
+ifeq ($(USE_CUDA),1)
+  NVCCFLAGS ?= -O3 -std=c++17 -Isrc -Icuda --Werror all-warnings -Xcompiler -Wall,-fopenmp \
+               -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+               -gencode arch=compute_90,code=compute_90
+  CXXFLAGS  += -DHAFVT_CUDA=1 -I$(CUDA_HOME)/include
+  CU_OBJS   := $(CU_SRCS:cuda/%.cu=$(BUILD)/cuda/%.o)
+  CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublas -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64
+endif
+
+OBJS      := $(SRCS:src/%.cpp=$(BUILD)/src/%.o) $(CU_OBJS)
+TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
+
+.PHONY: all test test-gpu debug run bench refs clean deps fuzz
+all: $(BUILD)/hafvt
+
+$(BUILD)/hafvt: $(BUILD)/src/main.o $(OBJS)
+	$(CXX) -o $@ $^ $(LDFLAGS) $(CUDA_LIBS)
+
+$(BUILD)/test_hafvt: $(TEST_OBJS) $(OBJS)
+	$(CXX) -o $@ $^ $(LDFLAGS) $(CUDA_LIBS)
+
+$(BUILD)/src/%.o: src/%.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%.o: tests/%.cpp | deps
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -Itests -c $< -o $@
+
+$(BUILD)/cuda/%.o: cuda/%.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+# doctest comes from Debian's doctest-dev; install it when it is missing.
+deps:
+	@test -f /usr/include/doctest/doctest.h || { echo "installing doctest-dev (needed by the tests)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq doctest-dev) >/dev/null \
+	  || { echo "could not install doctest-dev: run 'apt-get install doctest-dev' as root"; exit 1; }; }
+
+# The tests run from the repository root; they read ../shared when it exists and skip otherwise.
+test: $(BUILD)/test_hafvt $(BUILD)/hafvt
+	HAFVT_BIN=$(BUILD)/hafvt $(BUILD)/test_hafvt $(TEST_ARGS)
+
+test-gpu:
+	$(MAKE) test REQUIRE_GPU=1 && REQUIRE_GPU=1 HAFVT_BIN=$(BUILD)/hafvt $(BUILD)/test_hafvt $(TEST_ARGS)
+
+debug:
+	$(MAKE) test BUILD=build/debug USE_CUDA=0 OPT="-O1" \
+	  CXXFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-fsanitize=address,undefined"
+
+SYNTH_DIR ?= data/synth
+RUN_DIR   ?= runs/default
+RUN_FLAGS ?=
+run: $(BUILD)/hafvt
+	@test -f $(SYNTH_DIR)/Alist.txt || $(BUILD)/hafvt synth --out $(SYNTH_DIR) --size small
+	$(BUILD)/hafvt train --data $(SYNTH_DIR) --img $(SYNTH_DIR)/img.npy --txt $(SYNTH_DIR)/txt.npy \
+	  --out $(RUN_DIR) $(RUN_FLAGS)
+
+bench: $(BUILD)/hafvt
+	bash tools/bench.sh
+
+refs: $(BUILD)/hafvt
+	bash tools/make_refs.sh
+
+clean:
+	rm -rf build
+
+-include $(wildcard $(BUILD)/src/*.d $(BUILD)/tests/*.d)

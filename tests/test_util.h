@@ -1,0 +1,56 @@
+// test_util.h: helpers shared by the test files.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <sys/stat.h>
+#include <vector>
+
+namespace testutil {
+
+// Compares got against want elementwise with |got - want| <= atol + rtol * |want|.
+// Prints the max |diff| and the first mismatches; returns true when all match.
+inline bool check_tensor(const std::string& name, const float* got, const float* want, size_t n,
+                         double atol, double rtol = 0.0) {
+    double maxdiff = 0.0;
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = std::fabs((double)got[i] - (double)want[i]);
+        bool ok = d <= atol + rtol * std::fabs((double)want[i]);
+        if (!(d <= maxdiff)) maxdiff = d;  // NaN-aware
+        if (!ok) {
+            if (bad < 5) std::printf("  %s[%zu]: got %.8g want %.8g\n", name.c_str(), i, got[i], want[i]);
+            bad++;
+        }
+    }
+    if (bad) std::printf("  %s: %zu of %zu mismatch, max |diff| %.3g\n", name.c_str(), bad, n, maxdiff);
+    return bad == 0;
+}
+inline bool check_tensor(const std::string& name, const std::vector<float>& got,
+                         const std::vector<float>& want, double atol, double rtol = 0.0) {
+    REQUIRE(got.size() == want.size());
+    return check_tensor(name, got.data(), want.data(), got.size(), atol, rtol);
+}
+
+// The shared data folder (../shared from the repository root), or "" when absent.
+inline std::string shared_dir() {
+    const char* env = std::getenv("HAFVT_SHARED");
+    std::string d = env ? env : "../shared";
+    struct stat st;
+    return stat((d + "/data").c_str(), &st) == 0 ? d : "";
+}
+
+// A fresh empty temporary folder for one test.
+inline std::string temp_dir(const std::string& tag) {
+    std::string tmpl = "/tmp/hafvt_test_" + tag + "_XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    char* d = mkdtemp(buf.data());
+    REQUIRE(d != nullptr);
+    return d;
+}
+
+}  // namespace testutil
