@@ -1,0 +1,374 @@
+// gemm_cpu.cpp: the project's own SGEMM (row-major), in the GotoBLAS/BLIS layout.
+//
+//   C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C
+//
+// Blocking (names as in the loops of gemm_blocked below):
+//   ic: MC rows of op(A) packed as MR-row micro-panels, k-major  (mc x kc, lives in L3)
+//   pc: KC steps of the inner dimension
+//   jc: NC columns of op(B) packed as NR-column micro-panels      (kc x nc, lives in L2)
+//   ir/jr: one MR x NR tile of C per micro-kernel call; the A micro-panel (MR x kc) stays in L1
+//          while the B micro-panels of the block stream past it from L2.
+// Parallel: C is cut into one slab per thread, along M or along N (whichever is longer), at
+// micro-tile boundaries. Each thread packs its own panels and computes its slab alone, so there
+// are no barriers, and every C element is summed over k in the same order (k ascending within a KC
+// block, blocks added in pc order) whatever the thread count: the result is bitwise the same with
+// 1 or many threads.
+#include "gemm_cpu.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "common.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#include <immintrin.h>
+#endif
+
+namespace hafvt {
+
+namespace {
+
+// Micro-tile and block sizes. MC and NC are multiples of MR and NR so that the micro-tile grid of
+// C is the same for every block and every thread slab (edge tiles only at the matrix's end).
+#if defined(__AVX512F__)
+constexpr int MR = 12, NR = 32;  // 24 zmm accumulators, 2 B loads + 12 broadcasts per k
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int MR = 6, NR = 16;   // 12 ymm accumulators
+#else
+constexpr int MR = 4, NR = 16;   // plain loops, vectorized by the compiler as it can
+#endif
+constexpr int KC = 384;
+constexpr int NC = NR * 15;       // kc x nc = 720 KB (AVX-512) of packed B: fits a 1 MB L2
+constexpr int MC = MR * 128;      // mc x kc = 2.3 MB of packed A per thread
+constexpr size_t SMALL_WORK = 32768;          // M*N*K below this: direct loops, no packing
+constexpr size_t THREAD_WORK = size_t(1) << 21;  // multiply-adds per thread worth a thread
+
+struct GemmArgs {
+    bool ta, tb;
+    int M, N, K;
+    float alpha, beta;
+    const float* A;
+    size_t lda;
+    const float* B;
+    size_t ldb;
+    float* C;
+    size_t ldc;
+};
+
+// op(A)[i][k] and op(B)[k][j] for the direct path.
+inline float op_a(const GemmArgs& g, int i, int k) {
+    return g.ta ? g.A[(size_t)k * g.lda + i] : g.A[(size_t)i * g.lda + k];
+}
+
+// Writes one computed value into C: c = alpha*acc + beta*c, never reading c when beta == 0.
+// std::fma matches the vector kernels' rounding so edge tiles round like interior tiles.
+inline void store_one(float* c, float acc, float alpha, float beta) {
+    if (beta == 0.0f) *c = alpha * acc;
+    else if (beta == 1.0f) *c = std::fma(alpha, acc, *c);
+    else *c = std::fma(alpha, acc, beta * *c);
+}
+
+// -----------------------------------------------------------------------------------------------
+// Direct path for tiny products (attention scores of one sequence, T=15, d=64): no packing.
+// NN/TN: a row of C accumulates rows of B scaled by op(A)[i][k] (vectorizes along j).
+// NT/TT: each C element is a dot product of two contiguous rows, summed in 16 fixed lanes.
+// -----------------------------------------------------------------------------------------------
+void gemm_small(const GemmArgs& g) {
+    constexpr int JB = 64, L = 16;
+    for (int i = 0; i < g.M; i++) {
+        float* crow = g.C + (size_t)i * g.ldc;
+        if (!g.tb) {
+            for (int j0 = 0; j0 < g.N; j0 += JB) {
+                const int nb = std::min(JB, g.N - j0);
+                float acc[JB] = {};
+                for (int k = 0; k < g.K; k++) {
+                    const float a = op_a(g, i, k);
+                    const float* brow = g.B + (size_t)k * g.ldb + j0;
+                    for (int j = 0; j < nb; j++) acc[j] += a * brow[j];
+                }
+                for (int j = 0; j < nb; j++) store_one(crow + j0 + j, acc[j], g.alpha, g.beta);
+            }
+            continue;
+        }
+        // op(A) row i: contiguous, or every lda-th value when A is stored transposed
+        const float* arow = g.ta ? g.A + i : g.A + (size_t)i * g.lda;
+        const size_t as = g.ta ? g.lda : 1;
+        for (int j = 0; j < g.N; j++) {
+            const float* brow = g.B + (size_t)j * g.ldb;
+            float part[L] = {};
+            int k = 0;
+            for (; k + L <= g.K; k += L)
+                for (int l = 0; l < L; l++) part[l] += arow[(k + l) * as] * brow[k + l];
+            for (int l = 0; k < g.K; k++, l++) part[l] += arow[k * as] * brow[k];
+            float s = 0.0f;
+            for (int l = 0; l < L; l++) s += part[l];
+            store_one(crow + j, s, g.alpha, g.beta);
+        }
+    }
+}
+
+// -----------------------------------------------------------------------------------------------
+// Packing. A block: rows [i0, i0+mc) x k [k0, k0+kc) of op(A) into ceil(mc/MR) micro-panels, each
+// (kc, MR) k-major; rows past mc are zero. B block: k [k0, k0+kc) x columns [j0, j0+nc) of op(B)
+// into ceil(nc/NR) micro-panels, each (kc, NR); columns past nc are zero.
+// -----------------------------------------------------------------------------------------------
+void pack_a(const GemmArgs& g, int i0, int mc, int k0, int kc, float* __restrict dst) {
+    for (int p = 0; p < mc; p += MR, dst += (size_t)kc * MR) {
+        const int mr = std::min(MR, mc - p);
+        if (g.ta) {
+            // stored [K, M]: the MR values of one k are contiguous
+            for (int k = 0; k < kc; k++) {
+                const float* src = g.A + (size_t)(k0 + k) * g.lda + i0 + p;
+                float* d = dst + (size_t)k * MR;
+                for (int i = 0; i < mr; i++) d[i] = src[i];
+                for (int i = mr; i < MR; i++) d[i] = 0.0f;
+            }
+        } else {
+            // stored [M, K]: transpose MR rows, 8 k at a time so the writes stay in few lines
+            const float* src = g.A + (size_t)(i0 + p) * g.lda + k0;
+            int k = 0;
+            for (; k + 8 <= kc; k += 8) {
+                float* d = dst + (size_t)k * MR;
+                for (int i = 0; i < mr; i++)
+                    for (int kk = 0; kk < 8; kk++) d[kk * MR + i] = src[(size_t)i * g.lda + k + kk];
+                for (int i = mr; i < MR; i++)
+                    for (int kk = 0; kk < 8; kk++) d[kk * MR + i] = 0.0f;
+            }
+            for (; k < kc; k++)
+                for (int i = 0; i < MR; i++)
+                    dst[(size_t)k * MR + i] = i < mr ? src[(size_t)i * g.lda + k] : 0.0f;
+        }
+    }
+}
+
+void pack_b(const GemmArgs& g, int k0, int kc, int j0, int nc, float* __restrict dst) {
+    for (int p = 0; p < nc; p += NR, dst += (size_t)kc * NR) {
+        const int nr = std::min(NR, nc - p);
+        if (!g.tb) {
+            // stored [K, N]: one k is NR contiguous values
+            for (int k = 0; k < kc; k++) {
+                const float* src = g.B + (size_t)(k0 + k) * g.ldb + j0 + p;
+                float* d = dst + (size_t)k * NR;
+                if (nr == NR) {
+                    std::memcpy(d, src, sizeof(float) * NR);
+                } else {
+                    for (int j = 0; j < nr; j++) d[j] = src[j];
+                    for (int j = nr; j < NR; j++) d[j] = 0.0f;
+                }
+            }
+        } else {
+            // stored [N, K]: transpose NR rows, 8 k at a time
+            const float* src = g.B + (size_t)(j0 + p) * g.ldb + k0;
+            int k = 0;
+            for (; k + 8 <= kc; k += 8) {
+                float* d = dst + (size_t)k * NR;
+                for (int j = 0; j < nr; j++)
+                    for (int kk = 0; kk < 8; kk++) d[kk * NR + j] = src[(size_t)j * g.ldb + k + kk];
+                for (int j = nr; j < NR; j++)
+                    for (int kk = 0; kk < 8; kk++) d[kk * NR + j] = 0.0f;
+            }
+            for (; k < kc; k++)
+                for (int j = 0; j < NR; j++)
+                    dst[(size_t)k * NR + j] = j < nr ? src[(size_t)j * g.ldb + k] : 0.0f;
+        }
+    }
+}
+
+// -----------------------------------------------------------------------------------------------
+// Micro-kernels: C[MR, NR] (row stride ldc) = alpha * a(kc, MR)^T b(kc, NR) + beta * C.
+// Each accumulator sums its k terms in ascending order with one FMA per term.
+// -----------------------------------------------------------------------------------------------
+#if defined(__AVX512F__)
+inline __m512 store_mix(__m512 acc, const float* c, __m512 va, float beta) {
+    if (beta == 0.0f) return _mm512_mul_ps(va, acc);
+    if (beta == 1.0f) return _mm512_fmadd_ps(va, acc, _mm512_loadu_ps(c));
+    return _mm512_fmadd_ps(va, acc, _mm512_mul_ps(_mm512_set1_ps(beta), _mm512_loadu_ps(c)));
+}
+
+void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* c,
+                  size_t ldc, float alpha, float beta) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int i = 0; i < MR; i++) _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+#pragma GCC unroll 12
+        for (int i = 0; i < MR; i++) {
+            const __m512 ai = _mm512_set1_ps(a[i]);
+            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+        }
+    }
+    const __m512 va = _mm512_set1_ps(alpha);
+    for (int i = 0; i < MR; i++, c += ldc) {
+        _mm512_storeu_ps(c, store_mix(acc[i][0], c, va, beta));
+        _mm512_storeu_ps(c + 16, store_mix(acc[i][1], c + 16, va, beta));
+    }
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+inline __m256 store_mix(__m256 acc, const float* c, __m256 va, float beta) {
+    if (beta == 0.0f) return _mm256_mul_ps(va, acc);
+    if (beta == 1.0f) return _mm256_fmadd_ps(va, acc, _mm256_loadu_ps(c));
+    return _mm256_fmadd_ps(va, acc, _mm256_mul_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(c)));
+}
+
+void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* c,
+                  size_t ldc, float alpha, float beta) {
+    __m256 acc[MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++) {
+            const __m256 ai = _mm256_broadcast_ss(a + i);
+            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+            acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+        }
+    }
+    const __m256 va = _mm256_set1_ps(alpha);
+    for (int i = 0; i < MR; i++, c += ldc) {
+        _mm256_storeu_ps(c, store_mix(acc[i][0], c, va, beta));
+        _mm256_storeu_ps(c + 8, store_mix(acc[i][1], c + 8, va, beta));
+    }
+}
+#else
+// Portable fallback: fixed-size accumulator array; std::fma keeps the rounding of the other paths.
+void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* c,
+                  size_t ldc, float alpha, float beta) {
+    float acc[MR][NR] = {};
+    for (int k = 0; k < kc; k++, a += MR, b += NR)
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) acc[i][j] = std::fma(a[i], b[j], acc[i][j]);
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) store_one(c + i * ldc + j, acc[i][j], alpha, beta);
+}
+#endif
+
+// An edge tile (mr < MR or nr < NR): the kernel writes a full tile to a scratch buffer, then the
+// valid part is merged into C with the same rounding as store_mix.
+void edge_tile(int kc, const float* a, const float* b, float* c, size_t ldc, int mr, int nr,
+               float alpha, float beta) {
+    alignas(64) float tile[MR * NR];
+    micro_kernel(kc, a, b, tile, NR, 1.0f, 0.0f);
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < nr; j++) store_one(c + i * ldc + j, tile[i * NR + j], alpha, beta);
+}
+
+// Per-thread packing buffers, kept between calls (OpenMP reuses its threads) so that repeated calls
+// do not page-fault fresh memory.
+struct PackBuffers {
+    float* a = nullptr;
+    float* b = nullptr;
+    ~PackBuffers() {
+        std::free(a);
+        std::free(b);
+    }
+    void ensure() {
+        if (a) return;
+        a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * (size_t)MC * KC));
+        b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * (size_t)KC * NC));
+        HAFVT_CHECK(a && b, "out of memory for the SGEMM packing buffers");
+    }
+};
+thread_local PackBuffers tls_pack;
+
+// The serial blocked product of the slab C[m0:m1, n0:n1] (m0 and n0 on the micro-tile grid).
+void gemm_blocked(const GemmArgs& g, int m0, int m1, int n0, int n1) {
+    tls_pack.ensure();
+    float* apack = tls_pack.a;  // (mc/MR) micro-panels of (kc, MR)
+    float* bpack = tls_pack.b;  // (nc/NR) micro-panels of (kc, NR)
+    for (int ic = m0; ic < m1; ic += MC) {
+        const int mc = std::min(MC, m1 - ic);
+        for (int pc = 0; pc < g.K; pc += KC) {
+            const int kc = std::min(KC, g.K - pc);
+            const float beta = pc == 0 ? g.beta : 1.0f;  // later K blocks accumulate
+            pack_a(g, ic, mc, pc, kc, apack);
+            for (int jc = n0; jc < n1; jc += NC) {
+                const int nc = std::min(NC, n1 - jc);
+                pack_b(g, pc, kc, jc, nc, bpack);
+                for (int ir = 0; ir < mc; ir += MR) {
+                    const int mr = std::min(MR, mc - ir);
+                    const float* a = apack + (size_t)ir * kc;
+                    for (int jr = 0; jr < nc; jr += NR) {
+                        const int nr = std::min(NR, nc - jr);
+                        const float* b = bpack + (size_t)jr * kc;
+                        float* c = g.C + (size_t)(ic + ir) * g.ldc + jc + jr;
+                        if (mr == MR && nr == NR) micro_kernel(kc, a, b, c, g.ldc, g.alpha, beta);
+                        else edge_tile(kc, a, b, c, g.ldc, mr, nr, g.alpha, beta);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// C = beta * C for the degenerate K == 0 or alpha == 0 products.
+void scale_c(const GemmArgs& g) {
+    for (int i = 0; i < g.M; i++) {
+        float* crow = g.C + (size_t)i * g.ldc;
+        for (int j = 0; j < g.N; j++) crow[j] = g.beta == 0.0f ? 0.0f : g.beta * crow[j];
+    }
+}
+
+}  // namespace
+
+void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc) {
+    HAFVT_CHECK(M >= 0 && N >= 0 && K >= 0, "sgemm dims M=", M, " N=", N, " K=", K);
+    HAFVT_CHECK(lda >= std::max(1, transA ? M : K), "sgemm lda=", lda, " too small");
+    HAFVT_CHECK(ldb >= std::max(1, transB ? K : N), "sgemm ldb=", ldb, " too small");
+    HAFVT_CHECK(ldc >= std::max(1, N), "sgemm ldc=", ldc, " too small for N=", N);
+    if (M == 0 || N == 0) return;
+    const GemmArgs g{transA, transB, M, N, K, alpha, beta, A, (size_t)lda, B, (size_t)ldb, C,
+                     (size_t)ldc};
+    if (K == 0 || alpha == 0.0f) return scale_c(g);
+    const size_t work = (size_t)M * N * K;
+    if (work < SMALL_WORK) return gemm_small(g);
+
+    // One slab per thread along the longer of M and N, cut at micro-tile boundaries.
+    int nthreads = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel()) nthreads = omp_get_max_threads();
+#endif
+    const bool split_m = M >= N;
+    const int tile = split_m ? MR : NR;
+    const int ntiles = ((split_m ? M : N) + tile - 1) / tile;
+    nthreads = (int)std::min<size_t>({(size_t)nthreads, (size_t)ntiles, std::max<size_t>(1, work / THREAD_WORK)});
+    if (nthreads <= 1) return gemm_blocked(g, 0, M, 0, N);
+#pragma omp parallel num_threads(nthreads)
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const int t = 0, nt = 1;
+#endif
+        const int lo = (int)((size_t)ntiles * t / nt) * tile, hi = (int)((size_t)ntiles * (t + 1) / nt) * tile;
+        if (split_m) gemm_blocked(g, lo, std::min(hi, M), 0, N);
+        else gemm_blocked(g, 0, M, lo, std::min(hi, N));
+    }
+}
+
+void sgemm_naive(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
+                 const float* B, int ldb, float beta, float* C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int k = 0; k < K; k++) {
+                const float a = transA ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                const float b = transB ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                s += (double)a * (double)b;
+            }
+            float* c = C + (size_t)i * ldc + j;
+            const double r = (double)alpha * s;
+            *c = (float)(beta == 0.0f ? r : r + (double)beta * (double)*c);
+        }
+}
+
+}  // namespace hafvt

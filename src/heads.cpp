@@ -1,0 +1,119 @@
+// heads.cpp: cosine-softmax heads and the mixture-of-softmax cross-entropy (see heads.h).
+#include "heads.h"
+
+#include <cmath>
+#include <vector>
+
+#include "common.h"
+#include "gemm_cpu.h"
+
+namespace hafvt {
+
+float logit_scale(float log_s, float* dscale_dlogs) {
+    float s = std::exp(log_s);
+    bool clamped = !(s > kScaleMin && s < kScaleMax);
+    if (dscale_dlogs) *dscale_dlogs = clamped ? 0.0f : s;
+    return s < kScaleMin ? kScaleMin : (s > kScaleMax ? kScaleMax : s);
+}
+
+void cosine_logits_forward(float* logits, const float* hn, const float* En, float s, size_t R,
+                           size_t V, size_t C) {
+    // logits (R,V) = s * hn (R,C) @ En (V,C)^T
+    sgemm(false, true, (int)R, (int)V, (int)C, s, hn, (int)C, En, (int)C, 0.0f, logits, (int)V);
+}
+
+void cosine_logits_backward(float* dhn, float* dEn, float* ds, const float* dlogits,
+                            const float* hn, const float* En, float s, size_t R, size_t V, size_t C) {
+    // forward: logits = s * hn @ En^T
+    // G = dlogits @ En (R,C);  dhn += s G;  ds += sum_r hn_r . G_r;  dEn += s dlogits^T @ hn
+    thread_local std::vector<float> G;
+    G.resize(R * C);
+    sgemm(false, false, (int)R, (int)C, (int)V, 1.0f, dlogits, (int)V, En, (int)C, 0.0f, G.data(),
+          (int)C);
+    double acc = 0.0;
+    for (size_t r = 0; r < R; r++) {
+        const float* g = G.data() + r * C;
+        const float* h = hn + r * C;
+        float dot = 0.0f;
+        for (size_t c = 0; c < C; c++) dot += g[c] * h[c];
+        acc += dot;
+        if (dhn)
+            for (size_t c = 0; c < C; c++) dhn[r * C + c] += s * g[c];
+    }
+    if (ds) *ds += (float)acc;
+    if (dEn)
+        sgemm(true, false, (int)V, (int)C, (int)R, s, dlogits, (int)V, hn, (int)C, 1.0f, dEn, (int)C);
+}
+
+// logsumexp of one row of V logits, with the max subtracted.
+static float row_lse(const float* z, size_t V) {
+    float mx = -INFINITY;
+    for (size_t j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+    float sum = 0.0f;
+    for (size_t j = 0; j < V; j++) sum += std::exp(z[j] - mx);
+    return mx + std::log(sum);
+}
+
+// -log sum_m exp(logw_m + z_m[y] - lse_m) for one row (the log of a sum of M terms, stably).
+static float row_mixture_nll(const float* const* logits, const float* lse, const float* logw,
+                             size_t M, size_t R, size_t r, size_t V, int32_t y) {
+    float a[8], mx = -INFINITY;
+    for (size_t m = 0; m < M; m++) {
+        a[m] = logw[m] + logits[m][r * V + (size_t)y] - lse[m * R + r];
+        mx = a[m] > mx ? a[m] : mx;
+    }
+    float sum = 0.0f;
+    for (size_t m = 0; m < M; m++) sum += std::exp(a[m] - mx);
+    return -(mx + std::log(sum));
+}
+
+void mixture_ce_forward(float* loss, float* lse, const float* const* logits, const int32_t* y,
+                        const float* logw, size_t M, size_t R, size_t V) {
+    HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
+#pragma omp parallel for schedule(static) if (R * V * M > 65536)
+    for (size_t r = 0; r < R; r++) {
+        for (size_t m = 0; m < M; m++) lse[m * R + r] = row_lse(logits[m] + r * V, V);
+        loss[r] = y[r] < 0 ? 0.0f : row_mixture_nll(logits, lse, logw, M, R, r, V, y[r]);
+    }
+}
+
+// Derivation (SPEC §3.2). With p_m = softmax(z_m) and P = sum_m w_m p_m[y], l = -log P:
+//   dl/dz_m[j] = -(1/P) w_m dp_m[y]/dz_m[j] = -(w_m p_m[y] / P) ([j==y] - p_m[j])
+//              = r_m (p_m[j] - [j==y]),   r_m = w_m p_m[y] / P = exp(logw_m + z_m[y] - lse_m + l).
+void mixture_ce_backward(float* const* dlogits, const float* const* logits, const float* lse,
+                         const float* loss, const int32_t* y, const float* logw, const float* dloss,
+                         size_t M, size_t R, size_t V) {
+#pragma omp parallel for schedule(static) if (R * V * M > 65536)
+    for (size_t r = 0; r < R; r++) {
+        for (size_t m = 0; m < M; m++) {
+            const float* z = logits[m] + r * V;
+            float* d = dlogits[m] + r * V;
+            if (y[r] < 0) {
+                for (size_t j = 0; j < V; j++) d[j] = 0.0f;
+                continue;
+            }
+            float l_m = lse[m * R + r];
+            float resp = std::exp(logw[m] + z[y[r]] - l_m + loss[r]);
+            float g = dloss[r] * resp;
+            // z may alias d: read z[j] before writing d[j]
+            for (size_t j = 0; j < V; j++) d[j] = g * std::exp(z[j] - l_m);
+            d[y[r]] -= g;
+        }
+    }
+}
+
+void mixture_prob_accumulate(float* out, const float* const* logits, const float* logw,
+                             float alpha, size_t M, size_t R, size_t V) {
+#pragma omp parallel for schedule(static) if (R * V * M > 65536)
+    for (size_t r = 0; r < R; r++) {
+        float* o = out + r * V;
+        for (size_t m = 0; m < M; m++) {
+            const float* z = logits[m] + r * V;
+            float l_m = row_lse(z, V);
+            float w = alpha * std::exp(logw[m]);
+            for (size_t j = 0; j < V; j++) o[j] += w * std::exp(z[j] - l_m);
+        }
+    }
+}
+
+}  // namespace hafvt

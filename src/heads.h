@@ -1,0 +1,44 @@
+// heads.h: the cosine-softmax heads (paper Eq. 2, 4-6; SPEC §2.3) and the mixture-of-softmax
+// cross-entropy (Eq. 7-9; SPEC §2.4, §3.1-3.2), forward/backward pairs on the CPU.
+// Gradients accumulate (+=) as in ops_cpu.h, except mixture_ce_backward, which OVERWRITES its
+// dlogits (they may alias the logits, so the head needs no second (R,V) buffer).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace hafvt {
+
+// The learnable logit scale s = exp(log_s) clamped to [1, 100]; ds/dlog_s = s inside the range,
+// 0 when clamped.
+constexpr float kScaleMin = 1.0f, kScaleMax = 100.0f;
+float logit_scale(float log_s, float* dscale_dlogs);
+
+// logits (R,V) = s * hn (R,C) . En (V,C)^T, where hn and En are L2-normalized rows (l2norm_forward),
+// so logits[r,j] = s * cos(h_r, E_j).
+void cosine_logits_forward(float* logits, const float* hn, const float* En, float s, size_t R,
+                           size_t V, size_t C);
+// dhn += s dlogits En; dEn += s dlogits^T hn (either may be null);
+// ds += sum_{r,j} dlogits[r,j] cos[r,j], computed as sum_r hn_r . (dlogits En)_r so that the
+// logits themselves are not needed (the mixture backward overwrites them with dlogits).
+void cosine_logits_backward(float* dhn, float* dEn, float* ds, const float* dlogits,
+                            const float* hn, const float* En, float s, size_t R, size_t V, size_t C);
+
+// Mixture of M softmax heads over the same V candidates, per row r with target y[r] in [0, V)
+// (y[r] < 0: the row is not supervised, loss 0, no gradient):
+//   lse[m,r] = logsumexp_j logits[m][r,j]
+//   loss[r]  = -log sum_m w_m softmax(logits[m][r])[y] = -logsumexp_m(logw[m] + z_m[y] - lse[m,r])
+// logw[m] = log w_m (modalities with weight 0 are not passed at all).
+void mixture_ce_forward(float* loss, float* lse, const float* const* logits, const int32_t* y,
+                        const float* logw, size_t M, size_t R, size_t V);  // loss (R), lse (M,R)
+// dlogits[m][r,j] = dloss[r] * resp[m,r] * (softmax_m[r,j] - [j == y]),
+// resp[m,r] = w_m p_m[y] / P (the posterior of modality m for the target). OVERWRITES dlogits.
+void mixture_ce_backward(float* const* dlogits, const float* const* logits, const float* lse,
+                         const float* loss, const int32_t* y, const float* logw, const float* dloss,
+                         size_t M, size_t R, size_t V);
+
+// Evaluation: the mixture probability of every candidate, P[r,j] = sum_m w_m softmax_m[r,j]
+// (SPEC §4: one view's P_V over all items of the target domain). Accumulates alpha * P into out.
+void mixture_prob_accumulate(float* out, const float* const* logits, const float* logw,
+                             float alpha, size_t M, size_t R, size_t V);  // out (R,V)
+
+}  // namespace hafvt

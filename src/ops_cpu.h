@@ -1,0 +1,92 @@
+// ops_cpu.h: the layers of the HAF-VT encoder (SPEC §2.1) as forward/backward pairs on the CPU.
+//
+// Conventions (as in llm.c): outputs first, then cached values, then inputs, weights, dims.
+// Every array is row-major; its shape is given in the comment, with the dimension letters
+// N rows (= B*T), B batch, T positions, C channels, OC output channels, NH heads.
+//
+// GRADIENTS ACCUMULATE: every backward function ADDS (+=) into the gradients it is given
+// (dinp, dweight, ...), so a tensor used twice (E_id in the encoder and in the head) simply
+// receives both contributions. The callers zero the gradient buffers once per step.
+// The two exceptions are the in-place masks (padmask_*), which zero rows of the buffer they get.
+//
+// The CUDA path (cuda/ops_cuda.h) has the same functions with the suffix _cuda and the same
+// parameter lists.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace hafvt {
+
+// x[n,:] = table[ids[n],:] * scale; rows whose id is `pad` are zero.
+void embedding_forward(float* out, const int32_t* ids, const float* table, float scale,
+                       int32_t pad, size_t N, size_t C);  // out (N,C), ids (N), table (V,C)
+// dtable[ids[n],:] += dout[n,:] * scale; the pad row receives no gradient.
+void embedding_backward(float* dtable, const float* dout, const int32_t* ids, float scale,
+                        int32_t pad, size_t N, size_t C);
+
+// x[n,:] += P[pos[n],:]; row 0 of P (PAD positions) is held at zero and receives no gradient.
+void posadd_forward(float* x, const int32_t* pos, const float* P, size_t N, size_t C);
+void posadd_backward(float* dP, const float* dx, const int32_t* pos, size_t N, size_t C);
+
+// Zeroes the rows n with valid[n] == 0 ("x_t = 0 at PAD positions"); in place. The backward is
+// the same operation on the gradient (the rows were constant zero).
+void padmask_forward(float* x, const uint8_t* valid, size_t N, size_t C);
+inline void padmask_backward(float* dx, const uint8_t* valid, size_t N, size_t C) {
+    padmask_forward(dx, valid, N, C);
+}
+
+// Inverted dropout: out[i] = keep(i) ? inp[i] / (1 - p) : 0, keep(i) = rng_uniform(seed,
+// rng_stream(RNG_DROPOUT, step), (site << 40) | i) >= p. The mask is redrawn, not stored.
+// out may alias inp; p == 0 copies.
+void dropout_forward(float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t step,
+                     uint64_t site);
+void dropout_backward(float* dinp, const float* dout, size_t n, float p, uint64_t seed,
+                      uint64_t step, uint64_t site);
+// The keep-and-scale factor of element i (0 or 1/(1-p)); shared by the CPU and CUDA code.
+float dropout_factor(size_t i, float p, uint64_t seed, uint64_t step, uint64_t site);
+
+// LayerNorm over C with affine weight/bias, eps = 1e-5 (biased variance, as torch).
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                       const float* bias, size_t N, size_t C);  // out,inp (N,C); mean,rstd (N)
+void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* dout,
+                        const float* inp, const float* weight, const float* mean, const float* rstd,
+                        size_t N, size_t C);
+
+// out = inp @ weight + bias. weight (C,OC) so that x W reads as in the paper; bias (OC) or null.
+void linear_forward(float* out, const float* inp, const float* weight, const float* bias, size_t N,
+                    size_t C, size_t OC);  // out (N,OC), inp (N,C)
+// dinp may be null (no gradient needed for the input); dbias may be null when bias is.
+void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
+                     const float* weight, size_t N, size_t C, size_t OC);
+
+// GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+void gelu_forward(float* out, const float* inp, size_t n);
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);
+
+// out = a + b.
+void residual_forward(float* out, const float* a, const float* b, size_t n);
+void residual_backward(float* da, float* db, const float* dout, size_t n);
+
+// Multi-head causal self-attention with a key-padding mask (the part between the fused QKV
+// projection and the output projection). qkv (B,T,3C) holds [q | k | v]; head h uses channels
+// h*hs..(h+1)*hs-1 of each, hs = C/NH. Query t attends to keys j <= t with valid[b,j]; scores are
+// scaled by 1/sqrt(hs). A query at a PAD position (valid == 0) outputs zero.
+//   att (B,NH,T,T): softmax probabilities before dropout (zero rows for PAD queries)
+//   out (B,T,C): sum_j dropout(att)[t,j] v_j, heads concatenated
+// Attention dropout uses rng site `site` with counter over the (B,NH,T,T) index.
+void attention_forward(float* out, float* att, const float* qkv, const uint8_t* valid, size_t B,
+                       size_t T, size_t C, size_t NH, float p_drop, uint64_t seed, uint64_t step,
+                       uint64_t site);
+void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
+                        const uint8_t* valid, size_t B, size_t T, size_t C, size_t NH, float p_drop,
+                        uint64_t seed, uint64_t step, uint64_t site);
+
+// Row L2 normalization: out[n] = inp[n] / max(|inp[n]|, eps), norm[n] = |inp[n]|, eps = 1e-12.
+void l2norm_forward(float* out, float* norm, const float* inp, size_t N, size_t C);
+void l2norm_backward(float* dinp, const float* dout, const float* out, const float* norm, size_t N,
+                     size_t C);
+
+constexpr float kLayerNormEps = 1e-5f;
+constexpr float kNormEps = 1e-12f;
+
+}  // namespace hafvt

@@ -1,0 +1,76 @@
+// test_common.cpp: the counter-based RNG, the error types and the atomic file writer.
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+
+#include "common.h"
+#include "tensor.h"
+#include "test_util.h"
+
+using namespace hafvt;
+
+TEST_CASE("rng: pure function of (seed, stream, counter), uniform and normal moments") {
+    CHECK(rng_u64(1, 2, 3) == rng_u64(1, 2, 3));
+    CHECK(rng_u64(1, 2, 3) != rng_u64(1, 2, 4));
+    CHECK(rng_u64(1, 2, 3) != rng_u64(1, 3, 3));
+    CHECK(rng_u64(1, 2, 3) != rng_u64(2, 2, 3));
+    const size_t n = 200000;
+    double su = 0, sn = 0, sn2 = 0;
+    size_t below = 0;
+    for (size_t i = 0; i < n; i++) {
+        float u = rng_uniform(7, 1, i);
+        REQUIRE(u >= 0.0f);
+        REQUIRE(u < 1.0f);
+        su += u;
+        double z = rng_normal(7, 2, i);
+        sn += z;
+        sn2 += z * z;
+        below += rng_below(7, 3, i, 10) < 3;
+    }
+    CHECK(su / n == doctest::Approx(0.5).epsilon(0.01));
+    CHECK(std::fabs(sn / n) < 0.01);
+    CHECK(sn2 / n == doctest::Approx(1.0).epsilon(0.02));
+    CHECK((double)below / n == doctest::Approx(0.3).epsilon(0.02));
+}
+
+TEST_CASE("TensorTable: one buffer, named views, like() copies the layout") {
+    TensorTable t;
+    t.add("a", {3, 4});
+    t.add("b", {5});
+    t.allocate();
+    Tensor a = t.get("a"), b = t.get("b");
+    CHECK(a.numel() == 12);
+    CHECK(a.shape_str() == "[3, 4]");
+    CHECK(b.data >= a.data + 12);
+    CHECK(b.data + 5 <= t.data() + t.size());
+    a.data[0] = 3.0f;
+    TensorTable g = t.like();
+    CHECK(g.get("a").data[0] == 0.0f);
+    CHECK(g.entries().size() == 2);
+    CHECK_THROWS_AS(t.get("zzz"), InternalError);
+}
+
+TEST_CASE("AtomicFile: commit renames, a fault before rename keeps the old file") {
+    std::string dir = testutil::temp_dir("atomic");
+    std::string path = dir + "/f.txt";
+    write_file_atomic(path, "first");
+    CHECK(read_file(path) == "first");
+    setenv("HAFVT_FAULT", "before_rename", 1);
+    CHECK_THROWS_AS(write_file_atomic(path, "second"), InputError);
+    unsetenv("HAFVT_FAULT");
+    CHECK(read_file(path) == "first");
+    {
+        AtomicFile f(path);
+        f.write("never committed");
+    }
+    CHECK(read_file(path) == "first");
+    // no temporary left behind
+    std::string cmd = "ls " + dir + " | wc -l";
+    FILE* p = popen(cmd.c_str(), "r");
+    int count = 0;
+    REQUIRE(fscanf(p, "%d", &count) == 1);
+    pclose(p);
+    CHECK(count == 1);
+    CHECK_THROWS_AS(read_file(dir), InputError);
+    CHECK_THROWS_AS(read_file(dir + "/missing"), InputError);
+}

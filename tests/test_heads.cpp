@@ -1,0 +1,193 @@
+// test_heads.cpp: finite-difference checks of the cosine-softmax heads and the mixture
+// cross-entropy (heads.h), composed as the model composes them:
+//   h -> l2norm -> cosine logits (scale s = clamp(exp(log_s))) against l2norm(E) -> mixture CE.
+// Edge cases: a zero vector among the candidates, a clamped scale, a modality with weight 0,
+// an unsupervised row. Same tolerance as test_ops.cpp (1e-2 on the relative error, see there).
+#include <cstring>
+
+#include "fd_check.h"
+#include "heads.h"
+#include "ops_cpu.h"
+#include "test_util.h"
+
+using namespace hafvt;
+
+static constexpr double kTol = 1e-2;
+
+// One head setup with M modalities, each with its own h (R,C) and E (V,C) and log scale.
+struct HeadCase {
+    size_t M, R, V, C;
+    std::vector<std::vector<float>> h, E;
+    std::vector<float> log_s, logw, dloss;
+    std::vector<int32_t> y;
+
+    HeadCase(size_t M_, size_t R_, size_t V_, size_t C_, uint64_t seed) : M(M_), R(R_), V(V_), C(C_) {
+        for (size_t m = 0; m < M; m++) {
+            h.push_back(fd::randn(R * C, seed + 10 * m));
+            E.push_back(fd::randn(V * C, seed + 10 * m + 1));
+            log_s.push_back(std::log(3.0f + (float)m));
+            logw.push_back(std::log(1.0f / (float)M));
+        }
+        for (size_t r = 0; r < R; r++) y.push_back((int32_t)((r * 7 + 3) % V));
+        dloss = fd::randn(R, seed + 99);
+    }
+
+    // Forward: returns sum_r dloss[r] * loss[r]; with grads != null also runs the backward.
+    double run(std::vector<std::vector<float>>* dh, std::vector<std::vector<float>>* dE,
+               std::vector<float>* dlog_s, std::vector<float>* loss_out = nullptr) {
+        std::vector<std::vector<float>> hn(M), En(M), hnorm(M), Enorm(M), logits(M);
+        std::vector<float> s(M), dsdl(M);
+        std::vector<const float*> zp(M);
+        for (size_t m = 0; m < M; m++) {
+            hn[m].resize(R * C); hnorm[m].resize(R);
+            En[m].resize(V * C); Enorm[m].resize(V);
+            logits[m].resize(R * V);
+            l2norm_forward(hn[m].data(), hnorm[m].data(), h[m].data(), R, C);
+            l2norm_forward(En[m].data(), Enorm[m].data(), E[m].data(), V, C);
+            s[m] = logit_scale(log_s[m], &dsdl[m]);
+            cosine_logits_forward(logits[m].data(), hn[m].data(), En[m].data(), s[m], R, V, C);
+            zp[m] = logits[m].data();
+        }
+        std::vector<float> loss(R), lse(M * R);
+        mixture_ce_forward(loss.data(), lse.data(), zp.data(), y.data(), logw.data(), M, R, V);
+        if (loss_out) *loss_out = loss;
+        double L = 0.0;
+        for (size_t r = 0; r < R; r++) L += (double)dloss[r] * loss[r];
+        if (!dh) return L;
+        // backward, dlogits written over the logits as the model does
+        std::vector<float*> dz(M);
+        for (size_t m = 0; m < M; m++) dz[m] = logits[m].data();
+        mixture_ce_backward(dz.data(), zp.data(), lse.data(), loss.data(), y.data(), logw.data(),
+                            dloss.data(), M, R, V);
+        for (size_t m = 0; m < M; m++) {
+            std::vector<float> dhn(R * C), dEn(V * C);
+            float ds = 0.0f;
+            cosine_logits_backward(dhn.data(), dEn.data(), &ds, dz[m], hn[m].data(), En[m].data(), s[m], R, V, C);
+            (*dh)[m].assign(R * C, 0.0f);
+            (*dE)[m].assign(V * C, 0.0f);
+            l2norm_backward((*dh)[m].data(), dhn.data(), hn[m].data(), hnorm[m].data(), R, C);
+            l2norm_backward((*dE)[m].data(), dEn.data(), En[m].data(), Enorm[m].data(), V, C);
+            (*dlog_s)[m] = ds * dsdl[m];
+        }
+        return L;
+    }
+
+    double check_all(const std::string& tag, size_t skip_E_row = (size_t)-1) {
+        std::vector<std::vector<float>> dh(M), dE(M);
+        std::vector<float> dls(M);
+        run(&dh, &dE, &dls);
+        auto loss = [&] { return run(nullptr, nullptr, nullptr); };
+        double worst = 0.0;
+        for (size_t m = 0; m < M; m++) {
+            worst = std::max(worst, fd::check(tag + ":h", loss, h[m].data(), dh[m].data(), R * C).max_err);
+            for (size_t v = 0; v < V; v++) {
+                if (v == skip_E_row) continue;
+                worst = std::max(worst, fd::check(tag + ":E", loss, E[m].data() + v * C, dE[m].data() + v * C, C).max_err);
+            }
+            worst = std::max(worst, fd::check(tag + ":log_s", loss, &log_s[m], &dls[m], 1).max_err);
+        }
+        return worst;
+    }
+};
+
+TEST_CASE("cosine heads + mixture CE: gradients of h, E and log_s for 1, 2 and 3 modalities") {
+    for (size_t M : {1, 2, 3}) {
+        HeadCase hc(M, 4, 9, 6, 100 + M);
+        CHECK(hc.check_all("cosine_mixture") < kTol);
+    }
+}
+
+TEST_CASE("mixture loss equals -log of the weighted probability of the target") {
+    HeadCase hc(2, 3, 5, 4, 200);
+    hc.logw = {std::log(0.25f), std::log(0.75f)};
+    std::vector<float> loss;
+    hc.run(nullptr, nullptr, nullptr, &loss);
+    // recompute P(y) = sum_m w_m softmax(s_m cos)[y] in double, directly from the definition
+    for (size_t r = 0; r < hc.R; r++) {
+        double P = 0.0;
+        for (size_t m = 0; m < 2; m++) {
+            double w = m == 0 ? 0.25 : 0.75, s = std::exp((double)hc.log_s[m]);
+            std::vector<double> z(hc.V);
+            double hn = 0;
+            for (size_t c = 0; c < hc.C; c++) hn += (double)hc.h[m][r * hc.C + c] * hc.h[m][r * hc.C + c];
+            for (size_t v = 0; v < hc.V; v++) {
+                double en = 0, d = 0;
+                for (size_t c = 0; c < hc.C; c++) {
+                    en += (double)hc.E[m][v * hc.C + c] * hc.E[m][v * hc.C + c];
+                    d += (double)hc.h[m][r * hc.C + c] * hc.E[m][v * hc.C + c];
+                }
+                z[v] = s * d / std::sqrt(hn * en);
+            }
+            double sum = 0;
+            for (double zv : z) sum += std::exp(zv);
+            P += w * std::exp(z[(size_t)hc.y[r]]) / sum;
+        }
+        CHECK(loss[r] == doctest::Approx(-std::log(P)).epsilon(1e-5));
+    }
+}
+
+TEST_CASE("edge cases: zero candidate vector, clamped scale, weight-0 modality, unsupervised row") {
+    SUBCASE("a zero vector among the candidates has cosine 0 and finite gradients") {
+        HeadCase hc(2, 3, 6, 5, 300);
+        for (size_t c = 0; c < hc.C; c++) hc.E[0][4 * hc.C + c] = 0.0f;
+        std::vector<std::vector<float>> dh(2), dE(2);
+        std::vector<float> dls(2);
+        hc.run(&dh, &dE, &dls);
+        for (float v : dE[0]) CHECK(std::isfinite(v));
+        CHECK(hc.check_all("cosine_zero_vector", 4) < kTol);
+    }
+    SUBCASE("a clamped scale gets no gradient") {
+        HeadCase hc(1, 3, 6, 5, 310);
+        hc.log_s[0] = std::log(150.0f);  // exp(log_s) > 100: clamped to 100
+        float d;
+        CHECK(logit_scale(hc.log_s[0], &d) == 100.0f);
+        CHECK(d == 0.0f);
+        CHECK(logit_scale(std::log(0.5f), &d) == 1.0f);
+        CHECK(d == 0.0f);
+        std::vector<std::vector<float>> dh(1), dE(1);
+        std::vector<float> dls(1);
+        hc.run(&dh, &dE, &dls);
+        CHECK(dls[0] == 0.0f);
+        CHECK(hc.check_all("cosine_clamped") < kTol);
+    }
+    SUBCASE("a modality with weight 0 changes nothing and gets no gradient") {
+        HeadCase three(3, 4, 7, 5, 320);
+        three.logw = {std::log(0.5f), std::log(0.5f), -INFINITY};
+        HeadCase two(2, 4, 7, 5, 320);
+        two.logw = {std::log(0.5f), std::log(0.5f)};
+        std::vector<float> l3, l2;
+        std::vector<std::vector<float>> dh(3), dE(3);
+        std::vector<float> dls(3);
+        three.run(&dh, &dE, &dls, &l3);
+        two.run(nullptr, nullptr, nullptr, &l2);
+        CHECK(testutil::check_tensor("loss", l3, l2, 1e-6, 1e-6));
+        for (float v : dh[2]) CHECK(v == 0.0f);
+        for (float v : dE[2]) CHECK(v == 0.0f);
+        CHECK(dls[2] == 0.0f);
+        CHECK(three.check_all("mixture_weight0") < kTol);
+    }
+    SUBCASE("an unsupervised row (y < 0) has loss 0 and no gradient") {
+        HeadCase hc(2, 3, 6, 5, 330);
+        hc.y[1] = -1;
+        std::vector<float> loss;
+        std::vector<std::vector<float>> dh(2), dE(2);
+        std::vector<float> dls(2);
+        hc.run(&dh, &dE, &dls, &loss);
+        CHECK(loss[1] == 0.0f);
+        for (size_t m = 0; m < 2; m++)
+            for (size_t c = 0; c < hc.C; c++) CHECK(dh[m][1 * hc.C + c] == 0.0f);
+        CHECK(hc.check_all("mixture_masked_row") < kTol);
+    }
+}
+
+TEST_CASE("mixture_prob_accumulate sums weighted softmaxes") {
+    const size_t R = 2, V = 3;
+    std::vector<float> z0 = {0, 1, 2, 3, 3, 3}, z1 = {1, 1, 1, 0, 0, 5};
+    const float* zp[2] = {z0.data(), z1.data()};
+    float logw[2] = {std::log(0.5f), std::log(0.5f)};
+    std::vector<float> out(R * V, 1.0f);
+    mixture_prob_accumulate(out.data(), zp, logw, 2.0f, 2, R, V);
+    double e0 = std::exp(0), e1 = std::exp(1), e2 = std::exp(2), sum = e0 + e1 + e2;
+    CHECK(out[0] == doctest::Approx(1.0 + 2.0 * (0.5 * e0 / sum + 0.5 / 3.0)));
+    CHECK(out[4] == doctest::Approx(1.0 + 2.0 * (0.5 / 3.0 + 0.5 / (2 + std::exp(5.0)))));
+}
