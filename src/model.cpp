@@ -1,0 +1,479 @@
+// model.cpp: HAF-VT as one readable sequence of layer calls (SPEC §2-4, paper Eq. 1-11).
+//
+// A step: encode every (view, modality) sequence (Eq. 1), gather the supervised positions,
+// score them against the items of their target's domain with cosine heads (Eq. 2, 4-6), mix the
+// modalities' probabilities (Eq. 7), take -log of the target's probability (Eq. 8-9), and run all
+// of it backwards. Padded positions never reach the heads: only supervised rows are gathered
+// before the item-scoring matmuls.
+#include "model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "common.h"
+#include "heads.h"
+#include "ops_cpu.h"
+
+namespace hafvt {
+
+const char* const kModNames[3] = {"id", "img", "txt"};
+
+static std::string enc_prefix(int v, int m) { return cat("enc.", kViewNames[v], ".", kModNames[m], "."); }
+static std::string scale_name(int v, int m) { return cat("head.", kViewNames[v], ".", kModNames[m], ".log_scale"); }
+
+// One pre-LN transformer block's activations, each (N, d) unless noted.
+struct BlockActs {
+    Buffer ln1, ln1_mean, ln1_rstd;  // LN1(x); mean, rstd (N)
+    Buffer qkv;                      // (N, 3d)
+    Buffer att;                      // (B, NH, T, T) softmax probabilities
+    Buffer atty;                     // attention output before the projection
+    Buffer attproj;                  // dropout(atty Wo + bo)
+    Buffer res1;                     // x + attproj
+    Buffer ln2, ln2_mean, ln2_rstd;
+    Buffer fc1, gelu, fc2;           // W1 LN2 + b1; gelu(fc1); dropout(W2 gelu + b2)
+};
+
+// One of the nine encoders (view v, modality m) with its activations for the current batch.
+struct Model::Encoder {
+    int v = 0, m = 0, index = 0;  // index: 0..8, used for the dropout sites
+    size_t d = 0;
+    std::vector<Buffer> xs;       // xs[0] = embedded input, xs[b+1] = output of block b, (N, d)
+    std::vector<BlockActs> blocks;
+    Buffer H, lnf_mean, lnf_rstd; // H = LN_final(x) (N, d)
+    Buffer dH;                    // gradient of H from the heads (N, d)
+    std::vector<uint8_t> valid;   // (N) 1 where the position holds an item
+    size_t B = 0;
+
+    // The dropout site of layer `k` of this encoder: sites never repeat within a step.
+    uint64_t site(size_t k) const { return (uint64_t)index * 64 + k; }
+};
+
+struct Model::Impl {
+    std::vector<Encoder> enc;     // enabled encoders, in (view, modality) order
+    int enc_of[3][3];             // index into enc, -1 if disabled
+    std::vector<int> mods;        // enabled modalities
+    float logw[3] = {0, 0, 0};    // log mixture weights of the enabled modalities, by modality
+    // scratch for the encoder backward (N, d_max) and (N, 3 d_max)
+    Buffer dx, s1, s2, s3;
+    // normalized E_id rows (NX+NY, q) with norms, and their gradient
+    Buffer en_id, en_id_norm, den_id;
+    // head scratch, grown on demand
+    std::vector<float> logits[3], hg[3], hn[3], hnorm[3], dhn[3], dhg[3], loss, lse, dloss;
+    std::vector<int32_t> y;
+};
+
+static void grow(std::vector<float>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
+Model::Model(const ModelConfig& cfg, const FrozenTables* frozen) : cfg_(cfg), frozen_(frozen), impl_(new Impl) {
+    HAFVT_CHECK(cfg.mods[MOD_ID] || cfg.mods[MOD_IMG] || cfg.mods[MOD_TXT], "no modality enabled");
+    HAFVT_CHECK(!(cfg.mods[MOD_IMG] || cfg.mods[MOD_TXT]) || (frozen && cfg.e > 0), "feature tables missing");
+    Impl& I = *impl_;
+    std::memset(I.enc_of, -1, sizeof I.enc_of);
+    for (int m = 0; m < 3; m++) {
+        if (!cfg.mods[m]) continue;
+        I.mods.push_back(m);
+        I.logw[m] = std::log(cfg.weight[m]);
+    }
+    // Parameters: E_id, then per encoder its positional table and blocks, then the log scales.
+    const size_t V1 = cfg.num_items() + 1, T1 = cfg.T + 1;
+    if (cfg.mods[MOD_ID]) params_.add("E_id", {V1, cfg.q});
+    for (int v = 0; v < 3; v++) {
+        if (!cfg.views[v]) continue;
+        for (int m : I.mods) {
+            size_t d = cfg.width(m);
+            HAFVT_CHECK(d % cfg.n_heads == 0, "width ", d, " not divisible by ", cfg.n_heads, " heads");
+            std::string p = enc_prefix(v, m);
+            params_.add(p + "pos", {T1, d});
+            for (size_t b = 0; b < cfg.n_blocks; b++) {
+                std::string k = cat(p, "blk", b, ".");
+                params_.add(k + "ln1.w", {d});
+                params_.add(k + "ln1.b", {d});
+                params_.add(k + "attn.wqkv", {d, 3 * d});
+                params_.add(k + "attn.bqkv", {3 * d});
+                params_.add(k + "attn.wo", {d, d});
+                params_.add(k + "attn.bo", {d});
+                params_.add(k + "ln2.w", {d});
+                params_.add(k + "ln2.b", {d});
+                params_.add(k + "ffn.w1", {d, d});
+                params_.add(k + "ffn.b1", {d});
+                params_.add(k + "ffn.w2", {d, d});
+                params_.add(k + "ffn.b2", {d});
+            }
+            params_.add(p + "lnf.w", {d});
+            params_.add(p + "lnf.b", {d});
+            params_.add(scale_name(v, m), {1});
+            Encoder e;
+            e.v = v;
+            e.m = m;
+            e.d = d;
+            e.index = v * 3 + m;
+            I.enc_of[v][m] = (int)I.enc.size();
+            I.enc.push_back(std::move(e));
+        }
+    }
+    params_.allocate();
+    grads_ = params_.like();
+}
+
+Model::~Model() { delete impl_; }
+
+void Model::init_params(uint64_t seed) {
+    // linear weights, E_id and positional tables ~ N(0, 0.02); biases 0; LayerNorm weight 1.
+    for (size_t i = 0; i < params_.entries().size(); i++) {
+        Tensor t = params_.at(i);
+        const std::string& n = t.name;
+        auto ends = [&](const char* s) { return n.size() >= std::strlen(s) && n.compare(n.size() - std::strlen(s), std::strlen(s), s) == 0; };
+        size_t k = t.numel();
+        if (ends(".w") && (ends("ln1.w") || ends("ln2.w") || ends("lnf.w"))) {
+            for (size_t j = 0; j < k; j++) t.data[j] = 1.0f;
+        } else if (ends("log_scale")) {
+            t.data[0] = std::log(10.0f);
+        } else if (n == "E_id" || ends(".pos") || ends("wqkv") || ends("wo") || ends("w1") || ends("w2")) {
+            for (size_t j = 0; j < k; j++) t.data[j] = 0.02f * rng_normal(seed, rng_stream(RNG_INIT, i), j);
+            size_t zero_row = n == "E_id" ? (size_t)cfg_.pad() : 0;  // PAD row of E_id, row 0 of P
+            if (n == "E_id" || ends(".pos")) std::memset(t.row(zero_row), 0, t.shape[1] * sizeof(float));
+        } else {
+            std::memset(t.data, 0, k * sizeof(float));  // biases
+        }
+    }
+}
+
+// Allocates one encoder's activations for batches of B sequences (no-op when B is unchanged).
+static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, size_t B);
+
+}  // namespace hafvt
+
+namespace hafvt {
+
+static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, size_t B) {
+    if (e.B == B) return;
+    const size_t N = B * cfg.T, d = e.d, NH = cfg.n_heads, T = cfg.T;
+    e.B = B;
+    e.xs.resize(cfg.n_blocks + 1);
+    for (auto& x : e.xs) x.resize(N * d);
+    e.blocks.resize(cfg.n_blocks);
+    for (auto& a : e.blocks) {
+        a.ln1.resize(N * d); a.ln1_mean.resize(N); a.ln1_rstd.resize(N);
+        a.qkv.resize(N * 3 * d);
+        a.att.resize(B * NH * T * T);
+        a.atty.resize(N * d); a.attproj.resize(N * d); a.res1.resize(N * d);
+        a.ln2.resize(N * d); a.ln2_mean.resize(N); a.ln2_rstd.resize(N);
+        a.fc1.resize(N * d); a.gelu.resize(N * d); a.fc2.resize(N * d);
+    }
+    e.H.resize(N * d); e.lnf_mean.resize(N); e.lnf_rstd.resize(N);
+    e.dH.resize(N * d);
+    e.valid.resize(N);
+}
+
+// Eq. 1: H = Attention(F) for one view and modality. ids, pos (B*T) are the view's left-padded
+// items and position ids; `train` turns dropout on (masks from seed, step).
+static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const TensorTable& P,
+                            const float* table, const int32_t* ids, const int32_t* pos, size_t B,
+                            bool train, uint64_t seed, uint64_t step) {
+    ensure_acts(e, cfg, B);
+    const size_t T = cfg.T, N = B * T, d = e.d, NH = cfg.n_heads;
+    const float p = train ? cfg.dropout : 0.0f;
+    const int32_t pad = cfg.pad();
+    for (size_t n = 0; n < N; n++) e.valid[n] = ids[n] != pad;
+    const std::string pre = enc_prefix(e.v, e.m);
+    auto W = [&](const std::string& name) { return P.get(pre + name).data; };
+
+    // x_t = E_m[s_t] * sqrt(d) + P[pos_t];  x = dropout(x);  x_t = 0 at PAD
+    float* x0 = e.xs[0].data();
+    embedding_forward(x0, ids, table, std::sqrt((float)d), pad, N, d);
+    posadd_forward(x0, pos, W("pos"), N, d);
+    dropout_forward(x0, x0, N * d, p, seed, step, e.site(0));
+    padmask_forward(x0, e.valid.data(), N, d);
+    for (size_t b = 0; b < cfg.n_blocks; b++) {
+        BlockActs& a = e.blocks[b];
+        const std::string k = cat("blk", b, ".");
+        const float* x = e.xs[b].data();
+        // x = x + dropout(MHA(LN1(x)))
+        layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, W(k + "ln1.w"), W(k + "ln1.b"), N, d);
+        linear_forward(a.qkv.data(), a.ln1.data(), W(k + "attn.wqkv"), W(k + "attn.bqkv"), N, d, 3 * d);
+        attention_forward(a.atty.data(), a.att.data(), a.qkv.data(), e.valid.data(), B, T, d, NH, p,
+                          seed, step, e.site(1 + 3 * b));
+        linear_forward(a.attproj.data(), a.atty.data(), W(k + "attn.wo"), W(k + "attn.bo"), N, d, d);
+        dropout_forward(a.attproj.data(), a.attproj.data(), N * d, p, seed, step, e.site(2 + 3 * b));
+        residual_forward(a.res1.data(), x, a.attproj.data(), N * d);
+        // x = x + dropout(W2 gelu(W1 LN2(x) + b1) + b2);  x_t = 0 at PAD
+        layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), W(k + "ln2.w"), W(k + "ln2.b"), N, d);
+        linear_forward(a.fc1.data(), a.ln2.data(), W(k + "ffn.w1"), W(k + "ffn.b1"), N, d, d);
+        gelu_forward(a.gelu.data(), a.fc1.data(), N * d);
+        linear_forward(a.fc2.data(), a.gelu.data(), W(k + "ffn.w2"), W(k + "ffn.b2"), N, d, d);
+        dropout_forward(a.fc2.data(), a.fc2.data(), N * d, p, seed, step, e.site(3 + 3 * b));
+        residual_forward(e.xs[b + 1].data(), a.res1.data(), a.fc2.data(), N * d);
+        padmask_forward(e.xs[b + 1].data(), e.valid.data(), N, d);
+    }
+    // H = LN_final(x)
+    layernorm_forward(e.H.data(), e.lnf_mean.data(), e.lnf_rstd.data(), e.xs[cfg.n_blocks].data(),
+                      W("lnf.w"), W("lnf.b"), N, d);
+}
+
+// The backward of encoder_forward from e.dH; accumulates into the encoder's parameter gradients
+// and, for the id modality, into dE_id. dx, s1, s2 (N, d) and s3 (N, 3d) are scratch.
+static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const TensorTable& P,
+                             const TensorTable& G, float* dtable, const int32_t* ids,
+                             const int32_t* pos, uint64_t seed, uint64_t step, float* dx, float* s1,
+                             float* s2, float* s3) {
+    const size_t B = e.B, T = cfg.T, N = B * T, d = e.d, NH = cfg.n_heads, Nd = N * d;
+    const float p = cfg.dropout;
+    const int32_t pad = cfg.pad();
+    const std::string pre = enc_prefix(e.v, e.m);
+    auto W = [&](const std::string& name) { return P.get(pre + name).data; };
+    auto dW = [&](const std::string& name) { return G.get(pre + name).data; };
+    auto zero = [](float* b, size_t n) { std::memset(b, 0, n * sizeof(float)); };
+
+    // H = LN_final(x)
+    zero(dx, Nd);
+    layernorm_backward(dx, dW("lnf.w"), dW("lnf.b"), e.dH.data(), e.xs[cfg.n_blocks].data(), W("lnf.w"),
+                       e.lnf_mean.data(), e.lnf_rstd.data(), N, d);
+    for (size_t b = cfg.n_blocks; b-- > 0;) {
+        BlockActs& a = e.blocks[b];
+        const std::string k = cat("blk", b, ".");
+        // x_out = padmask(res1 + dropout(fc2))
+        padmask_backward(dx, e.valid.data(), N, d);
+        zero(s1, Nd);
+        dropout_backward(s1, dx, Nd, p, seed, step, e.site(3 + 3 * b));
+        // fc2 = gelu W2 + b2;  gelu = gelu(fc1);  fc1 = ln2 W1 + b1
+        zero(s2, Nd);
+        linear_backward(s2, dW(k + "ffn.w2"), dW(k + "ffn.b2"), s1, a.gelu.data(), W(k + "ffn.w2"), N, d, d);
+        zero(s1, Nd);
+        gelu_backward(s1, a.fc1.data(), s2, Nd);
+        zero(s2, Nd);
+        linear_backward(s2, dW(k + "ffn.w1"), dW(k + "ffn.b1"), s1, a.ln2.data(), W(k + "ffn.w1"), N, d, d);
+        // ln2 = LN2(res1): dres1 = dx (residual path) + LN2 backward
+        layernorm_backward(dx, dW(k + "ln2.w"), dW(k + "ln2.b"), s2, a.res1.data(), W(k + "ln2.w"),
+                           a.ln2_mean.data(), a.ln2_rstd.data(), N, d);
+        // res1 = x + dropout(atty Wo + bo)
+        zero(s1, Nd);
+        dropout_backward(s1, dx, Nd, p, seed, step, e.site(2 + 3 * b));
+        zero(s2, Nd);
+        linear_backward(s2, dW(k + "attn.wo"), dW(k + "attn.bo"), s1, a.atty.data(), W(k + "attn.wo"), N, d, d);
+        // atty = attention(qkv);  qkv = ln1 Wqkv + bqkv
+        zero(s3, 3 * Nd);
+        attention_backward(s3, s2, a.qkv.data(), a.att.data(), e.valid.data(), B, T, d, NH, p, seed, step,
+                           e.site(1 + 3 * b));
+        zero(s1, Nd);
+        linear_backward(s1, dW(k + "attn.wqkv"), dW(k + "attn.bqkv"), s3, a.ln1.data(), W(k + "attn.wqkv"), N, d, 3 * d);
+        // ln1 = LN1(x): dx = dres1 (residual path) + LN1 backward
+        layernorm_backward(dx, dW(k + "ln1.w"), dW(k + "ln1.b"), s1, e.xs[b].data(), W(k + "ln1.w"),
+                           a.ln1_mean.data(), a.ln1_rstd.data(), N, d);
+    }
+    // x0 = padmask(dropout(E[s] sqrt(d) + P[pos]))
+    padmask_backward(dx, e.valid.data(), N, d);
+    zero(s1, Nd);
+    dropout_backward(s1, dx, Nd, p, seed, step, e.site(0));
+    posadd_backward(dW("pos"), s1, pos, N, d);
+    if (dtable) embedding_backward(dtable, s1, ids, std::sqrt((float)d), pad, N, d);
+}
+
+}  // namespace hafvt
+
+namespace hafvt {
+
+// The item table of modality m, rows of domain D start at `offset`; for the id modality the
+// normalized copy (made once per step), for img/txt the frozen table (normalized at load).
+static const float* candidate_table(const Model::Impl& I, const FrozenTables* fz, int m) {
+    return m == MOD_ID ? I.en_id.data() : fz->table[m].data();
+}
+
+LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t step) {
+    Impl& I = *impl_;
+    const ModelConfig& c = cfg_;
+    const size_t B = batch.B, T = c.T, M = I.mods.size();
+    HAFVT_CHECK(batch.T == T, "batch T ", batch.T, " vs model T ", T);
+    grads_.zero();
+    float* E_id = c.mods[MOD_ID] ? params_.get("E_id").data : nullptr;
+    float* dE_id = c.mods[MOD_ID] ? grads_.get("E_id").data : nullptr;
+
+    // Eq. 1 for every enabled (view, modality)
+    for (Encoder& e : I.enc) {
+        const ViewBatch& vb = batch.view[e.v];
+        const float* table = e.m == MOD_ID ? E_id : frozen_->table[e.m].data();
+        encoder_forward(e, c, params_, table, vb.ids.data(), vb.pos.data(), B, true, seed, step);
+        std::memset(e.dH.data(), 0, B * T * e.d * sizeof(float));
+    }
+    // the id heads compare against normalized E_id rows (cos clamps norms at eps)
+    const size_t NI = c.num_items();
+    if (E_id) {
+        I.en_id.resize(NI * c.q);
+        I.en_id_norm.resize(NI);
+        I.den_id.resize(NI * c.q);
+        I.den_id.zero();
+        l2norm_forward(I.en_id.data(), I.en_id_norm.data(), E_id, NI, c.q);
+    }
+
+    LossTerms lt;
+    const float lambda[3] = {1.0f, c.lambda1, c.lambda2};  // weights of the X, Y, XY terms (Eq. 9)
+    std::vector<size_t> rows[2];  // supervised (b*T + t) per target domain
+    for (int v = 0; v < 3; v++) {
+        if (!c.views[v]) continue;
+        const ViewBatch& vb = batch.view[v];
+        rows[0].clear();
+        rows[1].clear();
+        for (size_t n = 0; n < B * T; n++)
+            if (vb.target[n] >= 0) rows[(size_t)vb.target[n] < c.NX ? 0 : 1].push_back(n);
+        size_t count = rows[0].size() + rows[1].size();
+        lt.count[v] = count;
+        if (count == 0) continue;  // a term with no positions contributes 0
+        double view_sum = 0.0;
+        for (int D = 0; D < 2; D++) {
+            const size_t R = rows[D].size();
+            if (R == 0) continue;
+            const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
+            // gather the supervised rows of H, normalize, score against the domain's items (Eq. 2, 4-6)
+            const float* zp[3];
+            float* dz[3];
+            float s[3], dsdl[3], logw[3];
+            for (size_t k = 0; k < M; k++) {
+                const int m = I.mods[k];
+                const Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
+                const size_t d = e.d;
+                grow(I.hg[k], R * d); grow(I.hn[k], R * d); grow(I.hnorm[k], R);
+                grow(I.logits[k], R * V);
+                for (size_t r = 0; r < R; r++) std::memcpy(&I.hg[k][r * d], e.H.data() + rows[D][r] * d, d * sizeof(float));
+                l2norm_forward(I.hn[k].data(), I.hnorm[k].data(), I.hg[k].data(), R, d);
+                s[k] = logit_scale(params_.get(scale_name(v, m)).data[0], &dsdl[k]);
+                cosine_logits_forward(I.logits[k].data(), I.hn[k].data(), candidate_table(I, frozen_, m) + off * d, s[k], R, V, d);
+                zp[k] = I.logits[k].data();
+                dz[k] = I.logits[k].data();
+                logw[k] = I.logw[m];
+            }
+            // Eq. 7-8: l = -log sum_m w_m p_m(y)
+            grow(I.loss, R); grow(I.lse, M * R); grow(I.dloss, R);
+            I.y.resize(R);
+            for (size_t r = 0; r < R; r++) I.y[r] = vb.target[rows[D][r]] - (int32_t)off;
+            mixture_ce_forward(I.loss.data(), I.lse.data(), zp, I.y.data(), logw, M, R, V);
+            for (size_t r = 0; r < R; r++) view_sum += I.loss[r];
+            // backward: dL/dl = lambda_v / count_v for each position of view v
+            for (size_t r = 0; r < R; r++) I.dloss[r] = lambda[v] / (float)count;
+            mixture_ce_backward(dz, zp, I.lse.data(), I.loss.data(), I.y.data(), logw, I.dloss.data(), M, R, V);
+            for (size_t k = 0; k < M; k++) {
+                const int m = I.mods[k];
+                Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
+                const size_t d = e.d;
+                grow(I.dhn[k], R * d); grow(I.dhg[k], R * d);
+                std::memset(I.dhn[k].data(), 0, R * d * sizeof(float));
+                std::memset(I.dhg[k].data(), 0, R * d * sizeof(float));
+                float ds = 0.0f;
+                float* dEn = m == MOD_ID ? I.den_id.data() + off * d : nullptr;  // frozen tables get none
+                cosine_logits_backward(I.dhn[k].data(), dEn, &ds, dz[k], I.hn[k].data(),
+                                       candidate_table(I, frozen_, m) + off * d, s[k], R, V, d);
+                grads_.get(scale_name(v, m)).data[0] += ds * dsdl[k];
+                l2norm_backward(I.dhg[k].data(), I.dhn[k].data(), I.hn[k].data(), I.hnorm[k].data(), R, d);
+                for (size_t r = 0; r < R; r++) {
+                    float* dst = e.dH.data() + rows[D][r] * d;
+                    const float* src = &I.dhg[k][r * d];
+                    for (size_t j = 0; j < d; j++) dst[j] += src[j];
+                }
+            }
+        }
+        lt.view[v] = view_sum / (double)count;
+        lt.total += lambda[v] * lt.view[v];
+    }
+    // E_id receives the heads' gradient through the normalization
+    if (E_id) l2norm_backward(dE_id, I.den_id.data(), I.en_id.data(), I.en_id_norm.data(), NI, c.q);
+
+    // encoders backward
+    size_t dmax = 0;
+    for (const Encoder& e : I.enc) dmax = std::max(dmax, e.d);
+    I.dx.resize(B * T * dmax); I.s1.resize(B * T * dmax); I.s2.resize(B * T * dmax); I.s3.resize(3 * B * T * dmax);
+    for (Encoder& e : I.enc) {
+        const ViewBatch& vb = batch.view[e.v];
+        encoder_backward(e, c, params_, grads_, e.m == MOD_ID ? dE_id : nullptr, vb.ids.data(), vb.pos.data(),
+                         seed, step, I.dx.data(), I.s1.data(), I.s2.data(), I.s3.data());
+    }
+    // the PAD row of E_id is held at zero
+    if (dE_id) std::memset(dE_id + (size_t)c.pad() * c.q, 0, c.q * sizeof(float));
+    return lt;
+}
+
+void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<int>& domain, int domain_override) {
+    Impl& I = *impl_;
+    const ModelConfig& c = cfg_;
+    const size_t B = batch.B, T = c.T, M = I.mods.size(), Vmax = std::max(c.NX, c.NY);
+    const float* E_id = c.mods[MOD_ID] ? params_.get("E_id").data : nullptr;
+    for (Encoder& e : I.enc) {
+        const ViewBatch& vb = batch.view[e.v];
+        const float* table = e.m == MOD_ID ? E_id : frozen_->table[e.m].data();
+        encoder_forward(e, c, params_, table, vb.ids.data(), vb.pos.data(), B, false, 0, 0);
+    }
+    const size_t NI = c.num_items();
+    if (E_id) {
+        I.en_id.resize(NI * c.q);
+        I.en_id_norm.resize(NI);
+        l2norm_forward(I.en_id.data(), I.en_id_norm.data(), E_id, NI, c.q);
+    }
+    scores.assign(B * Vmax, 0.0f);
+    domain.assign(B, 0);
+    for (size_t b = 0; b < B; b++) {
+        if (domain_override >= 0) domain[b] = domain_override;
+        else {
+            HAFVT_CHECK(batch.eval_target[b] >= 0, "eval line without a target");
+            domain[b] = (size_t)batch.eval_target[b] < c.NX ? 0 : 1;
+        }
+    }
+    std::vector<size_t> rows;
+    std::vector<float> acc;
+    for (int D = 0; D < 2; D++) {
+        const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
+        for (int v = 0; v < 3; v++) {
+            if (!c.views[v]) continue;
+            // Eq. 10-11: score = P_D + lambda1 P_D' + lambda2 P_XY; an empty view's term is dropped
+            const float coef = v == VIEW_XY ? c.lambda2 : (v == D ? 1.0f : c.lambda1);
+            rows.clear();
+            for (size_t b = 0; b < B; b++)
+                if (domain[b] == D && batch.view[v].nonempty[b]) rows.push_back(b);
+            const size_t R = rows.size();
+            if (R == 0) continue;
+            const float* zp[3];
+            float logw[3];
+            for (size_t k = 0; k < M; k++) {
+                const int m = I.mods[k];
+                const Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
+                const size_t d = e.d;
+                grow(I.hg[k], R * d); grow(I.hn[k], R * d); grow(I.hnorm[k], R);
+                grow(I.logits[k], R * V);
+                // the representation is the view's last position, t = T-1 (left padding)
+                for (size_t r = 0; r < R; r++)
+                    std::memcpy(&I.hg[k][r * d], e.H.data() + (rows[r] * T + T - 1) * d, d * sizeof(float));
+                l2norm_forward(I.hn[k].data(), I.hnorm[k].data(), I.hg[k].data(), R, d);
+                float s = logit_scale(params_.get(scale_name(v, m)).data[0], nullptr);
+                cosine_logits_forward(I.logits[k].data(), I.hn[k].data(), candidate_table(I, frozen_, m) + off * d, s, R, V, d);
+                zp[k] = I.logits[k].data();
+                logw[k] = I.logw[m];
+            }
+            acc.assign(R * V, 0.0f);
+            mixture_prob_accumulate(acc.data(), zp, logw, coef, M, R, V);
+            for (size_t r = 0; r < R; r++) {
+                float* dst = scores.data() + rows[r] * Vmax;
+                const float* src = acc.data() + r * V;
+                for (size_t j = 0; j < V; j++) dst[j] += src[j];
+            }
+        }
+    }
+}
+
+size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {
+    const size_t N = B * c.T, V = std::max(c.NX, c.NY);
+    size_t per_d = 0, dmax = 0, encs = 0;
+    for (int v = 0; v < 3; v++)
+        for (int m = 0; m < 3; m++)
+            if (c.views[v] && c.mods[m]) {
+                size_t d = c.width(m);
+                dmax = std::max(dmax, d);
+                encs++;
+                // xs + per block (ln1, qkv x3, atty, attproj, res1, ln2, fc1, gelu, fc2) + H, dH
+                per_d += N * d * ((c.n_blocks + 1) + c.n_blocks * 12 + 2) + c.n_blocks * B * c.n_heads * c.T * c.T;
+            }
+    size_t mods = (size_t)c.mods[0] + c.mods[1] + c.mods[2];
+    size_t floats = per_d + 6 * N * dmax                        // encoder scratch
+                    + mods * max_rows * V                       // head logits
+                    + 3 * c.num_items() * c.q;                  // normalized E_id, its gradient
+    return floats * sizeof(float);
+}
+
+}  // namespace hafvt
