@@ -30,6 +30,9 @@ std::vector<int32_t> npy_read_i32(const std::string& path, std::vector<size_t>* 
 void npy_write_f32(const std::string& path, const float* data, const std::vector<size_t>& shape);
 void npy_write_i32(const std::string& path, const int32_t* data, const std::vector<size_t>& shape);
 
+// A shape as numpy prints it: "(5, 3)", "(7,)", "()".
+std::string npy_shape_str(const std::vector<size_t>& shape);
+
 // IEEE half to float (exact, handles subnormals, inf and NaN).
 float half_to_float(uint16_t h);
 
