@@ -1,0 +1,103 @@
+// cuda_common.cuh: what the .cu files share and src/ never sees: the checks that turn CUDA and
+// cuBLAS failures into hafvt::InternalError with file:line, launch helpers, the global cuBLAS
+// handle and workspace, the device copy of the dropout factor, and warp/block reductions.
+#pragma once
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include "common.h"
+#include "ops_cuda.h"
+
+// Every CUDA runtime call goes through HAFVT_CUDA_CHECK, every cuBLAS call through
+// HAFVT_CUBLAS_CHECK, every kernel launch is followed by HAFVT_LAUNCH_CHECK().
+#define HAFVT_CUDA_CHECK(call)                                                                    \
+    do {                                                                                          \
+        cudaError_t e_ = (call);                                                                  \
+        if (e_ != cudaSuccess)                                                                    \
+            ::hafvt::throw_internal(__FILE__, __LINE__,                                           \
+                                    ::hafvt::cat("CUDA error ", cudaGetErrorName(e_), " (",       \
+                                                 cudaGetErrorString(e_), ") in " #call));         \
+    } while (0)
+#define HAFVT_CUBLAS_CHECK(call)                                                                  \
+    do {                                                                                          \
+        cublasStatus_t s_ = (call);                                                               \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                          \
+            ::hafvt::throw_internal(__FILE__, __LINE__,                                           \
+                                    ::hafvt::cat("cuBLAS error ", cublasGetStatusName(s_), " (",  \
+                                                 cublasGetStatusString(s_), ") in " #call));      \
+    } while (0)
+#define HAFVT_LAUNCH_CHECK() HAFVT_CUDA_CHECK(cudaGetLastError())
+
+namespace hafvt {
+
+constexpr int kWarp = 32;
+constexpr int kBlock = 256;  // threads of the elementwise and per-row kernels
+
+// Blocks for n elements at kBlock threads, capped so that the grid-stride loops cover the rest.
+inline unsigned grid_for(size_t n) {
+    size_t b = (n + kBlock - 1) / kBlock;
+    if (b < 1) b = 1;
+    if (b > 65535u * 8u) b = 65535u * 8u;
+    return (unsigned)b;
+}
+
+// The global cuBLAS handle (created at the first call, after the device check).
+cublasHandle_t cublas_handle();
+
+// A grow-only device scratch area of at least `floats` floats. One op uses it at a time: all work
+// is on the default stream, and growing it frees the old area only after a device-wide wait.
+float* cuda_workspace(size_t floats);
+
+// dst[0] += sum_i a[i] * b[i] over n elements, accumulated in double in a fixed order by one
+// block (deterministic); used for the scale gradient of the cosine heads (cuda/heads.cu).
+void dot_sum_add_cuda(float* dst, const float* a, const float* b, size_t n);
+// y[i] += alpha * x[i] over n elements (cuda/heads.cu).
+void axpy_cuda(float* y, float alpha, const float* x, size_t n);
+
+// The CPU's dropout_factor (ops_cpu.cpp), bit for bit: the same 24-bit uniform, the same
+// comparison, the same IEEE division 1/(1-p) (nvcc does not use fast division by default).
+__device__ __forceinline__ float dropout_factor_device(size_t i, float p, uint64_t seed,
+                                                       uint64_t step, uint64_t site) {
+    float u = rng_uniform(seed, rng_stream(RNG_DROPOUT, step), (site << 40) | (uint64_t)i);
+    return u >= p ? 1.0f / (1.0f - p) : 0.0f;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+    for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+    for (int o = kWarp / 2; o > 0; o /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum / max over the whole block (blockDim.x a multiple of 32, at most 1024); every thread gets
+// the result. `scratch` is shared memory of 32 floats; the function syncs before returning.
+__device__ __forceinline__ float block_sum(float v, float* scratch) {
+    int lane = threadIdx.x % kWarp, wid = threadIdx.x / kWarp, nw = blockDim.x / kWarp;
+    v = warp_sum(v);
+    __syncthreads();  // scratch may still be read from a previous call
+    if (lane == 0) scratch[wid] = v;
+    __syncthreads();
+    v = lane < nw ? scratch[lane] : 0.0f;
+    return warp_sum(v);
+}
+__device__ __forceinline__ float block_max(float v, float* scratch) {
+    int lane = threadIdx.x % kWarp, wid = threadIdx.x / kWarp, nw = blockDim.x / kWarp;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) scratch[wid] = v;
+    __syncthreads();
+    v = lane < nw ? scratch[lane] : -INFINITY;
+    return warp_max(v);
+}
+
+// Up to 8 device pointers passed by value to a kernel (the M heads of a mixture).
+struct PtrPack {
+    const float* p[8];
+};
+struct MutPtrPack {
+    float* p[8];
+};
+
+}  // namespace hafvt

@@ -1,0 +1,276 @@
+// heads.cu: row L2 normalization, the cosine-softmax heads, the mixture cross-entropy, the
+// evaluation mixture and Adam on the GPU (see ops_cpu.h, heads.h, adam.h). Per-row reductions
+// use one warp (L2 norm) or one block (softmax over V candidates) per row; the scale gradient is a
+// single-block fixed-order sum, so everything here is deterministic.
+#include <cmath>
+
+#include "cuda_common.cuh"
+
+namespace hafvt {
+
+// ---- small helpers shared with fused_head.cu -------------------------------------------------
+
+constexpr unsigned kDotThreads = 512;
+
+// dst[0] += sum_i a[i] b[i]: one block, each thread a strided double partial, then a tree.
+__global__ void dot_sum_add_kernel(float* dst, const float* a, const float* b, size_t n) {
+    __shared__ double part[kDotThreads];
+    double acc = 0.0;
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x) acc += (double)a[i] * (double)b[i];
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
+        if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) dst[0] += (float)part[0];
+}
+
+void dot_sum_add_cuda(float* dst, const float* a, const float* b, size_t n) {
+    dot_sum_add_kernel<<<1, kDotThreads>>>(dst, a, b, n);
+    HAFVT_LAUNCH_CHECK();
+}
+
+__global__ void axpy_kernel(float* y, float alpha, const float* x, size_t n) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x)
+        y[i] += alpha * x[i];
+}
+
+void axpy_cuda(float* y, float alpha, const float* x, size_t n) {
+    if (n == 0) return;
+    axpy_kernel<<<grid_for(n), kBlock>>>(y, alpha, x, n);
+    HAFVT_LAUNCH_CHECK();
+}
+
+// ---- L2 normalization ------------------------------------------------------------------------
+
+// out[n] = inp[n] / max(|inp[n]|, eps), norm[n] = |inp[n]|: one warp per row.
+__global__ void l2norm_forward_kernel(float* out, float* norm, const float* inp, size_t N,
+                                      size_t C) {
+    size_t n = blockIdx.x * (size_t)(blockDim.x / kWarp) + threadIdx.x / kWarp;
+    unsigned lane = threadIdx.x % kWarp;
+    if (n >= N) return;
+    const float* x = inp + n * C;
+    float s = 0.0f;
+    for (size_t c = lane; c < C; c += kWarp) s += x[c] * x[c];
+    float nr = sqrtf(warp_sum(s));
+    float inv = 1.0f / (nr > kNormEps ? nr : kNormEps);
+    for (size_t c = lane; c < C; c += kWarp) out[n * C + c] = x[c] * inv;
+    if (lane == 0) norm[n] = nr;
+}
+
+void l2norm_forward_cuda(float* out, float* norm, const float* inp, size_t N, size_t C) {
+    if (N == 0) return;
+    unsigned rows_per_block = kBlock / kWarp;
+    l2norm_forward_kernel<<<(unsigned)((N + rows_per_block - 1) / rows_per_block), kBlock>>>(
+        out, norm, inp, N, C);
+    HAFVT_LAUNCH_CHECK();
+}
+
+// forward: y = x / max(|x|, eps)
+// |x| > eps: dx += (dy - y (y . dy)) / |x|;   clamped: dx += dy / eps
+__global__ void l2norm_backward_kernel(float* dinp, const float* dout, const float* out,
+                                       const float* norm, size_t N, size_t C) {
+    size_t n = blockIdx.x * (size_t)(blockDim.x / kWarp) + threadIdx.x / kWarp;
+    unsigned lane = threadIdx.x % kWarp;
+    if (n >= N) return;
+    const float* y = out + n * C;
+    const float* g = dout + n * C;
+    float* d = dinp + n * C;
+    if (norm[n] > kNormEps) {
+        float dot = 0.0f;
+        for (size_t c = lane; c < C; c += kWarp) dot += y[c] * g[c];
+        dot = warp_sum(dot);
+        float inv = 1.0f / norm[n];
+        for (size_t c = lane; c < C; c += kWarp) d[c] += (g[c] - y[c] * dot) * inv;
+    } else {
+        for (size_t c = lane; c < C; c += kWarp) d[c] += g[c] / kNormEps;
+    }
+}
+
+void l2norm_backward_cuda(float* dinp, const float* dout, const float* out, const float* norm,
+                          size_t N, size_t C) {
+    if (N == 0) return;
+    unsigned rows_per_block = kBlock / kWarp;
+    l2norm_backward_kernel<<<(unsigned)((N + rows_per_block - 1) / rows_per_block), kBlock>>>(
+        dinp, dout, out, norm, N, C);
+    HAFVT_LAUNCH_CHECK();
+}
+
+// ---- cosine logits ---------------------------------------------------------------------------
+
+void cosine_logits_forward_cuda(float* logits, const float* hn, const float* En, float s, size_t R,
+                                size_t V, size_t C) {
+    // logits (R,V) = s * hn (R,C) @ En (V,C)^T
+    sgemm_cuda(false, true, (int)R, (int)V, (int)C, s, hn, (int)C, En, (int)C, 0.0f, logits, (int)V);
+}
+
+void cosine_logits_backward_cuda(float* dhn, float* dEn, float* ds, const float* dlogits,
+                                 const float* hn, const float* En, float s, size_t R, size_t V,
+                                 size_t C) {
+    // forward: logits = s * hn @ En^T
+    // G = dlogits @ En (R,C);  dhn += s G;  ds += sum_r hn_r . G_r;  dEn += s dlogits^T @ hn
+    if (dhn || ds) {
+        float* G = cuda_workspace(R * C);  // (R,C)
+        sgemm_cuda(false, false, (int)R, (int)C, (int)V, 1.0f, dlogits, (int)V, En, (int)C, 0.0f, G,
+                   (int)C);
+        if (ds) dot_sum_add_cuda(ds, G, hn, R * C);
+        if (dhn) axpy_cuda(dhn, s, G, R * C);
+    }
+    if (dEn)
+        sgemm_cuda(true, false, (int)V, (int)C, (int)R, s, dlogits, (int)V, hn, (int)C, 1.0f, dEn,
+                   (int)C);
+}
+
+// ---- mixture cross-entropy -------------------------------------------------------------------
+
+constexpr unsigned kRowThreads = 256;
+
+// logsumexp of one row of V logits by the whole block (every thread gets it).
+__device__ float block_row_lse(const float* z, size_t V, float* scratch) {
+    float mx = -INFINITY;
+    for (size_t j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, z[j]);
+    mx = block_max(mx, scratch);
+    float sum = 0.0f;
+    for (size_t j = threadIdx.x; j < V; j += blockDim.x) sum += expf(z[j] - mx);
+    return mx + logf(block_sum(sum, scratch));
+}
+
+// One block per row r: lse[m,r] for every head, then the loss (thread 0).
+//   loss[r] = -logsumexp_m(logw[m] + z_m[y] - lse[m,r])   (0 when y[r] < 0)
+__global__ void mixture_ce_forward_kernel(float* loss, float* lse, PtrPack logits, const int32_t* y,
+                                          const float* logw, size_t M, size_t R, size_t V) {
+    __shared__ float scratch[kWarp];
+    size_t r = blockIdx.x;
+    float l[8];
+    for (size_t m = 0; m < M; m++) l[m] = block_row_lse(logits.p[m] + r * V, V, scratch);
+    if (threadIdx.x != 0) return;
+    for (size_t m = 0; m < M; m++) lse[m * R + r] = l[m];
+    if (y[r] < 0) {
+        loss[r] = 0.0f;
+        return;
+    }
+    float a[8], mx = -INFINITY;
+    for (size_t m = 0; m < M; m++) {
+        a[m] = logw[m] + logits.p[m][r * V + (size_t)y[r]] - l[m];
+        mx = fmaxf(mx, a[m]);
+    }
+    float sum = 0.0f;
+    for (size_t m = 0; m < M; m++) sum += expf(a[m] - mx);
+    loss[r] = -(mx + logf(sum));
+}
+
+static void check_mixture(size_t M) {
+    HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
+}
+
+void mixture_ce_forward_cuda(float* loss, float* lse, const float* const* logits, const int32_t* y,
+                             const float* logw, size_t M, size_t R, size_t V) {
+    check_mixture(M);
+    if (R == 0) return;
+    PtrPack pk{};
+    for (size_t m = 0; m < M; m++) pk.p[m] = logits[m];
+    mixture_ce_forward_kernel<<<(unsigned)R, kRowThreads>>>(loss, lse, pk, y, logw, M, R, V);
+    HAFVT_LAUNCH_CHECK();
+}
+
+// Derivation (SPEC §3.2, as mixture_ce_backward in heads.cpp): with P = sum_m w_m p_m[y],
+//   dl/dz_m[j] = r_m (p_m[j] - [j==y]),  r_m = w_m p_m[y] / P = exp(logw_m + z_m[y] - lse_m + l).
+// One block per row; thread 0 reads every z_m[y] before any thread overwrites (dlogits may alias).
+__global__ void mixture_ce_backward_kernel(MutPtrPack dlogits, PtrPack logits, const float* lse,
+                                           const float* loss, const int32_t* y, const float* logw,
+                                           const float* dloss, size_t M, size_t R, size_t V) {
+    __shared__ float g[8];
+    size_t r = blockIdx.x;
+    int32_t yr = y[r];
+    if (threadIdx.x == 0) {
+        for (size_t m = 0; m < M; m++)
+            g[m] = yr < 0 ? 0.0f
+                          : dloss[r] * expf(logw[m] + logits.p[m][r * V + (size_t)yr] -
+                                            lse[m * R + r] + loss[r]);
+    }
+    __syncthreads();
+    for (size_t m = 0; m < M; m++) {
+        const float* z = logits.p[m] + r * V;
+        float* d = dlogits.p[m] + r * V;
+        float l_m = lse[m * R + r], gm = g[m];
+        for (size_t j = threadIdx.x; j < V; j += blockDim.x)
+            d[j] = yr < 0 ? 0.0f : gm * expf(z[j] - l_m);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0 && yr >= 0)
+        for (size_t m = 0; m < M; m++) dlogits.p[m][r * V + (size_t)yr] -= g[m];
+}
+
+void mixture_ce_backward_cuda(float* const* dlogits, const float* const* logits, const float* lse,
+                              const float* loss, const int32_t* y, const float* logw,
+                              const float* dloss, size_t M, size_t R, size_t V) {
+    check_mixture(M);
+    if (R == 0) return;
+    PtrPack pk{};
+    MutPtrPack dpk{};
+    for (size_t m = 0; m < M; m++) {
+        pk.p[m] = logits[m];
+        dpk.p[m] = dlogits[m];
+    }
+    mixture_ce_backward_kernel<<<(unsigned)R, kRowThreads>>>(dpk, pk, lse, loss, y, logw, dloss, M,
+                                                             R, V);
+    HAFVT_LAUNCH_CHECK();
+}
+
+// out[r,j] += alpha * sum_m w_m softmax(z_m[r])[j]; one block per row, heads added in order.
+__global__ void mixture_prob_accumulate_kernel(float* out, PtrPack logits, const float* logw,
+                                               float alpha, size_t M, size_t V) {
+    __shared__ float scratch[kWarp];
+    size_t r = blockIdx.x;
+    float* o = out + r * V;
+    for (size_t m = 0; m < M; m++) {
+        const float* z = logits.p[m] + r * V;
+        float l_m = block_row_lse(z, V, scratch);
+        float w = alpha * expf(logw[m]);
+        for (size_t j = threadIdx.x; j < V; j += blockDim.x) o[j] += w * expf(z[j] - l_m);
+    }
+}
+
+void mixture_prob_accumulate_cuda(float* out, const float* const* logits, const float* logw,
+                                  float alpha, size_t M, size_t R, size_t V) {
+    check_mixture(M);
+    if (R == 0) return;
+    PtrPack pk{};
+    for (size_t m = 0; m < M; m++) pk.p[m] = logits[m];
+    mixture_prob_accumulate_kernel<<<(unsigned)R, kRowThreads>>>(out, pk, logw, alpha, M, V);
+    HAFVT_LAUNCH_CHECK();
+}
+
+// ---- Adam ------------------------------------------------------------------------------------
+
+//   g = grad + l2 * w;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+//   w -= step_size * m / (sqrt(v) / sqrt(1 - b2^t) + eps),  step_size = lr / (1 - b1^t)
+__global__ void adam_update_kernel(float* params, float* m, float* v, const float* grads, size_t n,
+                                   float b1, float b2, float eps, float l2, float step_size,
+                                   float bc2_sqrt) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        float g = grads[i] + l2 * params[i];
+        float mi = b1 * m[i] + (1.0f - b1) * g;
+        float vi = b2 * v[i] + (1.0f - b2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        params[i] -= step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
+    }
+}
+
+void adam_update_cuda(float* params, float* m, float* v, const float* grads, size_t n,
+                      const AdamConfig& cfg, long t) {
+    if (n == 0) return;
+    // the bias corrections in double on the host, exactly as adam_update computes them
+    const double bc1 = 1.0 - std::pow((double)cfg.beta1, (double)t);
+    const double bc2 = 1.0 - std::pow((double)cfg.beta2, (double)t);
+    adam_update_kernel<<<grid_for(n), kBlock>>>(params, m, v, grads, n, cfg.beta1, cfg.beta2,
+                                                cfg.eps, cfg.l2, (float)(cfg.lr / bc1),
+                                                (float)std::sqrt(bc2));
+    HAFVT_LAUNCH_CHECK();
+}
+
+}  // namespace hafvt

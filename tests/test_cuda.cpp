@@ -1,0 +1,471 @@
+// test_cuda.cpp: every CUDA op against the CPU op of the same name on small random cases (the
+// edge cases of the CPU gradient tests: T = 1, an all-PAD row, 1 and 2 heads, a zero vector in
+// l2norm, a clamped scale, dropout on and off), plus sgemm_cuda against sgemm for all transposes,
+// the fused head against the unfused CPU sequence and three Adam steps.
+//
+// Compiled by g++ in every build. Without a CUDA device the cases print why (once) and skip;
+// with REQUIRE_GPU=1 in the environment they fail instead. In a build without CUDA one case says
+// so, and fails only under REQUIRE_GPU=1. Tolerances are |got - want| <= atol + rtol |want|; the
+// GPU sums in a different order than the CPU (and cuBLAS blocks K differently), so nothing is
+// compared bitwise except the dropout masks and pure copies.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common.h"
+#include "test_util.h"
+
+namespace {
+
+bool require_gpu() {
+    const char* e = std::getenv("REQUIRE_GPU");
+    return e && *e && std::strcmp(e, "0") != 0;
+}
+
+}  // namespace
+
+#ifndef HAFVT_CUDA
+
+TEST_CASE("cuda: not built") {
+    MESSAGE("CUDA was not built (USE_CUDA=0 or no nvcc): the CUDA op tests are not compiled");
+    if (require_gpu()) FAIL("REQUIRE_GPU=1 but this build has no CUDA support");
+}
+
+#else
+
+#include "../cuda/ops_cuda.h"
+#include "adam.h"
+#include "gemm_cpu.h"
+#include "heads.h"
+#include "ops_cpu.h"
+
+using namespace hafvt;
+using testutil::check_tensor;
+using Vec = std::vector<float>;
+
+namespace {
+
+// True when the case should run. Otherwise says why (once per program) and the case returns;
+// under REQUIRE_GPU=1 a missing device is a failure.
+bool gpu_ready() {
+    static bool told = false;
+    std::string why;
+    if (cuda_device_available(&why)) return true;
+    if (require_gpu()) {
+        FAIL_CHECK("REQUIRE_GPU=1 but no usable CUDA device: " << why);
+    } else if (!told) {
+        MESSAGE("CUDA cases skipped: " << why);
+        told = true;
+    }
+    return false;
+}
+
+// n draws of N(0, sd^2), a pure function of (seed, n).
+Vec randn(size_t n, uint64_t seed, float sd = 1.0f) {
+    Vec v(n);
+    for (size_t i = 0; i < n; i++) v[i] = sd * rng_normal(seed, 99, i);
+    return v;
+}
+
+Vec down(const DeviceBuffer& d) { return d.to_host(); }
+
+// L2-normalized rows (N,C) on the CPU.
+Vec normalized_rows(size_t N, size_t C, uint64_t seed) {
+    Vec x = randn(N * C, seed), out(N * C), norm(N);
+    l2norm_forward(out.data(), norm.data(), x.data(), N, C);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("cuda: device check") {
+    std::string why;
+    bool ok = cuda_device_available(&why);
+    CHECK(!why.empty());
+    if (ok) MESSAGE("CUDA device: " << why);
+    else gpu_ready();
+}
+
+TEST_CASE("cuda: sgemm_cuda matches sgemm for all four transposes") {
+    if (!gpu_ready()) return;
+    const int M = 37, N = 29, K = 41;
+    for (int ta = 0; ta < 2; ta++) {
+        for (int tb = 0; tb < 2; tb++) {
+            for (float beta : {0.0f, 0.3f}) {
+                CAPTURE(ta);
+                CAPTURE(tb);
+                CAPTURE(beta);
+                // padded leading dimensions, to catch a swapped lda/ldb
+                int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 2, ldc = N + 5;
+                Vec A = randn((size_t)(ta ? K : M) * lda, 1), B = randn((size_t)(tb ? N : K) * ldb, 2);
+                Vec C = randn((size_t)M * ldc, 3);
+                if (beta == 0.0f) C[7] = NAN;  // beta == 0 must not read C
+                DeviceBuffer dA(A), dB(B), dC(C);
+                sgemm(ta, tb, M, N, K, 0.7f, A.data(), lda, B.data(), ldb, beta, C.data(), ldc);
+                sgemm_cuda(ta, tb, M, N, K, 0.7f, dA.data(), lda, dB.data(), ldb, beta, dC.data(), ldc);
+                CHECK(check_tensor("C", down(dC), C, 1e-5, 1e-5));
+            }
+        }
+    }
+}
+
+TEST_CASE("cuda: embedding and positional table, forward and backward") {
+    if (!gpu_ready()) return;
+    const size_t C = 40, V = 11;  // table rows; the last is PAD
+    const int32_t pad = 10;
+    for (size_t T : {5, 1}) {
+        CAPTURE(T);
+        const size_t B = 3, N = B * T;
+        std::vector<int32_t> ids(N), pos(N);
+        for (size_t n = 0; n < N; n++) {
+            ids[n] = (n % 4 == 1) ? pad : (int32_t)((n * 7) % 5);  // repeats and PADs
+            pos[n] = ids[n] == pad ? 0 : (int32_t)(n % T + 1);
+        }
+        Vec table = randn(V * C, 4), P = randn((T + 1) * C, 5), dout = randn(N * C, 6);
+        Vec dtable = randn(V * C, 7), dP = randn((T + 1) * C, 8);  // backward accumulates
+        DeviceBufferI32 d_ids(ids), d_pos(pos);
+        DeviceBuffer d_table(table), d_P(P), d_dout(dout), d_out(N * C);
+        DeviceBuffer d_dtable(dtable), d_dP(dP);
+
+        Vec out(N * C);
+        embedding_forward(out.data(), ids.data(), table.data(), 3.0f, pad, N, C);
+        posadd_forward(out.data(), pos.data(), P.data(), N, C);
+        embedding_forward_cuda(d_out.data(), d_ids.data(), d_table.data(), 3.0f, pad, N, C);
+        posadd_forward_cuda(d_out.data(), d_pos.data(), d_P.data(), N, C);
+        CHECK(check_tensor("out", down(d_out), out, 0.0));
+
+        embedding_backward(dtable.data(), dout.data(), ids.data(), 3.0f, pad, N, C);
+        posadd_backward(dP.data(), dout.data(), pos.data(), N, C);
+        embedding_backward_cuda(d_dtable.data(), d_dout.data(), d_ids.data(), 3.0f, pad, N, C);
+        posadd_backward_cuda(d_dP.data(), d_dout.data(), d_pos.data(), N, C);
+        CHECK(check_tensor("dtable", down(d_dtable), dtable, 1e-5, 1e-6));
+        CHECK(check_tensor("dP", down(d_dP), dP, 1e-5, 1e-6));
+    }
+}
+
+TEST_CASE("cuda: padmask and dropout (masks bit-identical to the CPU)") {
+    if (!gpu_ready()) return;
+    const size_t N = 7, C = 1431, n = N * C;  // n > 10^4, not a multiple of the block
+    const uint64_t seed = 2040, step = 123456789, site = 5;
+    // masks: dropout of ones gives exactly f(i) on both sides
+    Vec ones(n, 1.0f), mask(n);
+    DeviceBuffer d_ones(ones), d_mask(n);
+    dropout_forward(mask.data(), ones.data(), n, 0.3f, seed, step, site);
+    dropout_forward_cuda(d_mask.data(), d_ones.data(), n, 0.3f, seed, step, site);
+    Vec got_mask = down(d_mask);
+    CHECK(check_tensor("mask", got_mask, mask, 0.0));
+    CHECK(std::memcmp(got_mask.data(), mask.data(), n * sizeof(float)) == 0);
+
+    for (float p : {0.0f, 0.3f}) {
+        CAPTURE(p);
+        Vec x = randn(n, 9), dout = randn(n, 10), dinp = randn(n, 11), out(n);
+        DeviceBuffer d_x(x), d_dout(dout), d_dinp(dinp), d_out(n);
+        dropout_forward(out.data(), x.data(), n, p, seed, step, site);
+        dropout_forward_cuda(d_out.data(), d_x.data(), n, p, seed, step, site);
+        CHECK(check_tensor("out", down(d_out), out, 0.0));
+        dropout_forward_cuda(d_x.data(), d_x.data(), n, p, seed, step, site);  // in place
+        CHECK(check_tensor("out in place", down(d_x), out, 0.0));
+        dropout_backward(dinp.data(), dout.data(), n, p, seed, step, site);
+        dropout_backward_cuda(d_dinp.data(), d_dout.data(), n, p, seed, step, site);
+        CHECK(check_tensor("dinp", down(d_dinp), dinp, 1e-6, 1e-6));
+    }
+
+    // an all-PAD row and a partly valid batch
+    std::vector<uint8_t> valid = {1, 0, 1, 1, 0, 0, 1};
+    Vec x = randn(n, 12);
+    DeviceBuffer d_x(x);
+    DeviceBufferU8 d_valid(valid);
+    padmask_forward(x.data(), valid.data(), N, C);
+    padmask_forward_cuda(d_x.data(), d_valid.data(), N, C);
+    CHECK(check_tensor("masked", down(d_x), x, 0.0));
+}
+
+TEST_CASE("cuda: layernorm forward and backward") {
+    if (!gpu_ready()) return;
+    struct Shape { size_t N, C; };
+    for (Shape sh : {Shape{7, 48}, Shape{300, 256}, Shape{1, 5}}) {  // 300 rows: 3 column chunks
+        size_t N = sh.N, C = sh.C;
+        CAPTURE(N);
+        CAPTURE(C);
+        Vec x = randn(N * C, 13, 2.0f), w = randn(C, 14), b = randn(C, 15), dout = randn(N * C, 16);
+        for (size_t c = 0; c < C; c++) x[c] += 3.0f;  // a row with a large mean
+        Vec dinp = randn(N * C, 17), dw = randn(C, 18), db = randn(C, 19);
+        Vec out(N * C), mean(N), rstd(N);
+        DeviceBuffer d_x(x), d_w(w), d_b(b), d_dout(dout), d_dinp(dinp), d_dw(dw), d_db(db);
+        DeviceBuffer d_out(N * C), d_mean(N), d_rstd(N);
+
+        layernorm_forward(out.data(), mean.data(), rstd.data(), x.data(), w.data(), b.data(), N, C);
+        layernorm_forward_cuda(d_out.data(), d_mean.data(), d_rstd.data(), d_x.data(), d_w.data(),
+                               d_b.data(), N, C);
+        CHECK(check_tensor("out", down(d_out), out, 1e-5, 1e-5));
+        CHECK(check_tensor("mean", down(d_mean), mean, 1e-6, 1e-5));
+        CHECK(check_tensor("rstd", down(d_rstd), rstd, 1e-6, 1e-5));
+
+        layernorm_backward(dinp.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(),
+                           mean.data(), rstd.data(), N, C);
+        layernorm_backward_cuda(d_dinp.data(), d_dw.data(), d_db.data(), d_dout.data(), d_x.data(),
+                                d_w.data(), d_mean.data(), d_rstd.data(), N, C);
+        CHECK(check_tensor("dinp", down(d_dinp), dinp, 1e-5, 1e-4));
+        CHECK(check_tensor("dweight", down(d_dw), dw, 1e-4, 1e-4));  // sums over N rows
+        CHECK(check_tensor("dbias", down(d_db), db, 1e-4, 1e-4));
+
+        // deterministic: a second backward from the same state adds bitwise the same amount
+        Vec dw1 = down(d_dw);
+        DeviceBuffer d_dw2(dw), d_db2(db), d_dinp2(N * C);
+        layernorm_backward_cuda(d_dinp2.data(), d_dw2.data(), d_db2.data(), d_dout.data(),
+                                d_x.data(), d_w.data(), d_mean.data(), d_rstd.data(), N, C);
+        CHECK(check_tensor("dweight rerun", down(d_dw2), dw1, 0.0));
+    }
+}
+
+TEST_CASE("cuda: linear forward and backward, with and without bias") {
+    if (!gpu_ready()) return;
+    const size_t N = 33, C = 40, OC = 24;
+    for (bool with_bias : {true, false}) {
+        CAPTURE(with_bias);
+        Vec x = randn(N * C, 20), W = randn(C * OC, 21, 0.2f), bias = randn(OC, 22);
+        Vec dout = randn(N * OC, 23), dinp = randn(N * C, 24), dW = randn(C * OC, 25), db = randn(OC, 26);
+        Vec out(N * OC);
+        DeviceBuffer d_x(x), d_W(W), d_bias(bias), d_dout(dout), d_dinp(dinp), d_dW(dW), d_db(db);
+        DeviceBuffer d_out(N * OC);
+        const float* bp = with_bias ? bias.data() : nullptr;
+        const float* d_bp = with_bias ? d_bias.data() : nullptr;
+        linear_forward(out.data(), x.data(), W.data(), bp, N, C, OC);
+        linear_forward_cuda(d_out.data(), d_x.data(), d_W.data(), d_bp, N, C, OC);
+        CHECK(check_tensor("out", down(d_out), out, 1e-5, 1e-5));
+
+        // with bias: every gradient; without: no bias and no input gradient (dinp = null)
+        linear_backward(with_bias ? dinp.data() : nullptr, dW.data(), with_bias ? db.data() : nullptr,
+                        dout.data(), x.data(), W.data(), N, C, OC);
+        linear_backward_cuda(with_bias ? d_dinp.data() : nullptr, d_dW.data(),
+                             with_bias ? d_db.data() : nullptr, d_dout.data(), d_x.data(),
+                             d_W.data(), N, C, OC);
+        CHECK(check_tensor("dinp", down(d_dinp), dinp, 1e-5, 1e-5));
+        CHECK(check_tensor("dW", down(d_dW), dW, 1e-5, 1e-5));
+        CHECK(check_tensor("dbias", down(d_db), db, 1e-5, 1e-5));
+    }
+}
+
+TEST_CASE("cuda: gelu and residual") {
+    if (!gpu_ready()) return;
+    const size_t n = 1000;
+    Vec x = randn(n, 27, 3.0f), y = randn(n, 28), dout = randn(n, 29);
+    Vec dinp = randn(n, 30), da = randn(n, 31), db = randn(n, 32), out(n), sum(n);
+    DeviceBuffer d_x(x), d_y(y), d_dout(dout), d_dinp(dinp), d_da(da), d_db(db), d_out(n), d_sum(n);
+    gelu_forward(out.data(), x.data(), n);
+    gelu_forward_cuda(d_out.data(), d_x.data(), n);
+    CHECK(check_tensor("gelu", down(d_out), out, 1e-6, 1e-5));
+    gelu_backward(dinp.data(), x.data(), dout.data(), n);
+    gelu_backward_cuda(d_dinp.data(), d_x.data(), d_dout.data(), n);
+    CHECK(check_tensor("dgelu", down(d_dinp), dinp, 1e-6, 1e-5));
+    residual_forward(sum.data(), x.data(), y.data(), n);
+    residual_forward_cuda(d_sum.data(), d_x.data(), d_y.data(), n);
+    CHECK(check_tensor("residual", down(d_sum), sum, 0.0));
+    residual_backward(da.data(), db.data(), dout.data(), n);
+    residual_backward_cuda(d_da.data(), d_db.data(), d_dout.data(), n);
+    CHECK(check_tensor("da", down(d_da), da, 0.0));
+    CHECK(check_tensor("db", down(d_db), db, 0.0));
+}
+
+TEST_CASE("cuda: attention forward and backward (T = 1, PAD rows, 1 and 2 heads, dropout)") {
+    if (!gpu_ready()) return;
+    struct Shape { size_t B, T, C, NH; };
+    for (Shape sh : {Shape{3, 6, 16, 1}, Shape{3, 6, 16, 2}, Shape{2, 1, 8, 2}, Shape{2, 64, 32, 2}}) {
+        for (float p : {0.0f, 0.3f}) {
+            size_t B = sh.B, T = sh.T, C = sh.C, NH = sh.NH;
+            CAPTURE(B);
+            CAPTURE(T);
+            CAPTURE(NH);
+            CAPTURE(p);
+            // row 0 all valid; row 1 left-padded (or all PAD when T = 1); row 2 all PAD
+            std::vector<uint8_t> valid(B * T, 1);
+            for (size_t t = 0; t < T; t++) {
+                if (B > 1 && (T == 1 || t < T / 3 + 1)) valid[T + t] = 0;
+                if (B > 2) valid[2 * T + t] = 0;
+            }
+            Vec qkv = randn(B * T * 3 * C, 33), dout = randn(B * T * C, 34);
+            Vec dqkv = randn(B * T * 3 * C, 35), out(B * T * C), att(B * NH * T * T);
+            DeviceBuffer d_qkv(qkv), d_dout(dout), d_dqkv(dqkv), d_out(B * T * C), d_att(att.size());
+            DeviceBufferU8 d_valid(valid);
+            attention_forward(out.data(), att.data(), qkv.data(), valid.data(), B, T, C, NH, p, 7, 11, 3);
+            attention_forward_cuda(d_out.data(), d_att.data(), d_qkv.data(), d_valid.data(), B, T, C,
+                                   NH, p, 7, 11, 3);
+            CHECK(check_tensor("out", down(d_out), out, 1e-5, 1e-5));
+            CHECK(check_tensor("att", down(d_att), att, 1e-6, 1e-5));
+            attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), valid.data(), B, T, C,
+                               NH, p, 7, 11, 3);
+            attention_backward_cuda(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_att.data(),
+                                    d_valid.data(), B, T, C, NH, p, 7, 11, 3);
+            CHECK(check_tensor("dqkv", down(d_dqkv), dqkv, 1e-5, 1e-4));
+        }
+    }
+}
+
+TEST_CASE("cuda: l2norm forward and backward (with a zero row)") {
+    if (!gpu_ready()) return;
+    const size_t N = 5, C = 37;
+    Vec x = randn(N * C, 36), dout = randn(N * C, 37), dinp = randn(N * C, 38);
+    for (size_t c = 0; c < C; c++) x[2 * C + c] = 0.0f;  // a missing feature: clamped norm
+    Vec out(N * C), norm(N);
+    DeviceBuffer d_x(x), d_dout(dout), d_dinp(dinp), d_out(N * C), d_norm(N);
+    l2norm_forward(out.data(), norm.data(), x.data(), N, C);
+    l2norm_forward_cuda(d_out.data(), d_norm.data(), d_x.data(), N, C);
+    CHECK(check_tensor("out", down(d_out), out, 1e-6, 1e-5));
+    CHECK(check_tensor("norm", down(d_norm), norm, 1e-6, 1e-5));
+    l2norm_backward(dinp.data(), dout.data(), out.data(), norm.data(), N, C);
+    l2norm_backward_cuda(d_dinp.data(), d_dout.data(), d_out.data(), d_norm.data(), N, C);
+    CHECK(check_tensor("dinp", down(d_dinp), dinp, 1e-5, 1e-5));  // the zero row is dout / 1e-12
+}
+
+TEST_CASE("cuda: cosine logits forward and backward") {
+    if (!gpu_ready()) return;
+    const size_t R = 9, V = 50, C = 24;
+    // s from a clamped log-scale (exp(5) > 100) and from an ordinary one
+    for (float log_s : {5.0f, 2.0f}) {
+        float s = logit_scale(log_s, nullptr);
+        CAPTURE(s);
+        Vec hn = normalized_rows(R, C, 39), En = normalized_rows(V, C, 40), dlog = randn(R * V, 41);
+        Vec dhn = randn(R * C, 42), dEn = randn(V * C, 43), ds = {0.25f}, logits(R * V);
+        DeviceBuffer d_hn(hn), d_En(En), d_dlog(dlog), d_dhn(dhn), d_dEn(dEn), d_ds(ds), d_logits(R * V);
+        cosine_logits_forward(logits.data(), hn.data(), En.data(), s, R, V, C);
+        cosine_logits_forward_cuda(d_logits.data(), d_hn.data(), d_En.data(), s, R, V, C);
+        CHECK(check_tensor("logits", down(d_logits), logits, 1e-4, 1e-5));
+        cosine_logits_backward(dhn.data(), dEn.data(), ds.data(), dlog.data(), hn.data(), En.data(),
+                               s, R, V, C);
+        cosine_logits_backward_cuda(d_dhn.data(), d_dEn.data(), d_ds.data(), d_dlog.data(),
+                                    d_hn.data(), d_En.data(), s, R, V, C);
+        CHECK(check_tensor("dhn", down(d_dhn), dhn, 1e-4, 1e-5));
+        CHECK(check_tensor("dEn", down(d_dEn), dEn, 1e-4, 1e-5));
+        CHECK(check_tensor("ds", down(d_ds), ds, 1e-4, 1e-5));
+        // null dhn / dEn / ds are skipped
+        cosine_logits_backward_cuda(nullptr, nullptr, nullptr, d_dlog.data(), d_hn.data(),
+                                    d_En.data(), s, R, V, C);
+        CHECK(check_tensor("dhn unchanged", down(d_dhn), dhn, 1e-4, 1e-5));
+    }
+}
+
+TEST_CASE("cuda: mixture cross-entropy and the evaluation mixture") {
+    if (!gpu_ready()) return;
+    const size_t M = 3, R = 10, V = 70;
+    std::vector<int32_t> y(R);
+    for (size_t r = 0; r < R; r++) y[r] = r % 4 == 3 ? -1 : (int32_t)((r * 13) % V);
+    Vec logw = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
+    Vec z = randn(M * R * V, 44, 5.0f), dloss = randn(R, 45), loss(R), lse(M * R);
+    DeviceBuffer d_z(z), d_logw(logw), d_dloss(dloss), d_loss(R), d_lse(M * R), d_dz(M * R * V);
+    DeviceBufferI32 d_y(y);
+    const float* zp[3] = {z.data(), z.data() + R * V, z.data() + 2 * R * V};
+    const float* d_zp[3] = {d_z.data(), d_z.data() + R * V, d_z.data() + 2 * R * V};
+
+    mixture_ce_forward(loss.data(), lse.data(), zp, y.data(), logw.data(), M, R, V);
+    mixture_ce_forward_cuda(d_loss.data(), d_lse.data(), d_zp, d_y.data(), d_logw.data(), M, R, V);
+    CHECK(check_tensor("loss", down(d_loss), loss, 1e-5, 1e-5));
+    CHECK(check_tensor("lse", down(d_lse), lse, 1e-5, 1e-5));
+
+    // evaluation mixture: out += alpha * sum_m w_m p_m
+    Vec out = randn(R * V, 46);
+    DeviceBuffer d_out(out);
+    mixture_prob_accumulate(out.data(), zp, logw.data(), 0.7f, M, R, V);
+    mixture_prob_accumulate_cuda(d_out.data(), d_zp, d_logw.data(), 0.7f, M, R, V);
+    CHECK(check_tensor("prob", down(d_out), out, 1e-6, 1e-5));
+
+    // backward into a separate buffer, then in place (dlogits aliasing the logits)
+    Vec dz(M * R * V);
+    float* dzp[3] = {dz.data(), dz.data() + R * V, dz.data() + 2 * R * V};
+    float* d_dzp[3] = {d_dz.data(), d_dz.data() + R * V, d_dz.data() + 2 * R * V};
+    mixture_ce_backward(dzp, zp, lse.data(), loss.data(), y.data(), logw.data(), dloss.data(), M, R, V);
+    mixture_ce_backward_cuda(d_dzp, d_zp, d_lse.data(), d_loss.data(), d_y.data(), d_logw.data(),
+                             d_dloss.data(), M, R, V);
+    CHECK(check_tensor("dlogits", down(d_dz), dz, 1e-6, 1e-5));
+    float* d_inplace[3] = {d_z.data(), d_z.data() + R * V, d_z.data() + 2 * R * V};
+    mixture_ce_backward_cuda(d_inplace, d_zp, d_lse.data(), d_loss.data(), d_y.data(),
+                             d_logw.data(), d_dloss.data(), M, R, V);
+    CHECK(check_tensor("dlogits in place", down(d_z), dz, 1e-6, 1e-5));
+}
+
+TEST_CASE("cuda: fused mixture head equals the unfused CPU head") {
+    if (!gpu_ready()) return;
+    const size_t M = 3, R = 13, V = 300;
+    const size_t Cm[3] = {16, 24, 8};
+    const float s[3] = {10.0f, 3.0f, 50.0f};
+    Vec logw = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
+    std::vector<int32_t> y = {0, 127, 128, 299, -1, 5, 255, 256, -1, 44, 200, 1, 298};
+    Vec dloss = randn(R, 47);
+    for (float& d : dloss) d = std::fabs(d) + 0.1f;
+
+    // CPU reference: cosine logits, mixture CE forward/backward (in place), cosine backward
+    std::vector<Vec> hn(M), En(M), z(M), dhn(M), dEn(M);
+    for (size_t m = 0; m < M; m++) {
+        hn[m] = normalized_rows(R, Cm[m], 50 + m);
+        En[m] = normalized_rows(V, Cm[m], 60 + m);
+        dhn[m] = randn(R * Cm[m], 70 + m);
+        dEn[m] = randn(V * Cm[m], 80 + m);
+        z[m].resize(R * V);
+        cosine_logits_forward(z[m].data(), hn[m].data(), En[m].data(), s[m], R, V, Cm[m]);
+    }
+    Vec ds = {0.1f, 0.2f, 0.3f}, loss(R), lse(M * R);
+    const float* zp[3] = {z[0].data(), z[1].data(), z[2].data()};
+    float* dzp[3] = {z[0].data(), z[1].data(), z[2].data()};
+    mixture_ce_forward(loss.data(), lse.data(), zp, y.data(), logw.data(), M, R, V);
+    mixture_ce_backward(dzp, zp, lse.data(), loss.data(), y.data(), logw.data(), dloss.data(), M, R, V);
+    Vec dEn1_before = dEn[1];
+    for (size_t m = 0; m < M; m++)
+        cosine_logits_backward(dhn[m].data(), m == 1 ? nullptr : dEn[m].data(), &ds[m], z[m].data(),
+                               hn[m].data(), En[m].data(), s[m], R, V, Cm[m]);
+
+    // chunks of 128 (three, the last of 44), one exact chunk, and the default (one chunk)
+    for (size_t Vc : {(size_t)128, (size_t)300, (size_t)0}) {
+        CAPTURE(Vc);
+        std::vector<DeviceBuffer> d_hn, d_En, d_dhn, d_dEn;
+        for (size_t m = 0; m < M; m++) {
+            d_hn.emplace_back(hn[m]);
+            d_En.emplace_back(En[m]);
+            d_dhn.emplace_back(randn(R * Cm[m], 70 + m));  // the same starting gradients
+            d_dEn.emplace_back(randn(V * Cm[m], 80 + m));
+        }
+        DeviceBuffer d_logw(logw), d_dloss(dloss), d_loss(R), d_ds(Vec{0.1f, 0.2f, 0.3f});
+        DeviceBufferI32 d_y(y);
+        const float* hp[3] = {d_hn[0].data(), d_hn[1].data(), d_hn[2].data()};
+        const float* ep[3] = {d_En[0].data(), d_En[1].data(), d_En[2].data()};
+        float* dhp[3] = {d_dhn[0].data(), d_dhn[1].data(), d_dhn[2].data()};
+        float* dep[3] = {d_dEn[0].data(), nullptr, d_dEn[2].data()};  // a frozen table
+        fused_mixture_head_cuda(d_loss.data(), dhp, dep, d_ds.data(), hp, ep, s, Cm, d_y.data(),
+                                d_logw.data(), d_dloss.data(), M, R, V, Vc);
+        CHECK(check_tensor("loss", down(d_loss), loss, 1e-5, 1e-5));
+        CHECK(check_tensor("ds", down(d_ds), ds, 1e-4, 1e-4));
+        for (size_t m = 0; m < M; m++) {
+            CAPTURE(m);
+            CHECK(check_tensor("dhn", down(d_dhn[m]), dhn[m], 1e-5, 1e-4));
+            CHECK(check_tensor("dEn", down(d_dEn[m]), m == 1 ? dEn1_before : dEn[m], 1e-5, 1e-4));
+        }
+        // loss only (no dloss): same loss, gradients untouched
+        DeviceBuffer d_loss2(R);
+        fused_mixture_head_cuda(d_loss2.data(), dhp, dep, d_ds.data(), hp, ep, s, Cm, d_y.data(),
+                                d_logw.data(), nullptr, M, R, V, Vc);
+        CHECK(check_tensor("loss only", down(d_loss2), loss, 1e-5, 1e-5));
+        CHECK(check_tensor("ds untouched", down(d_ds), ds, 1e-4, 1e-4));
+    }
+}
+
+TEST_CASE("cuda: Adam, three steps") {
+    if (!gpu_ready()) return;
+    const size_t n = 1003;
+    AdamConfig cfg;
+    cfg.l2 = 1e-2f;  // large enough to matter
+    Vec w = randn(n, 90, 0.5f), m(n, 0.0f), v(n, 0.0f);
+    DeviceBuffer d_w(w), d_m(n), d_v(n), d_g(n);
+    for (long t = 1; t <= 3; t++) {
+        Vec g = randn(n, 90 + (uint64_t)t);
+        d_g.upload(g);
+        adam_update(w.data(), m.data(), v.data(), g.data(), n, cfg, t);
+        adam_update_cuda(d_w.data(), d_m.data(), d_v.data(), d_g.data(), n, cfg, t);
+    }
+    CHECK(check_tensor("params", down(d_w), w, 1e-6, 1e-5));
+    CHECK(check_tensor("m", down(d_m), m, 1e-6, 1e-5));
+    CHECK(check_tensor("v", down(d_v), v, 1e-7, 1e-5));
+}
+
+#endif  // HAFVT_CUDA
