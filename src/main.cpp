@@ -1,0 +1,361 @@
+// main.cpp: the `hafvt` command line: synth, train, eval, recommend, info (and bench-gemm).
+// Every subcommand has --help. main() catches errors: bad input prints one line and exits 2,
+// an internal failure exits 1.
+#include <omp.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <iostream>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "bench_gemm.h"
+#include "checkpoint.h"
+#include "common.h"
+#include "safetensors.h"
+#include "synth.h"
+#include "train.h"
+
+using namespace hafvt;
+
+namespace {
+
+// A table-driven flag parser: every flag has a name, a kind, a destination and a help line.
+struct Flag {
+    const char* name;
+    enum Kind { STR, SIZE, INT, FLOAT, U64, BOOL } kind;
+    void* dst;
+    const char* help;
+};
+
+std::string usage(const char* cmd, const char* synopsis, const std::vector<Flag>& flags) {
+    std::string s = cat("usage: hafvt ", cmd, " ", synopsis, "\n\nflags:\n");
+    for (const Flag& f : flags) {
+        std::string n = cat("  --", f.name, f.kind == Flag::BOOL ? "" : " X");
+        s += cat(n, std::string(n.size() < 24 ? 24 - n.size() : 1, ' '), f.help, "\n");
+    }
+    return s;
+}
+
+// Parses argv[i..) into the flags; positional arguments go to `pos`. --help prints the usage.
+// Returns false when --help was given.
+bool parse_flags(const char* cmd, const char* synopsis, int argc, char** argv, const std::vector<Flag>& flags,
+                 std::vector<std::string>* pos) {
+    for (int i = 0; i < argc; i++) {
+        std::string a = argv[i];
+        if (a == "--help" || a == "-h") {
+            std::printf("%s", usage(cmd, synopsis, flags).c_str());
+            return false;
+        }
+        if (a.rfind("--", 0) != 0 || a == "--") {
+            HAFVT_INPUT(pos, "hafvt ", cmd, ": unexpected argument '", a, "' (see hafvt ", cmd, " --help)");
+            pos->push_back(a);
+            continue;
+        }
+        std::string name = a.substr(2), value;
+        size_t eq = name.find('=');
+        bool has_eq = eq != std::string::npos;
+        if (has_eq) {
+            value = name.substr(eq + 1);
+            name = name.substr(0, eq);
+        }
+        const Flag* f = nullptr;
+        for (const Flag& g : flags)
+            if (name == g.name) f = &g;
+        HAFVT_INPUT(f, "hafvt ", cmd, ": unknown flag --", name, " (see hafvt ", cmd, " --help)");
+        if (f->kind == Flag::BOOL) {
+            HAFVT_INPUT(!has_eq, "hafvt ", cmd, ": --", name, " takes no value, found '", value, "'");
+            *(bool*)f->dst = true;
+            continue;
+        }
+        if (!has_eq) {
+            HAFVT_INPUT(i + 1 < argc, "hafvt ", cmd, ": --", name, " expects a value, found the end of the line");
+            value = argv[++i];
+        }
+        const char* s = value.c_str();
+        char* end = nullptr;
+        errno = 0;
+        switch (f->kind) {
+            case Flag::STR: *(std::string*)f->dst = value; break;
+            case Flag::SIZE:
+            case Flag::U64: {
+                unsigned long long x = std::strtoull(s, &end, 10);
+                HAFVT_INPUT(!value.empty() && *end == '\0' && errno == 0 && value[0] != '-', "hafvt ", cmd, ": --", name,
+                            ": expected a non-negative integer, found '", value, "'");
+                if (f->kind == Flag::SIZE) *(size_t*)f->dst = (size_t)x;
+                else *(uint64_t*)f->dst = (uint64_t)x;
+                break;
+            }
+            case Flag::INT: {
+                long x = std::strtol(s, &end, 10);
+                HAFVT_INPUT(!value.empty() && *end == '\0' && errno == 0 && x > -1000000000L && x < 1000000000L, "hafvt ", cmd,
+                            ": --", name, ": expected an integer, found '", value, "'");
+                *(int*)f->dst = (int)x;
+                break;
+            }
+            case Flag::FLOAT: {
+                float x = std::strtof(s, &end);
+                HAFVT_INPUT(!value.empty() && *end == '\0' && errno == 0 && std::isfinite(x), "hafvt ", cmd, ": --", name,
+                            ": expected a number, found '", value, "'");
+                *(float*)f->dst = x;
+                break;
+            }
+            case Flag::BOOL: break;
+        }
+    }
+    return true;
+}
+
+std::vector<Flag> train_flags(TrainConfig& c) {
+    return {
+        {"data", Flag::STR, &c.data, "dataset folder in the C2DSR format (required)"},
+        {"train-file", Flag::STR, &c.train_file, "training file inside --data (default traindata_new.txt)"},
+        {"img", Flag::STR, &c.img, "image features .npy [NX+NY, e] (enables the img modality)"},
+        {"txt", Flag::STR, &c.txt, "text features .npy [NX+NY, e] (enables the txt modality)"},
+        {"img-ids", Flag::STR, &c.img_ids, "alignment file of --img: one ASIN per row"},
+        {"txt-ids", Flag::STR, &c.txt_ids, "alignment file of --txt: one ASIN per row"},
+        {"out", Flag::STR, &c.out, "run directory (default runs/hafvt)"},
+        {"modalities", Flag::STR, &c.modalities, "id|id,img|id,txt|id,img,txt (default: id + every feature file)"},
+        {"views", Flag::STR, &c.views, "x,y,xy (hierarchical, default) or xy (original framework)"},
+        {"T", Flag::SIZE, &c.T, "max sequence length (default 15)"},
+        {"q", Flag::SIZE, &c.q, "ID embedding width (default 256)"},
+        {"blocks", Flag::SIZE, &c.blocks, "transformer blocks per encoder (default 2)"},
+        {"heads", Flag::SIZE, &c.heads, "attention heads (default 1)"},
+        {"dropout", Flag::FLOAT, &c.dropout, "dropout rate (default 0.3)"},
+        {"alpha", Flag::FLOAT, &c.alpha, "mixture weight of the id head (default 1/3)"},
+        {"beta", Flag::FLOAT, &c.beta, "mixture weight of the img head (default 1/3); txt gets 1-alpha-beta"},
+        {"lambda1", Flag::FLOAT, &c.lambda1, "weight of the Y term / other-domain view (default 1)"},
+        {"lambda2", Flag::FLOAT, &c.lambda2, "weight of the XY term (default 1)"},
+        {"lr", Flag::FLOAT, &c.lr, "Adam learning rate (default 1e-3)"},
+        {"l2", Flag::FLOAT, &c.l2, "coupled L2 (Adam weight_decay, default 1e-5)"},
+        {"batch", Flag::SIZE, &c.batch, "sequences per batch (default 256)"},
+        {"epochs", Flag::SIZE, &c.epochs, "max epochs (default 100)"},
+        {"patience", Flag::SIZE, &c.patience, "early stopping: evaluations without improvement (default 10)"},
+        {"eval-every", Flag::SIZE, &c.eval_every, "validate every N epochs (default 1)"},
+        {"loss-window", Flag::INT, &c.loss_window, "supervise only the last K positions of each view (default all)"},
+        {"seed", Flag::U64, &c.seed, "seed of every random draw (default 2040)"},
+        {"protocol", Flag::STR, &c.protocol, "protocol that selects the best epoch: full (default) or c2dsr"},
+        {"exclude-history", Flag::BOOL, &c.exclude_history, "full protocol: do not rank the input items"},
+        {"eval-batch", Flag::SIZE, &c.eval_batch, "lines per evaluation batch (default 256)"},
+        {"tail-max", Flag::SIZE, &c.tail_max, "targets seen at most this often in training count as tail (default 5)"},
+        {"resume", Flag::BOOL, &c.resume, "continue the run in --out from its last checkpoint"},
+        {"threads", Flag::INT, &c.threads, "CPU threads (default: all)"},
+        {"log-every", Flag::SIZE, &c.log_every, "progress line every N steps (default: ten per epoch)"},
+        {"max-steps", Flag::SIZE, &c.max_steps, "stop after N optimizer steps (benchmarks)"},
+        {"skip-test", Flag::BOOL, &c.skip_test, "do not evaluate the test split at the end"},
+        {"device", Flag::STR, &c.device, "cpu, cuda or auto (default auto)"},
+    };
+}
+
+int cmd_synth(int argc, char** argv) {
+    SynthOptions o;
+    std::string seed_s;
+    uint64_t seed = o.seed;
+    std::vector<Flag> flags = {
+        {"out", Flag::STR, &o.out, "output folder (required)"},
+        {"size", Flag::STR, &o.size, "small (default), medium or paper"},
+        {"seed", Flag::U64, &seed, "generator seed (default 2040)"},
+    };
+    if (!parse_flags("synth", "--out DIR [--size small|medium|paper] [--seed N]", argc, argv, flags, nullptr)) return 0;
+    HAFVT_INPUT(!o.out.empty(), "hafvt synth: --out DIR is required");
+    o.seed = seed;
+    Timer t;
+    synth_generate(o);
+    std::printf("wrote the %s synthetic dataset to %s in %.1f s\n", o.size.c_str(), o.out.c_str(), t.seconds());
+    return 0;
+}
+
+int cmd_train(int argc, char** argv) {
+    TrainConfig c;
+    if (!parse_flags("train", "--data DIR [--img F.npy] [--txt F.npy] [--out RUN] [...]", argc, argv, train_flags(c), nullptr)) return 0;
+    return run_train(c);
+}
+
+// The run configuration stored in a checkpoint, with --data/--img/--txt overrides.
+TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides) {
+    std::string cfg_s;
+    TrainState st;
+    read_checkpoint_meta(ckpt, &cfg_s, &st);
+    TrainConfig c = config_from_json(Json::parse(cfg_s, ckpt + " (config)"), ckpt);
+    if (!overrides.data.empty()) c.data = overrides.data;
+    if (!overrides.img.empty()) c.img = overrides.img;
+    if (!overrides.txt.empty()) c.txt = overrides.txt;
+    if (!overrides.img_ids.empty()) c.img_ids = overrides.img_ids;
+    if (!overrides.txt_ids.empty()) c.txt_ids = overrides.txt_ids;
+    return c;
+}
+
+std::string dir_of(const std::string& path) {
+    size_t s = path.rfind('/');
+    return s == std::string::npos ? "." : path.substr(0, s);
+}
+
+int cmd_eval(int argc, char** argv) {
+    TrainConfig o;
+    std::string ckpt, split = "test", protocol = "full";
+    std::vector<Flag> flags = {
+        {"ckpt", Flag::STR, &ckpt, "checkpoint (.safetensors) written by hafvt train (required)"},
+        {"data", Flag::STR, &o.data, "dataset folder (default: the one the run used)"},
+        {"split", Flag::STR, &split, "valid or test (default test)"},
+        {"protocol", Flag::STR, &protocol, "full (default) or c2dsr"},
+        {"img", Flag::STR, &o.img, "image features (default: the run's)"},
+        {"txt", Flag::STR, &o.txt, "text features (default: the run's)"},
+        {"exclude-history", Flag::BOOL, &o.exclude_history, "full protocol: do not rank the input items"},
+        {"threads", Flag::INT, &o.threads, "CPU threads (default: all)"},
+    };
+    if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;
+    HAFVT_INPUT(!ckpt.empty(), "hafvt eval: --ckpt F is required");
+    HAFVT_INPUT(split == "valid" || split == "test", "hafvt eval: --split: expected valid or test, found '", split, "'");
+    HAFVT_INPUT(protocol == "full" || protocol == "c2dsr", "hafvt eval: --protocol: expected full or c2dsr, found '", protocol, "'");
+    if (o.threads > 0) omp_set_num_threads(o.threads);
+    TrainConfig c = config_of_checkpoint(ckpt, o);
+    World w;
+    load_world(c, w, nullptr);
+    SequenceSet set = read_sequences(c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, c.T, false);
+    Model model(w.mc, &w.fz);
+    load_checkpoint(ckpt, model.params(), nullptr, nullptr);
+    // the run's saved negatives when they fit this split, else the same draw from the run's seed
+    std::vector<int32_t> neg;
+    std::string neg_path = dir_of(ckpt) + "/negatives_" + split + ".npy";
+    FILE* probe = std::fopen(neg_path.c_str(), "rb");
+    if (probe) {
+        std::fclose(probe);
+        neg = load_negatives(neg_path, set, w.cat);
+    } else {
+        neg = draw_negatives(set, w.cat, c.seed, split == "valid" ? 0 : 1);
+    }
+    EvalResult r[2];
+    Timer t;
+    evaluate(model, w, set, neg, o.exclude_history, c.eval_batch, c.tail_max, r);
+    EvalResult& x = r[protocol == "c2dsr" ? 0 : 1];
+    x.split = split;
+    std::printf("%s", format_results({x}).c_str());
+    std::printf("%zu lines in %.1f s (%.0f lines/s)\n", set.seqs.size(), t.seconds(), (double)set.seqs.size() / t.seconds());
+    return 0;
+}
+
+}  // namespace
+
+namespace {
+
+int cmd_recommend(int argc, char** argv) {
+    TrainConfig o;
+    std::string ckpt, dom = "X";
+    size_t k = 10;
+    bool exclude = false;
+    std::vector<Flag> flags = {
+        {"ckpt", Flag::STR, &ckpt, "checkpoint written by hafvt train (required)"},
+        {"data", Flag::STR, &o.data, "dataset folder (default: the one the run used)"},
+        {"domain", Flag::STR, &dom, "X or Y: the domain to recommend from (default X)"},
+        {"k", Flag::SIZE, &k, "how many items (default 10)"},
+        {"exclude-history", Flag::BOOL, &exclude, "do not recommend items of the history"},
+        {"img", Flag::STR, &o.img, "image features (default: the run's)"},
+        {"txt", Flag::STR, &o.txt, "text features (default: the run's)"},
+    };
+    std::vector<std::string> hist;
+    if (!parse_flags("recommend", "--ckpt F --data DIR --domain X|Y --k 10 [ITEM ...]  (ITEMs: ASINs or merged ids; "
+                     "read from stdin when none are given)", argc, argv, flags, &hist)) return 0;
+    HAFVT_INPUT(!ckpt.empty(), "hafvt recommend: --ckpt F is required");
+    HAFVT_INPUT(dom == "X" || dom == "Y" || dom == "x" || dom == "y", "hafvt recommend: --domain: expected X or Y, found '", dom, "'");
+    HAFVT_INPUT(k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
+    TrainConfig c = config_of_checkpoint(ckpt, o);
+    World w;
+    load_world(c, w, nullptr);
+    if (hist.empty()) {
+        std::string tok;
+        while (std::cin >> tok) hist.push_back(tok);
+    }
+    HAFVT_INPUT(!hist.empty(), "hafvt recommend: expected a history of ASINs or merged ids (arguments or stdin), found none");
+    std::vector<int32_t> ids;
+    for (size_t i = 0; i < hist.size(); i++) {
+        const std::string& t = hist[i];
+        int32_t id = w.cat.find(t);
+        if (id < 0) {
+            char* end = nullptr;
+            long x = std::strtol(t.c_str(), &end, 10);
+            HAFVT_INPUT(!t.empty() && *end == '\0' && x >= 0 && (size_t)x < w.cat.num_items(), "hafvt recommend: history item ",
+                        i + 1, ": expected an ASIN of the catalog or a merged id 0..", w.cat.num_items() - 1, ", found '", t, "'");
+            id = (int32_t)x;
+        }
+        ids.push_back(id);
+    }
+    Model model(w.mc, &w.fz);
+    load_checkpoint(ckpt, model.params(), nullptr, nullptr);
+    const int D = (dom == "X" || dom == "x") ? 0 : 1;
+    std::vector<std::vector<int32_t>> seqs = {ids};
+    Batch b;
+    make_eval_batch(b, seqs, 0, 1, false, w.cat, c.T);
+    std::vector<float> scores;
+    std::vector<int> domain;
+    model.score(b, scores, domain, D);
+    const size_t V = D == 0 ? w.cat.NX : w.cat.NY, off = D == 0 ? 0 : w.cat.NX;
+    std::vector<int32_t> order(V);
+    for (size_t j = 0; j < V; j++) order[j] = (int32_t)j;
+    if (exclude)
+        for (int32_t id : ids)
+            if ((size_t)id >= off && (size_t)id < off + V) scores[(size_t)id - off] = -INFINITY;
+    k = std::min(k, V);
+    std::partial_sort(order.begin(), order.begin() + (long)k, order.end(), [&](int32_t a, int32_t b2) {
+        return scores[(size_t)a] > scores[(size_t)b2] || (scores[(size_t)a] == scores[(size_t)b2] && a < b2);
+    });
+    std::printf("rank\tmerged_id\tasin\tscore\n");
+    for (size_t r = 0; r < k; r++) {
+        size_t id = off + (size_t)order[r];
+        std::printf("%zu\t%zu\t%s\t%.6g\n", r + 1, id, w.cat.asin[id].c_str(), scores[(size_t)order[r]]);
+    }
+    return 0;
+}
+
+int cmd_info(int argc, char** argv) {
+    std::vector<std::string> files;
+    if (!parse_flags("info", "FILE [FILE ...]  (.npy or .safetensors)", argc, argv, {}, &files)) return 0;
+    HAFVT_INPUT(!files.empty(), "hafvt info: expected a .npy or .safetensors file");
+    for (const std::string& f : files) std::printf("%s", describe_file(f).c_str());
+    return 0;
+}
+
+const char* kUsage =
+    "hafvt: HAF-VT cross-domain sequential recommendation (train, evaluate, recommend)\n\n"
+    "usage: hafvt COMMAND [flags]   (hafvt COMMAND --help for its flags)\n\n"
+    "commands:\n"
+    "  synth       write a synthetic dataset in the C2DSR format, with image and text features\n"
+    "  train       train HAF-VT, evaluate every epoch, test the best checkpoint\n"
+    "  eval        evaluate a checkpoint on the valid or test split (c2dsr or full protocol)\n"
+    "  recommend   top-K items of a domain for a history of ASINs or merged ids\n"
+    "  info        summarize a .npy or .safetensors file\n"
+    "  bench-gemm  time the built-in SGEMM on the model's matrix shapes\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
+        std::printf("%s", kUsage);
+        return argc < 2 ? 2 : 0;
+    }
+    const std::string cmd = argv[1];
+    try {
+        if (cmd == "synth") return cmd_synth(argc - 2, argv + 2);
+        if (cmd == "train") return cmd_train(argc - 2, argv + 2);
+        if (cmd == "eval") return cmd_eval(argc - 2, argv + 2);
+        if (cmd == "recommend") return cmd_recommend(argc - 2, argv + 2);
+        if (cmd == "info") return cmd_info(argc - 2, argv + 2);
+        if (cmd == "bench-gemm") return bench_gemm_main(argc - 2, argv + 2);
+        std::fprintf(stderr, "hafvt: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+        return 2;
+    } catch (const InputError& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 2;
+    } catch (const std::bad_alloc&) {
+        std::fprintf(stderr, "error: out of memory; try a smaller --batch or --eval-batch\n");
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "internal error: %s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,505 @@
+// train.cpp: the training loop of SPEC §3.3, evaluation under both protocols of §4, and the run
+// directory of §6 (config.json, metrics.jsonl, train.log, best/last checkpoints, negatives).
+#include "train.h"
+
+#include <omp.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+
+#include "adam.h"
+#include "checkpoint.h"
+#include "common.h"
+#include "npy.h"
+
+namespace hafvt {
+
+// ---- configuration ---------------------------------------------------------------------------
+
+Json config_to_json(const TrainConfig& c) {
+    Json j = Json::object();
+    j.set("data", c.data).set("train_file", c.train_file).set("img", c.img).set("txt", c.txt);
+    j.set("img_ids", c.img_ids).set("txt_ids", c.txt_ids).set("out", c.out);
+    j.set("T", c.T).set("q", c.q).set("blocks", c.blocks).set("heads", c.heads).set("dropout", c.dropout);
+    j.set("modalities", c.modalities).set("views", c.views).set("alpha", c.alpha).set("beta", c.beta);
+    j.set("lambda1", c.lambda1).set("lambda2", c.lambda2).set("lr", c.lr).set("l2", c.l2);
+    j.set("batch", c.batch).set("epochs", c.epochs).set("patience", c.patience).set("eval_every", c.eval_every);
+    j.set("loss_window", c.loss_window).set("seed", (unsigned long long)c.seed).set("protocol", c.protocol);
+    j.set("exclude_history", c.exclude_history).set("eval_batch", c.eval_batch).set("tail_max", c.tail_max);
+    return j;
+}
+
+TrainConfig config_from_json(const Json& j, const std::string& what) {
+    HAFVT_INPUT(j.is_object(), what, ": expected a JSON object of settings");
+    TrainConfig c;
+    auto str = [&](const char* k, std::string& v) { if (const Json* x = j.get(k)) { HAFVT_INPUT(x->is_string(), what, ": '", k, "' must be a string"); v = x->as_string(); } };
+    auto num = [&](const char* k, auto& v) { if (const Json* x = j.get(k)) { HAFVT_INPUT(x->is_number(), what, ": '", k, "' must be a number"); v = (std::remove_reference_t<decltype(v)>)x->as_number(); } };
+    auto flag = [&](const char* k, bool& v) { if (const Json* x = j.get(k)) { HAFVT_INPUT(x->is_bool(), what, ": '", k, "' must be true or false"); v = x->as_bool(); } };
+    str("data", c.data); str("train_file", c.train_file); str("img", c.img); str("txt", c.txt);
+    str("img_ids", c.img_ids); str("txt_ids", c.txt_ids); str("out", c.out);
+    num("T", c.T); num("q", c.q); num("blocks", c.blocks); num("heads", c.heads); num("dropout", c.dropout);
+    str("modalities", c.modalities); str("views", c.views); num("alpha", c.alpha); num("beta", c.beta);
+    num("lambda1", c.lambda1); num("lambda2", c.lambda2); num("lr", c.lr); num("l2", c.l2);
+    num("batch", c.batch); num("epochs", c.epochs); num("patience", c.patience); num("eval_every", c.eval_every);
+    num("loss_window", c.loss_window); num("seed", c.seed); str("protocol", c.protocol);
+    flag("exclude_history", c.exclude_history); num("eval_batch", c.eval_batch); num("tail_max", c.tail_max);
+    return c;
+}
+
+// "x,y,xy" -> flags; InputError naming the flag on anything else.
+static void parse_list(const std::string& s, const char* flag, const char* const* names, bool* on) {
+    on[0] = on[1] = on[2] = false;
+    size_t pos = 0;
+    HAFVT_INPUT(!s.empty(), "--", flag, ": expected a comma-separated list, found nothing");
+    while (pos <= s.size()) {
+        size_t comma = s.find(',', pos);
+        std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        bool found = false;
+        for (int i = 0; i < 3; i++)
+            if (item == names[i]) on[i] = found = true;
+        HAFVT_INPUT(found, "--", flag, ": expected items from {", names[0], ",", names[1], ",", names[2],
+                    "}, found '", item, "' in '", s, "'");
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+}
+
+static void resolve_modalities(const TrainConfig& c, bool* mods) {
+    if (c.modalities.empty()) {
+        mods[MOD_ID] = true;
+        mods[MOD_IMG] = !c.img.empty();
+        mods[MOD_TXT] = !c.txt.empty();
+    } else {
+        parse_list(c.modalities, "modalities", kModNames, mods);
+    }
+}
+
+void validate_config(const TrainConfig& c) {
+    HAFVT_INPUT(!c.data.empty(), "--data: required (a C2DSR dataset folder)");
+    HAFVT_INPUT(c.T >= 1 && c.T <= 512, "--T: expected 1..512, found ", c.T);
+    HAFVT_INPUT(c.q >= 1 && c.q <= 8192, "--q: expected 1..8192, found ", c.q);
+    HAFVT_INPUT(c.blocks >= 1 && c.blocks <= 32, "--blocks: expected 1..32, found ", c.blocks);
+    HAFVT_INPUT(c.heads >= 1 && c.q % c.heads == 0, "--heads: expected a divisor of --q ", c.q, ", found ", c.heads);
+    HAFVT_INPUT(c.dropout >= 0.0f && c.dropout < 1.0f, "--dropout: expected 0 <= p < 1, found ", c.dropout);
+    HAFVT_INPUT(c.lr > 0.0f && c.lr < 10.0f, "--lr: expected 0 < lr < 10, found ", c.lr);
+    HAFVT_INPUT(c.l2 >= 0.0f && c.l2 < 1.0f, "--l2: expected 0 <= l2 < 1, found ", c.l2);
+    HAFVT_INPUT(c.batch >= 1 && c.batch <= 65536, "--batch: expected 1..65536, found ", c.batch);
+    HAFVT_INPUT(c.epochs >= 1 && c.epochs <= 100000, "--epochs: expected 1..100000, found ", c.epochs);
+    HAFVT_INPUT(c.patience >= 1, "--patience: expected at least 1, found ", c.patience);
+    HAFVT_INPUT(c.eval_every >= 1, "--eval-every: expected at least 1, found ", c.eval_every);
+    HAFVT_INPUT(c.eval_batch >= 1 && c.eval_batch <= 65536, "--eval-batch: expected 1..65536, found ", c.eval_batch);
+    HAFVT_INPUT(c.lambda1 >= 0.0f && c.lambda2 >= 0.0f, "--lambda1/--lambda2: expected >= 0, found ", c.lambda1, " and ", c.lambda2);
+    HAFVT_INPUT(c.protocol == "full" || c.protocol == "c2dsr", "--protocol: expected full or c2dsr, found '", c.protocol, "'");
+    HAFVT_INPUT(c.device == "auto" || c.device == "cpu" || c.device == "cuda", "--device: expected cpu, cuda or auto, found '", c.device, "'");
+    bool views[3], mods[3];
+    parse_list(c.views, "views", kViewNames, views);
+    resolve_modalities(c, mods);
+    HAFVT_INPUT(!mods[MOD_IMG] || !c.img.empty(), "--modalities includes img: give the image features with --img F.npy");
+    HAFVT_INPUT(!mods[MOD_TXT] || !c.txt.empty(), "--modalities includes txt: give the text features with --txt F.npy");
+    HAFVT_INPUT(c.img_ids.empty() || !c.img.empty(), "--img-ids given without --img");
+    HAFVT_INPUT(c.txt_ids.empty() || !c.txt.empty(), "--txt-ids given without --txt");
+    float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
+    HAFVT_INPUT(a <= 1.0f && b <= 1.0f, "--alpha/--beta: expected weights in [0, 1], found ", a, " and ", b);
+    HAFVT_INPUT(a + b <= 1.0f + 1e-6f, "--alpha ", a, " + --beta ", b, " = ", a + b,
+                ": expected a sum of at most 1 (the text weight is 1 - alpha - beta)");
+    float w[3] = {a, b, 1.0f - a - b};
+    HAFVT_INPUT((mods[0] && w[0] > 0) || (mods[1] && w[1] > 0) || (mods[2] && w[2] > 0),
+                "--alpha/--beta: every enabled modality has weight 0");
+}
+
+// ---- data ------------------------------------------------------------------------------------
+
+static uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
+    for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+    return h;
+}
+
+void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
+    w.cat = read_catalog(c.data);
+    bool views[3], mods[3];
+    parse_list(c.views, "views", kViewNames, views);
+    resolve_modalities(c, mods);
+    ModelConfig& mc = w.mc;
+    mc.NX = w.cat.NX;
+    mc.NY = w.cat.NY;
+    mc.T = c.T; mc.q = c.q; mc.n_blocks = c.blocks; mc.n_heads = c.heads; mc.dropout = c.dropout;
+    mc.lambda1 = c.lambda1; mc.lambda2 = c.lambda2;
+    // Mixture weights (Eq. 7): alpha, beta, 1 - alpha - beta; a disabled or zero-weight modality is
+    // left out and the others renormalized to sum to 1.
+    float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
+    float raw[3] = {a, b, std::max(0.0f, 1.0f - a - b)}, sum = 0;
+    for (int m = 0; m < 3; m++) {
+        mods[m] = mods[m] && raw[m] > 0.0f;
+        sum += mods[m] ? raw[m] : 0.0f;
+    }
+    for (int m = 0; m < 3; m++) {
+        mc.views[m] = views[m];
+        mc.mods[m] = mods[m];
+        mc.weight[m] = mods[m] ? raw[m] / sum : 0.0f;
+    }
+    mc.e = 0;
+    const std::string* paths[3] = {nullptr, &c.img, &c.txt};
+    const std::string* ids[3] = {nullptr, &c.img_ids, &c.txt_ids};
+    for (int m = 1; m < 3; m++) {
+        if (!mods[m]) continue;
+        FeatureInfo fi = load_features(w.fz.table[m], *paths[m], *ids[m], w.cat);
+        HAFVT_INPUT(mc.e == 0 || mc.e == fi.e, *paths[m], ": expected width ", mc.e,
+                    " (that of the other feature file), found ", fi.e);
+        HAFVT_INPUT(fi.e % c.heads == 0, *paths[m], ": width ", fi.e, " is not divisible by --heads ", c.heads);
+        mc.e = fi.e;
+        if (fi.zero_rows) std::printf("%s: %zu all-zero rows (missing features, cosine 0)\n", paths[m]->c_str(), fi.zero_rows);
+    }
+    w.fz.e = mc.e;
+    // head/tail split of the targets: occurrences of each item in the training file
+    w.train_count.assign(w.cat.num_items(), 0);
+    uint64_t h = fnv1a(cat(w.cat.NX, "/", w.cat.NY));
+    for (size_t i = 0; i < w.cat.num_items(); i++) h = fnv1a(w.cat.asin[i], h);
+    if (train) {
+        for (const auto& s : train->seqs)
+            for (int32_t id : s) {
+                w.train_count[(size_t)id]++;
+                h = (h ^ (uint64_t)id) * 1099511628211ull;
+            }
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
+    w.fingerprint = buf;
+}
+
+// ---- evaluation ------------------------------------------------------------------------------
+
+void evaluate(Model& model, const World& w, const SequenceSet& set, const std::vector<int32_t>& negatives,
+              bool exclude_history, size_t eval_batch, size_t tail_max, EvalResult out[2]) {
+    RankStats dom[2][2], head[2][2], tail[2][2];  // [protocol][domain]
+    Batch batch;
+    std::vector<float> scores;
+    std::vector<int> domain;
+    std::vector<int32_t> neg_local(kNumNegatives), skip;
+    const size_t L = set.seqs.size(), Vmax = std::max(w.cat.NX, w.cat.NY);
+    for (size_t b0 = 0; b0 < L; b0 += eval_batch) {
+        size_t b1 = std::min(L, b0 + eval_batch);
+        make_eval_batch(batch, set.seqs, b0, b1, true, w.cat, w.mc.T);
+        model.score(batch, scores, domain);
+        for (size_t i = b0; i < b1; i++) {
+            const std::vector<int32_t>& s = set.seqs[i];
+            const int32_t target = s.back();
+            const int D = domain[i - b0];
+            const int32_t off = D == 0 ? 0 : (int32_t)w.cat.NX;
+            const size_t V = D == 0 ? w.cat.NX : w.cat.NY;
+            const float* sc = scores.data() + (i - b0) * Vmax;
+            for (size_t k = 0; k < kNumNegatives; k++) neg_local[k] = negatives[i * kNumNegatives + k] - off;
+            size_t r_c2dsr = rank_sampled(sc, target - off, neg_local.data(), kNumNegatives);
+            skip.clear();
+            if (exclude_history) {
+                // the input items of the target's domain (the last T of them were the input)
+                size_t start = s.size() - 1 > w.mc.T ? s.size() - 1 - w.mc.T : 0;
+                for (size_t k = start; k + 1 < s.size(); k++)
+                    if ((s[k] >= off) && (size_t)(s[k] - off) < V) skip.push_back(s[k] - off);
+                std::sort(skip.begin(), skip.end());
+                skip.erase(std::unique(skip.begin(), skip.end()), skip.end());
+            }
+            size_t r_full = rank_full(sc, V, target - off, exclude_history ? &skip : nullptr);
+            const bool is_tail = w.train_count[(size_t)target] <= tail_max;
+            size_t ranks[2] = {r_c2dsr, r_full};
+            for (int p = 0; p < 2; p++) {
+                dom[p][D].add(ranks[p]);
+                (is_tail ? tail : head)[p][D].add(ranks[p]);
+            }
+        }
+    }
+    const char* names[2] = {"c2dsr", "full"};
+    for (int p = 0; p < 2; p++) {
+        out[p].protocol = names[p];
+        for (int D = 0; D < 2; D++) {
+            out[p].dom[D] = dom[p][D].finalized();
+            out[p].head[D] = head[p][D].finalized();
+            out[p].tail[D] = tail[p][D].finalized();
+        }
+    }
+}
+
+static Json stats_json(const RankStats& r) {
+    Json j = Json::object();
+    j.set("n", r.n).set("mrr", r.mrr).set("ndcg5", r.ndcg5).set("ndcg10", r.ndcg10);
+    j.set("hr1", r.hr1).set("hr5", r.hr5).set("hr10", r.hr10);
+    return j;
+}
+
+std::string format_results(const std::vector<EvalResult>& results) {
+    std::string s = cat("split  protocol  domain  targets     MRR  NDCG@5 NDCG@10    HR@1    HR@5   HR@10   (percent)\n");
+    for (const EvalResult& r : results)
+        for (int D = 0; D < 2; D++) {
+            const RankStats& x = r.dom[D];
+            char line[200];
+            std::snprintf(line, sizeof line, "%-6s %-9s %-7s %7zu %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f\n",
+                          r.split.c_str(), r.protocol.c_str(), D == 0 ? "X" : "Y", x.n, x.mrr, x.ndcg5,
+                          x.ndcg10, x.hr1, x.hr5, x.hr10);
+            s += line;
+        }
+    return s;
+}
+
+}  // namespace hafvt
+
+namespace hafvt {
+
+// ---- the training loop -----------------------------------------------------------------------
+
+static double peak_rss_gib() {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_maxrss / (1024.0 * 1024.0);  // ru_maxrss is in KiB on Linux
+}
+
+static std::string fmt_time(double s) {
+    long t = (long)(s + 0.5);
+    return t >= 3600 ? cat(t / 3600, "h", (t / 60) % 60 < 10 ? "0" : "", (t / 60) % 60, "m")
+                     : cat(t / 60, ":", t % 60 < 10 ? "0" : "", t % 60);
+}
+
+static void make_dirs(const std::string& path) {
+    std::string p;
+    for (size_t i = 0; i <= path.size(); i++) {
+        if (i == path.size() || path[i] == '/') {
+            if (!p.empty() && p != ".") {
+                struct stat st;
+                if (stat(p.c_str(), &st) != 0) {
+                    HAFVT_INPUT(mkdir(p.c_str(), 0755) == 0, p, ": cannot create the folder (", std::strerror(errno), ")");
+                } else {
+                    HAFVT_INPUT(S_ISDIR(st.st_mode), p, ": expected a folder, found a file");
+                }
+            }
+        }
+        if (i < path.size()) p += path[i];
+    }
+}
+
+static bool file_exists(const std::string& p) {
+    struct stat st;
+    return stat(p.c_str(), &st) == 0;
+}
+
+// The run's text outputs live in memory and are rewritten whole (temporary name + rename) at
+// every evaluation, so a kill never leaves a torn line.
+struct RunFiles {
+    std::string dir, log;
+    std::vector<std::string> metrics;  // one JSON object per line
+    void say(const std::string& line) {
+        std::printf("%s\n", line.c_str());
+        std::fflush(stdout);
+        log += line + "\n";
+    }
+    void flush() const {
+        std::string m;
+        for (const auto& l : metrics) m += l + "\n";
+        write_file_atomic(dir + "/metrics.jsonl", m);
+        write_file_atomic(dir + "/train.log", log);
+    }
+};
+
+static Json eval_json(const EvalResult& r, long epoch, long step, const LossTerms* loss, double seconds) {
+    Json j = Json::object();
+    j.set("epoch", epoch).set("step", step).set("split", r.split).set("protocol", r.protocol);
+    j.set("X", stats_json(r.dom[0])).set("Y", stats_json(r.dom[1]));
+    Json ht = Json::object();
+    ht.set("X_head", stats_json(r.head[0])).set("X_tail", stats_json(r.tail[0]));
+    ht.set("Y_head", stats_json(r.head[1])).set("Y_tail", stats_json(r.tail[1]));
+    j.set("head_tail", ht);
+    if (loss) {
+        Json l = Json::object();
+        l.set("total", loss->total).set("x", loss->view[0]).set("y", loss->view[1]).set("xy", loss->view[2]);
+        j.set("loss", l);
+    }
+    j.set("seconds", seconds);
+    return j;
+}
+
+// The settings a resumed run must share with the run it continues.
+static std::string resume_key(const Json& cfg) {
+    Json k = Json::object();
+    for (const char* name : {"fingerprint", "seed", "T", "q", "blocks", "heads", "dropout", "views", "modalities_resolved",
+                             "weights", "lambda1", "lambda2", "lr", "l2", "batch", "loss_window", "e"})
+        if (const Json* v = cfg.get(name)) k.set(name, *v);
+    return k.dump();
+}
+
+int run_train(const TrainConfig& c) {
+    validate_config(c);
+    if (c.threads > 0) omp_set_num_threads(c.threads);
+    const int threads = omp_get_max_threads();
+    Timer total;
+    RunFiles run;
+    run.dir = c.out;
+    make_dirs(c.out);
+
+    // data (SPEC §1)
+    const std::string dir = c.data + "/";
+    SequenceSet train = read_sequences(dir + c.train_file, read_catalog(c.data), c.T, true);
+    World w;
+    load_world(c, w, &train);
+    SequenceSet valid = read_sequences(dir + "validdata_new.txt", w.cat, c.T, false);
+    SequenceSet test = read_sequences(dir + "testdata_new.txt", w.cat, c.T, false);
+    const ModelConfig& mc = w.mc;
+    run.say(cat("data ", c.data, ": items X ", mc.NX, " Y ", mc.NY, "; train ", train.seqs.size(), " sequences (",
+                train.skipped_short, " skipped, shorter than 2), valid ", valid.seqs.size(), " (X ", valid.targets_x,
+                " / Y ", valid.targets_y, "), test ", test.seqs.size(), " (X ", test.targets_x, " / Y ", test.targets_y, ")"));
+    std::string mods_s, views_s;
+    for (int m = 0; m < 3; m++) if (mc.mods[m]) mods_s += cat(mods_s.empty() ? "" : ",", kModNames[m]);
+    for (int v = 0; v < 3; v++) if (mc.views[v]) views_s += cat(views_s.empty() ? "" : ",", kViewNames[v]);
+
+    Json cfg = config_to_json(c);
+    cfg.set("modalities_resolved", mods_s).set("views", views_s);
+    Json wts = Json::array();
+    for (int m = 0; m < 3; m++) wts.push(mc.weight[m]);
+    cfg.set("weights", wts).set("NX", mc.NX).set("NY", mc.NY).set("e", mc.e);
+    cfg.set("fingerprint", w.fingerprint).set("threads", threads);
+    const std::string cfg_s = cfg.dump();
+
+    Model model(mc, &w.fz);
+    TensorTable adam_m = model.params().like(), adam_v = model.params().like();
+    TrainState st;
+    st.seed = c.seed;
+    const std::string last_path = c.out + "/last.safetensors", best_path = c.out + "/best.safetensors";
+    if (c.resume) {
+        HAFVT_INPUT(file_exists(last_path), last_path, ": --resume needs the last checkpoint of a run in --out, found none");
+        std::string old_cfg;
+        read_checkpoint_meta(last_path, &old_cfg, &st);
+        HAFVT_INPUT(resume_key(Json::parse(old_cfg, last_path)) == resume_key(cfg), last_path,
+                    ": --resume with other settings or data than the run being continued (expected ",
+                    resume_key(Json::parse(old_cfg, last_path)), ", found ", resume_key(cfg), ")");
+        load_checkpoint(last_path, model.params(), &adam_m, &adam_v);
+        // keep the metrics of the epochs the checkpoint covers
+        if (file_exists(c.out + "/metrics.jsonl")) {
+            std::string text = read_file(c.out + "/metrics.jsonl");
+            size_t pos = 0;
+            while (pos < text.size()) {
+                size_t nl = text.find('\n', pos);
+                std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+                pos = nl == std::string::npos ? text.size() : nl + 1;
+                if (line.empty()) continue;
+                Json j = Json::parse(line, c.out + "/metrics.jsonl");
+                const Json* e = j.get("epoch");
+                if (e && e->is_number() && (long)e->as_number() <= st.epoch && j.get("split") && j.get("split")->as_string() == "valid")
+                    run.metrics.push_back(line);
+            }
+        }
+        if (file_exists(c.out + "/train.log")) run.log = read_file(c.out + "/train.log");
+        run.say(cat("resumed from ", last_path, ": epoch ", st.epoch, " done, step ", st.step));
+    } else {
+        model.init_params(c.seed);
+    }
+    write_file_atomic(c.out + "/config.json", cfg_s + "\n");
+    // c2dsr protocol: the negatives are drawn once per split and saved with the run
+    std::vector<int32_t> neg_valid = draw_negatives(valid, w.cat, c.seed, 0);
+    std::vector<int32_t> neg_test = draw_negatives(test, w.cat, c.seed, 1);
+    npy_write_i32(c.out + "/negatives_valid.npy", neg_valid.data(), {valid.seqs.size(), kNumNegatives});
+    npy_write_i32(c.out + "/negatives_test.npy", neg_test.data(), {test.seqs.size(), kNumNegatives});
+
+    size_t n_params = 0;
+    for (const auto& e : model.params().entries()) n_params += e.numel;
+    run.say(cat("model: views ", views_s, ", modalities ", mods_s, " (weights ", mc.weight[0], " ", mc.weight[1], " ",
+                mc.weight[2], "), q ", mc.q, ", e ", mc.e, ", ", mc.n_blocks, " blocks, ", mc.n_heads, " heads, ",
+                n_params, " parameters; ", threads, " threads, device cpu"));
+
+    AdamConfig ac;
+    ac.lr = c.lr;
+    ac.l2 = c.l2;
+    const size_t N = train.seqs.size(), steps_per_epoch = (N + c.batch - 1) / c.batch;
+    const size_t log_every = c.log_every ? c.log_every : std::max<size_t>(1, steps_per_epoch / 10);
+    Batch batch;
+    bool stop = false;
+    long steps_this_run = 0;
+    Timer since_start;
+    for (long epoch = st.epoch + 1; epoch <= (long)c.epochs && !stop; epoch++) {
+        Timer et;
+        std::vector<size_t> order = shuffled_order(N, c.seed, (uint64_t)epoch);
+        LossTerms sum;
+        double seqs = 0;
+        for (size_t k = 0; k < steps_per_epoch; k++) {
+            const size_t b0 = k * c.batch, B = std::min(c.batch, N - b0);
+            make_train_batch(batch, train, order.data() + b0, B, w.cat, c.T, c.loss_window);
+            LossTerms lt = model.forward_backward(batch, c.seed, (uint64_t)st.step + 1);
+            const char* names[3] = {"X", "Y", "XY"};
+            for (int v = 0; v < 3; v++)
+                if (!std::isfinite(lt.view[v])) {
+                    run.say(cat("error: the ", names[v], " loss term is ", lt.view[v], " at step ", st.step + 1, " (epoch ", epoch,
+                                "); stopping. The last good checkpoint is ", last_path, ". Try a lower --lr."));
+                    run.flush();
+                    return 1;
+                }
+            st.step++;
+            steps_this_run++;
+            adam_update(model.params().data(), adam_m.data(), adam_v.data(), model.grads().data(), model.params().size(), ac, st.step);
+            sum.total += lt.total * B;
+            for (int v = 0; v < 3; v++) sum.view[v] += lt.view[v] * B;
+            seqs += (double)B;
+            if ((k + 1) % log_every == 0 || k + 1 == steps_per_epoch) {
+                double rate = seqs / et.seconds();
+                double eta = (double)(N - std::min(N, b0 + B)) / rate;
+                run.say(cat("epoch ", epoch, "/", c.epochs, " step ", k + 1, "/", steps_per_epoch, " | loss ", sum.total / seqs,
+                            " (x ", sum.view[0] / seqs, " y ", sum.view[1] / seqs, " xy ", sum.view[2] / seqs, ") | ",
+                            (long)rate, " seq/s | peak ", peak_rss_gib(), " GiB | epoch ETA ", fmt_time(eta)));
+            }
+            if (c.max_steps && (size_t)steps_this_run >= c.max_steps) {
+                run.say(cat("stopping after --max-steps ", c.max_steps, ": ", (long)(seqs / et.seconds()), " seq/s this epoch"));
+                stop = true;
+                break;
+            }
+        }
+        LossTerms mean;
+        mean.total = sum.total / std::max(1.0, seqs);
+        for (int v = 0; v < 3; v++) mean.view[v] = sum.view[v] / std::max(1.0, seqs);
+        st.epoch = epoch;
+        if (!stop && (epoch % (long)c.eval_every == 0 || epoch == (long)c.epochs)) {
+            Timer vt;
+            EvalResult r[2];
+            evaluate(model, w, valid, neg_valid, c.exclude_history, c.eval_batch, c.tail_max, r);
+            for (auto& x : r) x.split = "valid";
+            for (auto& x : r) run.metrics.push_back(eval_json(x, epoch, st.step, &mean, total.seconds()).dump());
+            const EvalResult& sel = c.protocol == "c2dsr" ? r[0] : r[1];
+            const bool better = sel.mean_mrr() > st.best_metric;
+            if (better) {
+                st.best_metric = sel.mean_mrr();
+                st.best_epoch = epoch;
+                st.bad_evals = 0;
+            } else {
+                st.bad_evals++;
+            }
+            run.say(cat("epoch ", epoch, " valid (", sel.protocol, "): MRR X ", sel.dom[0].mrr, " Y ", sel.dom[1].mrr,
+                        ", NDCG@10 X ", sel.dom[0].ndcg10, " Y ", sel.dom[1].ndcg10, better ? " (best)" : "",
+                        " | epoch ", fmt_time(et.seconds()), ", eval ", fmt_time(vt.seconds())));
+            if (better) save_checkpoint(best_path, model.params(), nullptr, nullptr, cfg_s, st);
+            if (st.bad_evals >= (long)c.patience) {
+                run.say(cat("early stopping: no better validation MRR for ", c.patience, " evaluations"));
+                stop = true;
+            }
+        }
+        save_checkpoint(last_path, model.params(), &adam_m, &adam_v, cfg_s, st);
+        run.flush();
+    }
+
+    if (!c.skip_test) {
+        // the test split, once, with the best checkpoint
+        if (file_exists(best_path)) load_checkpoint(best_path, model.params(), nullptr, nullptr);
+        EvalResult r[2];
+        evaluate(model, w, test, neg_test, c.exclude_history, c.eval_batch, c.tail_max, r);
+        for (auto& x : r) x.split = "test";
+        for (auto& x : r) run.metrics.push_back(eval_json(x, st.best_epoch, st.step, nullptr, total.seconds()).dump());
+        run.say(cat("\ntest metrics of the best checkpoint (epoch ", st.best_epoch, ", valid ", c.protocol, " mean MRR ",
+                    st.best_metric, "):"));
+        run.say(format_results({r[0], r[1]}));
+        for (const EvalResult& x : r)
+            run.say(cat(x.protocol, " MRR on targets seen <= ", c.tail_max, " times in training (tail): X ", x.tail[0].mrr,
+                        " (", x.tail[0].n, " lines), Y ", x.tail[1].mrr, " (", x.tail[1].n, "); head: X ", x.head[0].mrr,
+                        " (", x.head[0].n, "), Y ", x.head[1].mrr, " (", x.head[1].n, ")"));
+    }
+    run.say(cat("done in ", fmt_time(total.seconds()), "; run directory ", c.out));
+    run.flush();
+    return 0;
+}
+
+}  // namespace hafvt
