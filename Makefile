@@ -44,26 +44,31 @@ ifeq ($(USE_CUDA),1)
 endif
 
 OBJS      := $(SRCS:src/%.cpp=$(BUILD)/src/%.o) $(CU_OBJS)
+
+# Objects depend on a stamp named after the flags, so switching e.g. USE_CUDA rebuilds them.
+FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CXX) $(CXXFLAGS) $(USE_CUDA) $(NVCCFLAGS)' | md5sum | cut -c1-12)
+$(FLAGS_STAMP):
+	@mkdir -p $(BUILD) && rm -f $(BUILD)/.flags-* && touch $@
 TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 
 .PHONY: all test test-gpu debug run bench refs clean deps fuzz
 all: $(BUILD)/hafvt
 
 $(BUILD)/hafvt: $(BUILD)/src/main.o $(OBJS)
-	$(CXX) -o $@ $^ $(LDFLAGS) $(CUDA_LIBS)
+	$(CXX) -o $@ $(filter %.o,$^) $(LDFLAGS) $(CUDA_LIBS)
 
 $(BUILD)/test_hafvt: $(TEST_OBJS) $(OBJS)
-	$(CXX) -o $@ $^ $(LDFLAGS) $(CUDA_LIBS)
+	$(CXX) -o $@ $(filter %.o,$^) $(LDFLAGS) $(CUDA_LIBS)
 
-$(BUILD)/src/%.o: src/%.cpp
+$(BUILD)/src/%.o: src/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
-$(BUILD)/tests/%.o: tests/%.cpp | deps
+$(BUILD)/tests/%.o: tests/%.cpp $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -Itests -c $< -o $@
 
-$(BUILD)/cuda/%.o: cuda/%.cu
+$(BUILD)/cuda/%.o: cuda/%.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 

@@ -20,6 +20,7 @@
 #include "common.h"
 #include "safetensors.h"
 #include "synth.h"
+#include "text_features.h"
 #include "train.h"
 
 using namespace hafvt;
@@ -159,10 +160,10 @@ int cmd_synth(int argc, char** argv) {
     uint64_t seed = o.seed;
     std::vector<Flag> flags = {
         {"out", Flag::STR, &o.out, "output folder (required)"},
-        {"size", Flag::STR, &o.size, "small (default), medium or paper"},
+        {"size", Flag::STR, &o.size, "tiny, small (default), medium or paper"},
         {"seed", Flag::U64, &seed, "generator seed (default 2040)"},
     };
-    if (!parse_flags("synth", "--out DIR [--size small|medium|paper] [--seed N]", argc, argv, flags, nullptr)) return 0;
+    if (!parse_flags("synth", "--out DIR [--size tiny|small|medium|paper] [--seed N]", argc, argv, flags, nullptr)) return 0;
     HAFVT_INPUT(!o.out.empty(), "hafvt synth: --out DIR is required");
     o.seed = seed;
     Timer t;
@@ -329,6 +330,7 @@ const char* kUsage =
     "  eval        evaluate a checkpoint on the valid or test split (c2dsr or full protocol)\n"
     "  recommend   top-K items of a domain for a history of ASINs or merged ids\n"
     "  info        summarize a .npy or .safetensors file\n"
+    "  text-features  item text features from titles (hashed TF-IDF + random projection)\n"
     "  bench-gemm  time the built-in SGEMM on the model's matrix shapes\n";
 
 }  // namespace
@@ -346,6 +348,7 @@ int main(int argc, char** argv) {
         if (cmd == "recommend") return cmd_recommend(argc - 2, argv + 2);
         if (cmd == "info") return cmd_info(argc - 2, argv + 2);
         if (cmd == "bench-gemm") return bench_gemm_main(argc - 2, argv + 2);
+        if (cmd == "text-features") return text_features_main(argc - 2, argv + 2);
         std::fprintf(stderr, "hafvt: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
         return 2;
     } catch (const InputError& e) {
