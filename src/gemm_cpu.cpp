@@ -115,68 +115,60 @@ void gemm_small(const GemmArgs& g) {
 // -----------------------------------------------------------------------------------------------
 // Packing. A block: rows [i0, i0+mc) x k [k0, k0+kc) of op(A) into ceil(mc/MR) micro-panels, each
 // (kc, MR) k-major; rows past mc are zero. B block: k [k0, k0+kc) x columns [j0, j0+nc) of op(B)
-// into ceil(nc/NR) micro-panels, each (kc, NR); columns past nc are zero.
+// into ceil(nc/NR) micro-panels, each (kc, NR); columns past nc are zero. Both are one of two
+// cases: the w values of one k are contiguous in memory (pack_rows), or each of the w rows is
+// contiguous along k (pack_cols, a transpose).
 // -----------------------------------------------------------------------------------------------
-void pack_a(const GemmArgs& g, int i0, int mc, int k0, int kc, float* __restrict dst) {
-    for (int p = 0; p < mc; p += MR, dst += (size_t)kc * MR) {
-        const int mr = std::min(MR, mc - p);
-        if (g.ta) {
-            // stored [K, M]: the MR values of one k are contiguous
-            for (int k = 0; k < kc; k++) {
-                const float* src = g.A + (size_t)(k0 + k) * g.lda + i0 + p;
-                float* d = dst + (size_t)k * MR;
-                for (int i = 0; i < mr; i++) d[i] = src[i];
-                for (int i = mr; i < MR; i++) d[i] = 0.0f;
+
+// value(k, x) = src[k*ld + x], k < kc, x < w. Eight k at a time, all panels: the reads are
+// 8 sequential streams (a row of a large matrix is often a page or more apart from the next).
+template <int R>
+void pack_rows(const float* src, size_t ld, int kc, int w, float* __restrict dst) {
+    for (int k0 = 0; k0 < kc; k0 += 8) {
+        const int kb = std::min(8, kc - k0);
+        float* dp = dst + (size_t)k0 * R;
+        for (int p = 0; p < w; p += R, dp += (size_t)kc * R) {
+            const int r = std::min(R, w - p);
+            for (int k = 0; k < kb; k++) {
+                const float* s = src + (size_t)(k0 + k) * ld + p;
+                float* d = dp + (size_t)k * R;
+                if (r == R) {
+                    std::memcpy(d, s, sizeof(float) * R);
+                } else {
+                    for (int x = 0; x < r; x++) d[x] = s[x];
+                    for (int x = r; x < R; x++) d[x] = 0.0f;
+                }
             }
-        } else {
-            // stored [M, K]: transpose MR rows, 8 k at a time so the writes stay in few lines
-            const float* src = g.A + (size_t)(i0 + p) * g.lda + k0;
-            int k = 0;
-            for (; k + 8 <= kc; k += 8) {
-                float* d = dst + (size_t)k * MR;
-                for (int i = 0; i < mr; i++)
-                    for (int kk = 0; kk < 8; kk++) d[kk * MR + i] = src[(size_t)i * g.lda + k + kk];
-                for (int i = mr; i < MR; i++)
-                    for (int kk = 0; kk < 8; kk++) d[kk * MR + i] = 0.0f;
-            }
-            for (; k < kc; k++)
-                for (int i = 0; i < MR; i++)
-                    dst[(size_t)k * MR + i] = i < mr ? src[(size_t)i * g.lda + k] : 0.0f;
         }
     }
 }
 
-void pack_b(const GemmArgs& g, int k0, int kc, int j0, int nc, float* __restrict dst) {
-    for (int p = 0; p < nc; p += NR, dst += (size_t)kc * NR) {
-        const int nr = std::min(NR, nc - p);
-        if (!g.tb) {
-            // stored [K, N]: one k is NR contiguous values
-            for (int k = 0; k < kc; k++) {
-                const float* src = g.B + (size_t)(k0 + k) * g.ldb + j0 + p;
-                float* d = dst + (size_t)k * NR;
-                if (nr == NR) {
-                    std::memcpy(d, src, sizeof(float) * NR);
-                } else {
-                    for (int j = 0; j < nr; j++) d[j] = src[j];
-                    for (int j = nr; j < NR; j++) d[j] = 0.0f;
-                }
-            }
-        } else {
-            // stored [N, K]: transpose NR rows, 8 k at a time
-            const float* src = g.B + (size_t)(j0 + p) * g.ldb + k0;
-            int k = 0;
-            for (; k + 8 <= kc; k += 8) {
-                float* d = dst + (size_t)k * NR;
-                for (int j = 0; j < nr; j++)
-                    for (int kk = 0; kk < 8; kk++) d[kk * NR + j] = src[(size_t)j * g.ldb + k + kk];
-                for (int j = nr; j < NR; j++)
-                    for (int kk = 0; kk < 8; kk++) d[kk * NR + j] = 0.0f;
-            }
-            for (; k < kc; k++)
-                for (int j = 0; j < NR; j++)
-                    dst[(size_t)k * NR + j] = j < nr ? src[(size_t)j * g.ldb + k] : 0.0f;
+// value(k, x) = src[x*ld + k]: R rows at a time, 8 k at a time so the writes stay in few lines.
+template <int R>
+void pack_cols(const float* src, size_t ld, int kc, int w, float* __restrict dst) {
+    for (int p = 0; p < w; p += R, dst += (size_t)kc * R, src += (size_t)R * ld) {
+        const int r = std::min(R, w - p);
+        int k = 0;
+        for (; k + 8 <= kc; k += 8) {
+            float* d = dst + (size_t)k * R;
+            for (int x = 0; x < r; x++)
+                for (int kk = 0; kk < 8; kk++) d[kk * R + x] = src[(size_t)x * ld + k + kk];
+            for (int x = r; x < R; x++)
+                for (int kk = 0; kk < 8; kk++) d[kk * R + x] = 0.0f;
         }
+        for (; k < kc; k++)
+            for (int x = 0; x < R; x++) dst[(size_t)k * R + x] = x < r ? src[(size_t)x * ld + k] : 0.0f;
     }
+}
+
+void pack_a(const GemmArgs& g, int i0, int mc, int k0, int kc, float* dst) {
+    if (g.ta) pack_rows<MR>(g.A + (size_t)k0 * g.lda + i0, g.lda, kc, mc, dst);  // stored [K, M]
+    else pack_cols<MR>(g.A + (size_t)i0 * g.lda + k0, g.lda, kc, mc, dst);       // stored [M, K]
+}
+
+void pack_b(const GemmArgs& g, int k0, int kc, int j0, int nc, float* dst) {
+    if (g.tb) pack_cols<NR>(g.B + (size_t)j0 * g.ldb + k0, g.ldb, kc, nc, dst);  // stored [N, K]
+    else pack_rows<NR>(g.B + (size_t)k0 * g.ldb + j0, g.ldb, kc, nc, dst);       // stored [K, N]
 }
 
 // -----------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 
 #include "common.h"
 #include "gemm_cpu.h"
+#include "vmath.h"
 
 namespace hafvt {
 
@@ -45,12 +46,16 @@ void cosine_logits_backward(float* dhn, float* dEn, float* ds, const float* dlog
         sgemm(true, false, (int)V, (int)C, (int)R, s, dlogits, (int)V, hn, (int)C, 1.0f, dEn, (int)C);
 }
 
-// logsumexp of one row of V logits, with the max subtracted.
+// logsumexp of one row of V logits, with the max subtracted. `omp simd` reductions let the
+// compiler vectorize the max and the sum without -ffast-math (the lanes' order is fixed, so the
+// result is still deterministic).
 static float row_lse(const float* z, size_t V) {
     float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
     for (size_t j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
     float sum = 0.0f;
-    for (size_t j = 0; j < V; j++) sum += std::exp(z[j] - mx);
+#pragma omp simd reduction(+ : sum)
+    for (size_t j = 0; j < V; j++) sum += vexp(z[j] - mx);
     return mx + std::log(sum);
 }
 
@@ -96,7 +101,8 @@ void mixture_ce_backward(float* const* dlogits, const float* const* logits, cons
             float resp = std::exp(logw[m] + z[y[r]] - l_m + loss[r]);
             float g = dloss[r] * resp;
             // z may alias d: read z[j] before writing d[j]
-            for (size_t j = 0; j < V; j++) d[j] = g * std::exp(z[j] - l_m);
+#pragma omp simd
+            for (size_t j = 0; j < V; j++) d[j] = g * vexp(z[j] - l_m);
             d[y[r]] -= g;
         }
     }
@@ -111,7 +117,8 @@ void mixture_prob_accumulate(float* out, const float* const* logits, const float
             const float* z = logits[m] + r * V;
             float l_m = row_lse(z, V);
             float w = alpha * std::exp(logw[m]);
-            for (size_t j = 0; j < V; j++) o[j] += w * std::exp(z[j] - l_m);
+#pragma omp simd
+            for (size_t j = 0; j < V; j++) o[j] += w * vexp(z[j] - l_m);
         }
     }
 }

@@ -12,6 +12,7 @@
 
 #include "common.h"
 #include "gemm_cpu.h"
+#include "vmath.h"
 
 namespace hafvt {
 
@@ -196,20 +197,20 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
 static constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
 
 void gelu_forward(float* out, const float* inp, size_t n) {
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + std::tanh(kGeluC * (x + 0.044715f * x * x * x)));
+        out[i] = 0.5f * x * (1.0f + vtanh(kGeluC * (x + 0.044715f * x * x * x)));
     }
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
     // forward: y = 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3)
     // dy/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) c (1 + 3 * 0.044715 x^2)
-#pragma omp parallel for schedule(static) if (n > kParallelMin)
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float t = std::tanh(kGeluC * (x + 0.044715f * x * x * x));
+        float t = vtanh(kGeluC * (x + 0.044715f * x * x * x));
         float dudx = kGeluC * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx);
     }

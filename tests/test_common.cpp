@@ -74,3 +74,25 @@ TEST_CASE("AtomicFile: commit renames, a fault before rename keeps the old file"
     CHECK_THROWS_AS(read_file(dir), InputError);
     CHECK_THROWS_AS(read_file(dir + "/missing"), InputError);
 }
+
+#include "vmath.h"
+
+TEST_CASE("vexp and vtanh: accurate to float precision over the range the model uses") {
+    double worst_exp = 0, worst_tanh = 0;
+    for (int i = -870000; i <= 880000; i += 7) {
+        float x = (float)i * 1e-4f;
+        double want = std::exp((double)x);
+        worst_exp = std::max(worst_exp, std::fabs(vexp(x) - want) / want);
+    }
+    for (int i = -200000; i <= 200000; i += 3) {
+        float u = (float)i * 1e-4f;
+        worst_tanh = std::max(worst_tanh, std::fabs(vtanh(u) - std::tanh((double)u)));
+    }
+    MESSAGE("vexp max relative error ", worst_exp, ", vtanh max absolute error ", worst_tanh);
+    CHECK(worst_exp < 3e-7);
+    CHECK(worst_tanh < 3e-7);
+    CHECK(vexp(-1000.0f) < 1e-37f);  // clamped, never NaN or negative
+    CHECK(vexp(-1000.0f) >= 0.0f);
+    CHECK(vtanh(50.0f) == 1.0f);
+    CHECK(vtanh(-50.0f) == -1.0f);
+}
