@@ -51,6 +51,7 @@ $(FLAGS_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/.flags-* && touch $@
 TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 
+.DEFAULT_GOAL := all
 .PHONY: all test test-gpu debug run bench refs clean deps fuzz
 all: $(BUILD)/hafvt
 
