@@ -6,14 +6,17 @@
 #   make run             generate data/synth if absent, train the default configuration, print results
 #   make bench           CPU benchmarks against OpenBLAS and PyTorch (see tools/bench.sh)
 #   make refs            regenerate tests/ref/hafvt_tiny.safetensors with tools/reference.py
+#   make fuzz            libFuzzer runs of the npy, safetensors and C2DSR readers (FUZZ_SECONDS=60 each)
 #   make clean
 
 CXX      ?= g++
 ARCH     ?= -march=native
 OPT      ?= -O3
 CXXFLAGS ?= $(OPT) $(ARCH) -g
-CXXFLAGS += -std=c++17 -fopenmp -Wall -Wextra -Wno-unused-parameter -MMD -MP -Isrc
-LDFLAGS  += -fopenmp
+# flags every C++ object needs, kept apart from CXXFLAGS so `make debug` can replace the latter
+BASE_CXXFLAGS := -std=c++17 -fopenmp -Wall -Wextra -Wno-unused-parameter -MMD -MP -Isrc
+LDFLAGS  ?=
+BASE_LDFLAGS := -fopenmp
 BUILD    ?= build
 
 # ---- CUDA detection: looks for nvcc only, never for a GPU (the program decides at run time) ----
@@ -38,7 +41,7 @@ ifeq ($(USE_CUDA),1)
   NVCCFLAGS ?= -O3 -std=c++17 -Isrc -Icuda --Werror all-warnings -Xcompiler -Wall,-fopenmp \
                -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
                -gencode arch=compute_90,code=compute_90
-  CXXFLAGS  += -DHAFVT_CUDA=1 -I$(CUDA_HOME)/include
+  BASE_CXXFLAGS += -DHAFVT_CUDA=1 -I$(CUDA_HOME)/include
   CU_OBJS   := $(CU_SRCS:cuda/%.cu=$(BUILD)/cuda/%.o)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublas -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64
 endif
@@ -46,7 +49,7 @@ endif
 OBJS      := $(SRCS:src/%.cpp=$(BUILD)/src/%.o) $(CU_OBJS)
 
 # Objects depend on a stamp named after the flags, so switching e.g. USE_CUDA rebuilds them.
-FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CXX) $(CXXFLAGS) $(USE_CUDA) $(NVCCFLAGS)' | md5sum | cut -c1-12)
+FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) $(USE_CUDA) $(NVCCFLAGS)' | md5sum | cut -c1-12)
 $(FLAGS_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/.flags-* && touch $@
 TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
@@ -56,18 +59,18 @@ TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 all: $(BUILD)/hafvt
 
 $(BUILD)/hafvt: $(BUILD)/src/main.o $(OBJS)
-	$(CXX) -o $@ $(filter %.o,$^) $(LDFLAGS) $(CUDA_LIBS)
+	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS)
 
 $(BUILD)/test_hafvt: $(TEST_OBJS) $(OBJS)
-	$(CXX) -o $@ $(filter %.o,$^) $(LDFLAGS) $(CUDA_LIBS)
+	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS)
 
 $(BUILD)/src/%.o: src/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -c $< -o $@
+	$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) -c $< -o $@
 
 $(BUILD)/tests/%.o: tests/%.cpp $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS) -Itests -c $< -o $@
+	$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) -Itests -c $< -o $@
 
 $(BUILD)/cuda/%.o: cuda/%.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -104,6 +107,34 @@ bench: $(BUILD)/hafvt
 
 refs: $(BUILD)/hafvt
 	bash tools/make_refs.sh
+
+# ---- fuzzing: make fuzz [FUZZ_SECONDS=60] builds the libFuzzer targets of tests/fuzz into
+# build/fuzz with clang++ (ASan + UBSan) and runs each for FUZZ_SECONDS on a copy of its seed
+# corpus (build/fuzz/corpus/<target>), so new inputs never land in tests/fuzz/corpus.
+FUZZ_CXX      ?= clang++
+FUZZ_SECONDS  ?= 60
+FUZZ_MAX_LEN  ?= 4096
+FUZZ_DIR      := $(BUILD)/fuzz
+FUZZ_CXXFLAGS ?= -O1 -g -std=c++17 -Isrc -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_SRCS     := src/common.cpp src/json.cpp src/npy.cpp src/safetensors.cpp src/dataset.cpp
+FUZZ_OBJS     := $(FUZZ_SRCS:src/%.cpp=$(FUZZ_DIR)/src/%.o)
+FUZZ_TARGETS  := npy safetensors c2dsr
+.SECONDARY: $(FUZZ_OBJS)
+
+$(FUZZ_DIR)/src/%.o: src/%.cpp $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.cpp $(FUZZ_OBJS)
+	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer $< $(FUZZ_OBJS) -o $@
+
+fuzz: $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t && cp tests/fuzz/corpus/$$t/* $(FUZZ_DIR)/corpus/$$t/ || exit 1; \
+	  echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	  $(FUZZ_DIR)/fuzz_$$t $(FUZZ_DIR)/corpus/$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$(FUZZ_MAX_LEN) \
+	    -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/crash-$$t- || exit 1; \
+	done
 
 clean:
 	rm -rf build
