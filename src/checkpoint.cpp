@@ -38,13 +38,14 @@ void save_checkpoint(const std::string& path, const TensorTable& params, const T
 }
 
 // A metadata value parsed as a number, with an InputError naming the checkpoint otherwise.
-static double meta_number(const StFile& f, const std::string& key) {
+// [lo, hi] keeps the callers' integer casts defined (the defaults fit a long).
+static double meta_number(const StFile& f, const std::string& key, double lo = -9.2e18, double hi = 9.2e18) {
     auto it = f.metadata.find(key);
     HAFVT_INPUT(it != f.metadata.end(), f.path, ": not a hafvt checkpoint (no '", key, "' in __metadata__)");
     char* end = nullptr;
     double x = std::strtod(it->second.c_str(), &end);
-    HAFVT_INPUT(end && *end == '\0' && !it->second.empty(), f.path, ": __metadata__ '", key,
-                "': expected a number, found '", it->second.substr(0, 40), "'");
+    HAFVT_INPUT(end && *end == '\0' && !it->second.empty() && x >= lo && x <= hi, f.path, ": __metadata__ '", key,
+                "': expected a number in [", lo, ", ", hi, "], found '", it->second.substr(0, 40), "'");
     return x;
 }
 
@@ -62,7 +63,7 @@ static void read_meta(const StFile& f, std::string* config_json, TrainState* st)
         st->best_metric = meta_number(f, "best_metric");
         st->best_epoch = (long)meta_number(f, "best_epoch");
         st->bad_evals = (long)meta_number(f, "bad_evals");
-        st->seed = (unsigned long long)meta_number(f, "seed");
+        st->seed = (unsigned long long)meta_number(f, "seed", 0, 1.8446744073709549e19);
     }
 }
 
@@ -79,8 +80,10 @@ void load_checkpoint(const std::string& path, TensorTable& params, TensorTable* 
             const std::string name = prefix + x.name;
             HAFVT_INPUT(f.has(name), path, ": tensor '", name, "' missing (was the checkpoint written with other --views/--modalities/--q?)");
             const StEntry& e = f.entry(name);
+            std::string found = "[";
+            for (size_t k = 0; k < e.shape.size(); k++) found += cat(k ? ", " : "", e.shape[k]);
             HAFVT_INPUT(e.shape == x.dims(), path, ": tensor '", name, "': expected shape ", x.shape_str(),
-                        ", found another (was the checkpoint written for other data or settings?)");
+                        ", found ", found, "] (was the checkpoint written for other data or settings?)");
             std::vector<float> data = f.read_f32(name);
             std::memcpy(x.data, data.data(), data.size() * sizeof(float));
         }

@@ -171,11 +171,15 @@ ItemCatalog read_catalog(const std::string& dir) {
 }
 
 SequenceSet read_sequences(const std::string& path, const ItemCatalog& cat, size_t T, bool train) {
+    return parse_sequences(read_file(path), path, cat, T, train);
+}
+
+SequenceSet parse_sequences(const std::string& text, const std::string& path, const ItemCatalog& cat, size_t T,
+                            bool train) {
     HAFVT_INPUT(T >= 1, path, ": the maximum sequence length T must be at least 1, found ", T);
     SequenceSet set;
     set.path = path;
     set.train = train;
-    std::string text = read_file(path);
     set.seqs.reserve((size_t)std::count(text.begin(), text.end(), '\n') + 1);
 
     const int64_t n_items = (int64_t)cat.num_items();
@@ -257,7 +261,7 @@ SequenceSet read_sequences(const std::string& path, const ItemCatalog& cat, size
             HAFVT_FAIL_INPUT(path, ": expected at least one sequence with 2 or more items, found none (",
                              set.skipped_short, " lines with fewer than 2 items)");
         HAFVT_FAIL_INPUT(path, ": no sequences: expected lines 'user<TAB>seq_id<TAB>item|timestamp|date|...', "
-                         "found an empty file");
+                         "found ", text.empty() ? "an empty file" : "only blank lines");
     }
     return set;
 }

@@ -38,6 +38,10 @@ struct SequenceSet {
     size_t targets_x = 0, targets_y = 0;  // eval: lines whose target is in X / Y
 };
 SequenceSet read_sequences(const std::string& path, const ItemCatalog& cat, size_t T, bool train);
+// The same from the file's text already in memory (`path` only names it in messages); the fuzzer's
+// entry point.
+SequenceSet parse_sequences(const std::string& text, const std::string& path, const ItemCatalog& cat, size_t T,
+                            bool train);
 
 enum View : int { VIEW_X = 0, VIEW_Y = 1, VIEW_XY = 2 };
 extern const char* const kViewNames[3];  // "x", "y", "xy"

@@ -226,7 +226,10 @@ float half_to_float(uint16_t h) {
 
 // The payload size is checked against the file before the output is allocated.
 std::vector<float> npy_read_f32(const std::string& path, std::vector<size_t>* shape) {
-    std::string bytes = read_file(path);
+    return npy_decode_f32(read_file(path), path, shape);
+}
+
+std::vector<float> npy_decode_f32(const std::string& bytes, const std::string& path, std::vector<size_t>* shape) {
     NpyHeader h = npy_parse_header(bytes, path);
     bool f4 = h.descr == "<f4", f2 = h.descr == "<f2";
     if (!f4 && !f2) bad_dtype(path, h.descr, "'<f4' (float32) or '<f2' (float16)");
@@ -247,7 +250,10 @@ std::vector<float> npy_read_f32(const std::string& path, std::vector<size_t>* sh
 
 // numpy's default integer is int64, so '<i8' is accepted when every value fits in int32.
 std::vector<int32_t> npy_read_i32(const std::string& path, std::vector<size_t>* shape) {
-    std::string bytes = read_file(path);
+    return npy_decode_i32(read_file(path), path, shape);
+}
+
+std::vector<int32_t> npy_decode_i32(const std::string& bytes, const std::string& path, std::vector<size_t>* shape) {
     NpyHeader h = npy_parse_header(bytes, path);
     bool i4 = h.descr == "<i4", i8 = h.descr == "<i8";
     if (!i4 && !i8) bad_dtype(path, h.descr, "'<i4' (int32) or '<i8' (int64, values within int32)");

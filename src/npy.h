@@ -25,6 +25,9 @@ NpyHeader npy_parse_header(const std::string& bytes, const std::string& path);
 std::vector<float> npy_read_f32(const std::string& path, std::vector<size_t>* shape);
 // Reads an int32 array (<i4, C order).
 std::vector<int32_t> npy_read_i32(const std::string& path, std::vector<size_t>* shape);
+// The same two from a whole file already in memory (`path` only names it in messages).
+std::vector<float> npy_decode_f32(const std::string& bytes, const std::string& path, std::vector<size_t>* shape);
+std::vector<int32_t> npy_decode_i32(const std::string& bytes, const std::string& path, std::vector<size_t>* shape);
 
 // Write version-1.0 files (<f4 / <i4, C order) through AtomicFile (temporary name + rename).
 void npy_write_f32(const std::string& path, const float* data, const std::vector<size_t>& shape);

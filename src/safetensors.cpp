@@ -88,10 +88,11 @@ StEntry parse_entry(const std::string& name, const Json& j, const std::string& p
 }  // namespace
 
 // Whole file in memory: the data section is kept as one string that read_f32/read_int slice.
-StFile safetensors_read(const std::string& path) {
+StFile safetensors_read(const std::string& path) { return safetensors_parse(read_file(path), path); }
+
+StFile safetensors_parse(std::string bytes, const std::string& path) {
     StFile f;
     f.path = path;
-    std::string bytes = read_file(path);
     HAFVT_INPUT(bytes.size() >= 8, path, ": not a safetensors file: expected at least 8 bytes "
                 "(the header length), found ", bytes.size());
     uint64_t n = 0;

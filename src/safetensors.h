@@ -33,6 +33,8 @@ struct StFile {
 // object, every entry with a known dtype, shape product * dtype size == end - begin, offsets within
 // the data section, no overlaps; InputError naming the file, byte and tensor otherwise.
 StFile safetensors_read(const std::string& path);
+// The same from a whole file already in memory (`path` only names it in messages).
+StFile safetensors_parse(std::string bytes, const std::string& path);
 
 struct StTensorOut {
     std::string name;
