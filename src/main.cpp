@@ -18,6 +18,7 @@
 #include "bench_gemm.h"
 #include "checkpoint.h"
 #include "common.h"
+#include "reference_input.h"
 #include "safetensors.h"
 #include "synth.h"
 #include "text_features.h"
@@ -189,6 +190,12 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
     if (!overrides.txt.empty()) c.txt = overrides.txt;
     if (!overrides.img_ids.empty()) c.img_ids = overrides.img_ids;
     if (!overrides.txt_ids.empty()) c.txt_ids = overrides.txt_ids;
+    // a hand-edited or foreign config must not reach the model's internal checks
+    try {
+        validate_config(c);
+    } catch (const InputError& e) {
+        HAFVT_FAIL_INPUT(ckpt, ": the config stored in the checkpoint is invalid: ", e.what());
+    }
     return c;
 }
 
@@ -349,8 +356,9 @@ int main(int argc, char** argv) {
         if (cmd == "info") return cmd_info(argc - 2, argv + 2);
         if (cmd == "bench-gemm") return bench_gemm_main(argc - 2, argv + 2);
         if (cmd == "text-features") return text_features_main(argc - 2, argv + 2);
-        std::fprintf(stderr, "hafvt: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
-        return 2;
+        if (cmd == "reference-input") return reference_input_main(argc - 2, argv + 2);  // hidden: tools/make_refs.sh
+        HAFVT_FAIL_INPUT("hafvt: unknown command '", cmd, "'; expected one of synth, train, eval, recommend, info, "
+                         "text-features, bench-gemm (see hafvt --help)");
     } catch (const InputError& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 2;

@@ -10,11 +10,15 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 
 #include "adam.h"
 #include "checkpoint.h"
 #include "common.h"
 #include "npy.h"
+#ifdef HAFVT_CUDA
+#include "../cuda/ops_cuda.h"
+#endif
 
 namespace hafvt {
 
@@ -37,7 +41,17 @@ TrainConfig config_from_json(const Json& j, const std::string& what) {
     HAFVT_INPUT(j.is_object(), what, ": expected a JSON object of settings");
     TrainConfig c;
     auto str = [&](const char* k, std::string& v) { if (const Json* x = j.get(k)) { HAFVT_INPUT(x->is_string(), what, ": '", k, "' must be a string"); v = x->as_string(); } };
-    auto num = [&](const char* k, auto& v) { if (const Json* x = j.get(k)) { HAFVT_INPUT(x->is_number(), what, ": '", k, "' must be a number"); v = (std::remove_reference_t<decltype(v)>)x->as_number(); } };
+    // a number outside its setting's type would make the cast undefined: refuse it
+    auto num = [&](const char* k, auto& v) {
+        using V = std::remove_reference_t<decltype(v)>;
+        if (const Json* x = j.get(k)) {
+            double d = x->is_number() ? x->as_number() : NAN;
+            bool fits = std::is_floating_point<V>::value ? std::fabs(d) <= 3.4e38
+                      : d >= (double)std::numeric_limits<V>::min() && d < (double)std::numeric_limits<V>::max();
+            HAFVT_INPUT(fits, what, ": '", k, "': expected a number within the range of its setting, found ", x->dump());
+            v = (V)d;
+        }
+    };
     auto flag = [&](const char* k, bool& v) { if (const Json* x = j.get(k)) { HAFVT_INPUT(x->is_bool(), what, ": '", k, "' must be true or false"); v = x->as_bool(); } };
     str("data", c.data); str("train_file", c.train_file); str("img", c.img); str("txt", c.txt);
     str("img_ids", c.img_ids); str("txt_ids", c.txt_ids); str("out", c.out);
@@ -98,10 +112,15 @@ void validate_config(const TrainConfig& c) {
     bool views[3], mods[3];
     parse_list(c.views, "views", kViewNames, views);
     resolve_modalities(c, mods);
-    HAFVT_INPUT(!mods[MOD_IMG] || !c.img.empty(), "--modalities includes img: give the image features with --img F.npy");
-    HAFVT_INPUT(!mods[MOD_TXT] || !c.txt.empty(), "--modalities includes txt: give the text features with --txt F.npy");
-    HAFVT_INPUT(c.img_ids.empty() || !c.img.empty(), "--img-ids given without --img");
-    HAFVT_INPUT(c.txt_ids.empty() || !c.txt.empty(), "--txt-ids given without --txt");
+    HAFVT_INPUT(!mods[MOD_IMG] || !c.img.empty(), "--modalities '", c.modalities,
+                "' includes img: expected the image features with --img F.npy, found no --img");
+    HAFVT_INPUT(!mods[MOD_TXT] || !c.txt.empty(), "--modalities '", c.modalities,
+                "' includes txt: expected the text features with --txt F.npy, found no --txt");
+    HAFVT_INPUT(c.img_ids.empty() || !c.img.empty(), "--img-ids given: expected --img F.npy with it, found no --img");
+    HAFVT_INPUT(c.txt_ids.empty() || !c.txt.empty(), "--txt-ids given: expected --txt F.npy with it, found no --txt");
+    // -1 is the "unset" default; any other negative weight is a mistake, not a default
+    HAFVT_INPUT((c.alpha == -1 || c.alpha >= 0) && (c.beta == -1 || c.beta >= 0),
+                "--alpha/--beta: expected weights in [0, 1], found ", c.alpha, " and ", c.beta);
     float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
     HAFVT_INPUT(a <= 1.0f && b <= 1.0f, "--alpha/--beta: expected weights in [0, 1], found ", a, " and ", b);
     HAFVT_INPUT(a + b <= 1.0f + 1e-6f, "--alpha ", a, " + --beta ", b, " = ", a + b,
@@ -318,6 +337,27 @@ static Json eval_json(const EvalResult& r, long epoch, long step, const LossTerm
     return j;
 }
 
+// --device: the training step runs on the CPU in this version; with `cuda` or `auto` the reason is
+// said in one line (no device, a CPU-only build, or the device path not wired into training yet).
+static std::string choose_device(const std::string& want) {
+    if (want == "cpu") return "cpu";
+#ifdef HAFVT_CUDA
+    std::string why;
+    if (!cuda_device_available(&why)) {
+        HAFVT_INPUT(want != "cuda", "--device cuda: expected a CUDA device, found none (", why, "); use --device cpu or auto");
+        std::printf("device: no CUDA device (%s); running on the CPU\n", why.c_str());
+        return "cpu";
+    }
+    std::printf("device: a CUDA device answers, but training runs on the CPU in this version "
+                "(the CUDA ops are tested in make test-gpu); running on the CPU\n");
+    return "cpu";
+#else
+    HAFVT_INPUT(want != "cuda", "--device cuda: expected a CUDA build, found a CPU-only build (USE_CUDA=0 or no nvcc)");
+    std::printf("device: this build has no CUDA (USE_CUDA=0 or no nvcc); running on the CPU\n");
+    return "cpu";
+#endif
+}
+
 // The settings a resumed run must share with the run it continues.
 static std::string resume_key(const Json& cfg) {
     Json k = Json::object();
@@ -334,7 +374,7 @@ int run_train(const TrainConfig& c) {
     Timer total;
     RunFiles run;
     run.dir = c.out;
-    make_dirs(c.out);
+    const std::string device = choose_device(c.device);
 
     // data (SPEC §1)
     const std::string dir = c.data + "/";
@@ -392,6 +432,8 @@ int run_train(const TrainConfig& c) {
     } else {
         model.init_params(c.seed);
     }
+    // every input is read and checked above: only now does the run folder get its first file
+    make_dirs(c.out);
     write_file_atomic(c.out + "/config.json", cfg_s + "\n");
     // c2dsr protocol: the negatives are drawn once per split and saved with the run
     std::vector<int32_t> neg_valid = draw_negatives(valid, w.cat, c.seed, 0);
@@ -403,7 +445,7 @@ int run_train(const TrainConfig& c) {
     for (const auto& e : model.params().entries()) n_params += e.numel;
     run.say(cat("model: views ", views_s, ", modalities ", mods_s, " (weights ", mc.weight[0], " ", mc.weight[1], " ",
                 mc.weight[2], "), q ", mc.q, ", e ", mc.e, ", ", mc.n_blocks, " blocks, ", mc.n_heads, " heads, ",
-                n_params, " parameters; ", threads, " threads, device cpu"));
+                n_params, " parameters; ", threads, " threads, device ", device));
 
     AdamConfig ac;
     ac.lr = c.lr;
