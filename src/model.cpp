@@ -280,7 +280,8 @@ static const float* candidate_table(const Model::Impl& I, const FrozenTables* fz
     return m == MOD_ID ? I.en_id.data() : fz->table[m].data();
 }
 
-LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t step) {
+LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t step,
+                                  std::map<std::string, std::vector<float>>* trace) {
     Impl& I = *impl_;
     const ModelConfig& c = cfg_;
     const size_t B = batch.B, T = c.T, M = I.mods.size();
@@ -348,6 +349,12 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
             for (size_t r = 0; r < R; r++) I.y[r] = vb.target[rows[D][r]] - (int32_t)off;
             mixture_ce_forward(I.loss.data(), I.lse.data(), zp, I.y.data(), logw, M, R, V);
             for (size_t r = 0; r < R; r++) view_sum += I.loss[r];
+            if (trace) {  // copies taken before the backward overwrites the logits with dlogits
+                const char* dn = D == 0 ? "X" : "Y";
+                for (size_t k = 0; k < M; k++)
+                    (*trace)[cat("logits.", kViewNames[v], ".", kModNames[I.mods[k]], ".", dn)].assign(zp[k], zp[k] + R * V);
+                (*trace)[cat("loss_rows.", kViewNames[v], ".", dn)].assign(I.loss.data(), I.loss.data() + R);
+            }
             // backward: dL/dl = lambda_v / count_v for each position of view v
             for (size_t r = 0; r < R; r++) I.dloss[r] = lambda[v] / (float)count;
             mixture_ce_backward(dz, zp, I.lse.data(), I.loss.data(), I.y.data(), logw, I.dloss.data(), M, R, V);
@@ -373,6 +380,7 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
         }
         lt.view[v] = view_sum / (double)count;
         lt.total += lambda[v] * lt.view[v];
+        if (trace) (*trace)[cat("loss.", kViewNames[v])] = {(float)lt.view[v]};
     }
     // E_id receives the heads' gradient through the normalization
     if (E_id) l2norm_backward(dE_id, I.den_id.data(), I.en_id.data(), I.en_id_norm.data(), NI, c.q);

@@ -2,6 +2,7 @@
 // cosine-softmax heads with learnable scales, the probability mixture, the loss and the score.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -54,7 +55,11 @@ public:
 
     // One training forward and backward on a train batch: returns the loss terms and leaves the
     // gradients (zeroed first) in grads(). Dropout masks come from (seed, step).
-    LossTerms forward_backward(const Batch& batch, uint64_t seed, uint64_t step);
+    // trace (tests/test_reference.cpp): when given, records per view v, modality m and target
+    // domain D the head logits "logits.<v>.<m>.<X|Y>" (R,V), the rows' losses
+    // "loss_rows.<v>.<X|Y>" (R), rows in (b*T + t) order, and the view means "loss.<v>" (1).
+    LossTerms forward_backward(const Batch& batch, uint64_t seed, uint64_t step,
+                               std::map<std::string, std::vector<float>>* trace = nullptr);
 
     // Evaluation score (SPEC §4) of every candidate of the target's domain for each line of an
     // eval batch: scores (B, V_max), row b holds the NX or NY scores of line b's target domain
