@@ -1,0 +1,71 @@
+#!/usr/bin/env python3
+"""The ablation table from runs/ablation/<config>_s<seed>/metrics.jsonl: test metrics of the best
+checkpoint, mean and spread (sample standard deviation) over the seeds, per domain, both
+protocols, plus head/tail MRR. Prints Markdown. Standard library only."""
+import json
+import os
+import statistics
+import sys
+
+NAMES = [
+    ("full", "full model: views x,y,xy, modalities id,img,txt"),
+    ("id", "--modalities id"),
+    ("id_img", "--modalities id,img"),
+    ("id_txt", "--modalities id,txt"),
+    ("xy", "--views xy"),
+    ("xy_id", "--views xy --modalities id"),
+]
+
+
+def test_rows(path):
+    rows = {}
+    with open(path) as f:
+        for line in f:
+            j = json.loads(line)
+            if j["split"] == "test":
+                rows[j["protocol"]] = j
+    return rows
+
+
+def fmt(xs):
+    if not xs:
+        return "-"
+    m = statistics.mean(xs)
+    s = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{m:.2f} ± {s:.2f}"
+
+
+def main(root):
+    runs = {}
+    for d in sorted(os.listdir(root)):
+        p = os.path.join(root, d, "metrics.jsonl")
+        if "_s" not in d or not os.path.exists(p):
+            continue
+        name, seed = d.rsplit("_s", 1)
+        r = test_rows(p)
+        if "full" in r:
+            runs.setdefault(name, []).append(r)
+    for proto in ("full", "c2dsr"):
+        print(f"\nTest split, protocol `{proto}`, percent, mean ± std over {max(len(v) for v in runs.values())} seeds\n")
+        print("| configuration | X MRR | X NDCG@5 | X NDCG@10 | Y MRR | Y NDCG@5 | Y NDCG@10 | X tail MRR | X head MRR | Y tail MRR | Y head MRR |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for key, label in NAMES:
+            rs = [r[proto] for r in runs.get(key, [])]
+            if not rs:
+                continue
+            cells = []
+            for dom in ("X", "Y"):
+                for m in ("mrr", "ndcg5", "ndcg10"):
+                    cells.append(fmt([r[dom][m] for r in rs]))
+            for dom in ("X", "Y"):
+                for part in ("tail", "head"):
+                    cells.append(fmt([r["head_tail"][f"{dom}_{part}"]["mrr"] for r in rs]))
+            print(f"| {label} ({len(rs)}) | " + " | ".join(cells) + " |")
+    any_run = next(iter(runs.values()))[0]["full"]
+    n_tail = any_run["head_tail"]["X_tail"]["n"] + any_run["head_tail"]["Y_tail"]["n"]
+    n_all = any_run["X"]["n"] + any_run["Y"]["n"]
+    print(f"\nTail targets (seen at most --tail-max = 5 times in training): {n_tail} of {n_all} test lines ({100.0 * n_tail / n_all:.1f}%).")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/ablation")
