@@ -96,7 +96,7 @@ debug:
 
 SYNTH_DIR ?= data/synth
 RUN_DIR   ?= runs/default
-RUN_FLAGS ?=
+RUN_FLAGS ?= --q 64 --batch 64 --epochs 10 --patience 3
 run: $(BUILD)/hafvt
 	@test -f $(SYNTH_DIR)/Alist.txt || $(BUILD)/hafvt synth --out $(SYNTH_DIR) --size small
 	$(BUILD)/hafvt train --data $(SYNTH_DIR) --img $(SYNTH_DIR)/img.npy --txt $(SYNTH_DIR)/txt.npy \
