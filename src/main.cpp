@@ -190,6 +190,8 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
     if (!overrides.txt.empty()) c.txt = overrides.txt;
     if (!overrides.img_ids.empty()) c.img_ids = overrides.img_ids;
     if (!overrides.txt_ids.empty()) c.txt_ids = overrides.txt_ids;
+    if (overrides.alpha != -1) c.alpha = overrides.alpha;
+    if (overrides.beta != -1) c.beta = overrides.beta;
     // a hand-edited or foreign config must not reach the model's internal checks
     try {
         validate_config(c);
@@ -215,6 +217,8 @@ int cmd_eval(int argc, char** argv) {
         {"img", Flag::STR, &o.img, "image features (default: the run's)"},
         {"txt", Flag::STR, &o.txt, "text features (default: the run's)"},
         {"exclude-history", Flag::BOOL, &o.exclude_history, "full protocol: do not rank the input items"},
+        {"alpha", Flag::FLOAT, &o.alpha, "score with another id weight (default: the run's)"},
+        {"beta", Flag::FLOAT, &o.beta, "score with another img weight (default: the run's); a weight of 0 drops that head"},
         {"threads", Flag::INT, &o.threads, "CPU threads (default: all)"},
     };
     if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;

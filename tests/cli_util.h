@@ -21,17 +21,24 @@ struct RunResult {
     std::string out;     // stdout and stderr together
 };
 
-// Runs `hafvt ARGS` through the shell with a time limit; captures the output.
-inline RunResult run_hafvt(const std::string& args, int timeout_s = 300) {
-    RunResult r;
-    std::string cmd = "timeout " + std::to_string(timeout_s) + " " + hafvt_bin() + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
+// Runs a shell command; returns its exit status (128 + signal when killed) and puts stdout and
+// stderr together in `out` (may be null).
+inline int run_shell(const std::string& cmd, std::string* out) {
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
     REQUIRE(p != nullptr);
+    std::string s;
     char buf[4096];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
     int st = pclose(p);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (out) *out = s;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+// Runs `hafvt ARGS` with a time limit.
+inline RunResult run_hafvt(const std::string& args, int timeout_s = 300) {
+    RunResult r;
+    r.status = run_shell("timeout " + std::to_string(timeout_s) + " " + hafvt_bin() + " " + args, &r.out);
     return r;
 }
 

@@ -15,29 +15,14 @@
 #include "common.h"
 #include "dataset.h"
 #include "npy.h"
+#include "cli_util.h"
 #include "test_util.h"
 
 using namespace hafvt;
+using testutil::hafvt_bin;
+using testutil::run_shell;
 
 namespace {
-
-std::string bin_path() {
-    const char* b = std::getenv("HAFVT_BIN");
-    return b ? b : "build/hafvt";
-}
-
-// Runs a shell command; returns its exit status and puts stdout + stderr in `out`.
-int run_shell(const std::string& cmd, std::string* out) {
-    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string s;
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
-    int st = pclose(p);
-    if (out) *out = s;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 bool python_has(const char* module) {
     return run_shell(cat("/usr/bin/python3 -c 'import ", module, "'"), nullptr) == 0;
@@ -53,7 +38,7 @@ TEST_CASE("tools/clip_features.py --encoder fake: files the trainer loads") {
     const std::string dir = testutil::temp_dir("cliptool");
     const std::string data = dir + "/data", items = dir + "/items.tsv", tool = "/usr/bin/python3 tools/clip_features.py";
     std::string log;
-    REQUIRE(run_shell(bin_path() + " synth --out " + data + " --size tiny", &log) == 0);
+    REQUIRE(run_shell(hafvt_bin() + " synth --out " + data + " --size tiny", &log) == 0);
     ItemCatalog c = read_catalog(data);
     const size_t NI = c.num_items();
 
@@ -98,7 +83,7 @@ TEST_CASE("tools/clip_features.py --encoder fake: files the trainer loads") {
 
     // the trainer loads both tables
     const std::string f = dir + "/f/";
-    rc = run_shell(bin_path() + " train --data " + data + " --img " + f + "img.npy --txt " + f + "txt.npy --img-ids " + f +
+    rc = run_shell(hafvt_bin() + " train --data " + data + " --img " + f + "img.npy --txt " + f + "txt.npy --img-ids " + f +
                        "img_ids.txt --txt-ids " + f + "txt_ids.txt --q 16 --blocks 1 --epochs 1 --skip-test --threads 2 --out " +
                        dir + "/run",
                    &log);
@@ -124,7 +109,7 @@ TEST_CASE("tools/clip_features.py: --what picks the tables; bad item lists are r
     const std::string dir = testutil::temp_dir("cliptool2");
     const std::string data = dir + "/data", tool = "/usr/bin/python3 tools/clip_features.py --encoder fake --dim 8";
     std::string log;
-    REQUIRE(run_shell(bin_path() + " synth --out " + data + " --size tiny", &log) == 0);
+    REQUIRE(run_shell(hafvt_bin() + " synth --out " + data + " --size tiny", &log) == 0);
     ItemCatalog c = read_catalog(data);
     const std::string header = "merged_id\tasin\timage_path\ttitle\n";
 

@@ -10,6 +10,7 @@
 #include <functional>
 
 using namespace hafvt;
+using testutil::expect_input_error;
 
 namespace {
 
@@ -20,22 +21,6 @@ void put_file(const std::string& path, const std::string& bytes) {
     REQUIRE(f);
     REQUIRE(std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size());
     std::fclose(f);
-}
-
-// Runs fn, requires an InputError whose message contains every piece of `want`.
-void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& want) {
-    std::string msg;
-    try {
-        fn();
-    } catch (const InputError& e) {
-        msg = e.what();
-    }
-    INFO("message: " << msg);
-    REQUIRE(!msg.empty());
-    for (const std::string& w : want) {
-        INFO("expected to contain: " << w);
-        CHECK(msg.find(w) != std::string::npos);
-    }
 }
 
 // A well-formed 5x3 float32 file written by numpy, as bytes to mutate.

@@ -11,6 +11,7 @@
 #include <functional>
 
 using namespace hafvt;
+using testutil::expect_input_error;
 
 namespace {
 
@@ -27,21 +28,6 @@ std::string st_bytes(const std::string& header, const std::string& data, uint64_
     std::string b(8, '\0');
     for (int i = 0; i < 8; i++) b[(size_t)i] = (char)(n >> (8 * i));
     return b + header + data;
-}
-
-void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& want) {
-    std::string msg;
-    try {
-        fn();
-    } catch (const InputError& e) {
-        msg = e.what();
-    }
-    INFO("message: " << msg);
-    REQUIRE(!msg.empty());
-    for (const std::string& w : want) {
-        INFO("expected to contain: " << w);
-        CHECK(msg.find(w) != std::string::npos);
-    }
 }
 
 }  // namespace

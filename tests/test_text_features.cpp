@@ -17,30 +17,15 @@
 #include "common.h"
 #include "dataset.h"
 #include "npy.h"
+#include "cli_util.h"
 #include "test_util.h"
 #include "text_features.h"
 
 using namespace hafvt;
+using testutil::hafvt_bin;
+using testutil::run_shell;
 
 namespace {
-
-std::string hafvt_bin() {
-    const char* b = std::getenv("HAFVT_BIN");
-    return b ? b : "build/hafvt";
-}
-
-// Runs a shell command; returns its exit status and puts stdout + stderr in `out`.
-int run_capture(const std::string& cmd, std::string* out) {
-    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string s;
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) s.append(buf, n);
-    int st = pclose(p);
-    if (out) *out = s;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 void write_text(const std::string& path, const std::string& s) {
     std::ofstream f(path, std::ios::binary);
@@ -72,7 +57,7 @@ std::string synthetic_title(size_t id, int topic) {
 // Returns the catalog; `titled` marks the items that have a title.
 ItemCatalog make_titled_dataset(const std::string& dir, const std::string& titles_path, std::vector<bool>* titled) {
     std::string log;
-    REQUIRE(run_capture(hafvt_bin() + " synth --out " + dir + " --size tiny", &log) == 0);
+    REQUIRE(run_shell(hafvt_bin() + " synth --out " + dir + " --size tiny", &log) == 0);
     ItemCatalog c = read_catalog(dir);
     // topics from the generator's truth file: merged_id asin topic head
     std::vector<int> topic(c.num_items(), 0);
@@ -188,7 +173,7 @@ TEST_CASE("text features: bad title files are refused with file and line") {
     CHECK(ok.title[0] == "first title");
     CHECK(ok.title[3] == "tab\tinside");
     CHECK(ok.title[1].empty());
-    run_capture("rm -rf " + dir, nullptr);
+    run_shell("rm -rf " + dir, nullptr);
 }
 
 TEST_CASE("hafvt text-features: shape, coverage, determinism, refusal, and the output trains") {
@@ -199,14 +184,14 @@ TEST_CASE("hafvt text-features: shape, coverage, determinism, refusal, and the o
     const std::string bin = hafvt_bin();
     std::string log;
     const std::string base = bin + " text-features --data " + data + " --titles " + titles + " --dim 32";
-    REQUIRE(run_capture(base + " --out " + dir + "/a.npy", &log) == 0);
+    REQUIRE(run_shell(base + " --out " + dir + "/a.npy", &log) == 0);
     INFO(log);
     size_t nx = 0, ny = 0;
     for (size_t i = 0; i < c.num_items(); i++) (i < c.NX ? nx : ny) += titled[i];
     CHECK(log.find(cat("coverage X (Alist): ", nx, "/", c.NX)) != std::string::npos);
     CHECK(log.find(cat("coverage Y (Blist): ", ny, "/", c.NY)) != std::string::npos);
     // byte-identical on a second run; the default alignment file sits next to the features
-    REQUIRE(run_capture(base + " --out " + dir + "/b.npy --ids-out " + dir + "/b_ids.txt", nullptr) == 0);
+    REQUIRE(run_shell(base + " --out " + dir + "/b.npy --ids-out " + dir + "/b_ids.txt", nullptr) == 0);
     CHECK(read_file(dir + "/a.npy") == read_file(dir + "/b.npy"));
     CHECK(read_file(dir + "/a_ids.txt") == read_file(dir + "/b_ids.txt"));
     CHECK(read_file(dir + "/a_ids.txt") == read_file(data + "/txt_ids.txt"));  // the generator's own alignment
@@ -222,16 +207,16 @@ TEST_CASE("hafvt text-features: shape, coverage, determinism, refusal, and the o
     CHECK(bad == 0);
     // a bad file: exit status 2 and a message naming it
     write_text(dir + "/bad.tsv", cat("local_id\tmerged_id\tasin\ttitle\n0\t0\t", c.asin[1], "\tx\n"));
-    CHECK(run_capture(bin + " text-features --data " + data + " --titles " + dir + "/bad.tsv --out " + dir + "/c.npy", &log) == 2);
+    CHECK(run_shell(bin + " text-features --data " + data + " --titles " + dir + "/bad.tsv --out " + dir + "/c.npy", &log) == 2);
     CHECK(log.find(dir + "/bad.tsv: line 2: merged_id 0: expected ASIN") != std::string::npos);
     // the features load and train
     const std::string train = bin + " train --data " + data + " --txt " + dir + "/a.npy --txt-ids " + dir +
                               "/a_ids.txt --modalities id,txt --q 16 --blocks 1 --epochs 1 --skip-test --threads 2 --out " +
                               dir + "/run";
-    int rc = run_capture(train, &log);
+    int rc = run_shell(train, &log);
     INFO(log);
     CHECK(rc == 0);
-    run_capture("rm -rf " + dir, nullptr);
+    run_shell("rm -rf " + dir, nullptr);
 }
 
 TEST_CASE("hafvt text-features on the Food-Kitchen titles (../shared)") {
@@ -243,7 +228,7 @@ TEST_CASE("hafvt text-features on the Food-Kitchen titles (../shared)") {
     const std::string fk = shared + "/data/c2dsr/Food-Kitchen", t = shared + "/data/llmcdsr-titles/Food-Kitchen";
     const std::string dir = testutil::temp_dir("textfk");
     std::string log;
-    int rc = run_capture(hafvt_bin() + " text-features --data " + fk + " --titles " + t + "/titles_A.tsv --titles " + t +
+    int rc = run_shell(hafvt_bin() + " text-features --data " + fk + " --titles " + t + "/titles_A.tsv --titles " + t +
                              "/titles_B.tsv --dim 16 --out " + dir + "/fk.npy",
                          &log);
     INFO(log);
@@ -254,5 +239,5 @@ TEST_CASE("hafvt text-features on the Food-Kitchen titles (../shared)") {
     std::vector<size_t> shape;
     npy_read_f32(dir + "/fk.npy", &shape);
     CHECK(shape == std::vector<size_t>{29207 + 34886, 16});
-    run_capture("rm -rf " + dir, nullptr);
+    run_shell("rm -rf " + dir, nullptr);
 }

@@ -5,9 +5,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
+
+#include "common.h"
 
 namespace testutil {
 
@@ -51,6 +54,22 @@ inline std::string temp_dir(const std::string& tag) {
     char* d = mkdtemp(buf.data());
     REQUIRE(d != nullptr);
     return d;
+}
+
+// Runs fn and requires an InputError whose message contains every piece of `want`.
+inline void expect_input_error(const std::function<void()>& fn, const std::vector<std::string>& want) {
+    std::string msg;
+    try {
+        fn();
+    } catch (const hafvt::InputError& e) {
+        msg = e.what();
+    }
+    INFO("message: " << msg);
+    REQUIRE(!msg.empty());
+    for (const std::string& w : want) {
+        INFO("expected to contain: " << w);
+        CHECK(msg.find(w) != std::string::npos);
+    }
 }
 
 }  // namespace testutil
