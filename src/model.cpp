@@ -280,6 +280,28 @@ static const float* candidate_table(const Model::Impl& I, const FrozenTables* fz
     return m == MOD_ID ? I.en_id.data() : fz->table[m].data();
 }
 
+// Eq. 2, 4-6 for view v against the items of domain D: gathers the rows `hrows` of each enabled
+// modality's H, L2-normalizes them and computes the scaled cosine logits. Fills, per enabled
+// modality k: I.hg/hn/hnorm[k], I.logits[k] (R, V_D), zp[k], s[k], dsdl[k] and logw[k].
+static void head_logits(Model::Impl& I, const ModelConfig& c, const TensorTable& P, const FrozenTables* fz,
+                        int v, int D, const std::vector<size_t>& hrows, const float* zp[3], float s[3],
+                        float dsdl[3], float logw[3]) {
+    const size_t R = hrows.size(), V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
+    for (size_t k = 0; k < I.mods.size(); k++) {
+        const int m = I.mods[k];
+        const Model::Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
+        const size_t d = e.d;
+        grow(I.hg[k], R * d); grow(I.hn[k], R * d); grow(I.hnorm[k], R);
+        grow(I.logits[k], R * V);
+        for (size_t r = 0; r < R; r++) std::memcpy(&I.hg[k][r * d], e.H.data() + hrows[r] * d, d * sizeof(float));
+        l2norm_forward(I.hn[k].data(), I.hnorm[k].data(), I.hg[k].data(), R, d);
+        s[k] = logit_scale(P.get(scale_name(v, m)).data[0], &dsdl[k]);
+        cosine_logits_forward(I.logits[k].data(), I.hn[k].data(), candidate_table(I, fz, m) + off * d, s[k], R, V, d);
+        zp[k] = I.logits[k].data();
+        logw[k] = I.logw[m];
+    }
+}
+
 LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t step,
                                   std::map<std::string, std::vector<float>>* trace) {
     Impl& I = *impl_;
@@ -325,24 +347,13 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
             const size_t R = rows[D].size();
             if (R == 0) continue;
             const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
-            // gather the supervised rows of H, normalize, score against the domain's items (Eq. 2, 4-6)
+            // the supervised rows of H, normalized and scored against the domain's items (Eq. 2, 4-6);
+            // the backward overwrites the logits with their gradient (dz aliases zp)
             const float* zp[3];
             float* dz[3];
             float s[3], dsdl[3], logw[3];
-            for (size_t k = 0; k < M; k++) {
-                const int m = I.mods[k];
-                const Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
-                const size_t d = e.d;
-                grow(I.hg[k], R * d); grow(I.hn[k], R * d); grow(I.hnorm[k], R);
-                grow(I.logits[k], R * V);
-                for (size_t r = 0; r < R; r++) std::memcpy(&I.hg[k][r * d], e.H.data() + rows[D][r] * d, d * sizeof(float));
-                l2norm_forward(I.hn[k].data(), I.hnorm[k].data(), I.hg[k].data(), R, d);
-                s[k] = logit_scale(params_.get(scale_name(v, m)).data[0], &dsdl[k]);
-                cosine_logits_forward(I.logits[k].data(), I.hn[k].data(), candidate_table(I, frozen_, m) + off * d, s[k], R, V, d);
-                zp[k] = I.logits[k].data();
-                dz[k] = I.logits[k].data();
-                logw[k] = I.logw[m];
-            }
+            head_logits(I, c, params_, frozen_, v, D, rows[D], zp, s, dsdl, logw);
+            for (size_t k = 0; k < M; k++) dz[k] = I.logits[k].data();
             // Eq. 7-8: l = -log sum_m w_m p_m(y)
             grow(I.loss, R); grow(I.lse, M * R); grow(I.dloss, R);
             I.y.resize(R);
@@ -424,36 +435,26 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
             domain[b] = (size_t)batch.eval_target[b] < c.NX ? 0 : 1;
         }
     }
-    std::vector<size_t> rows;
+    std::vector<size_t> rows, hrows;
     std::vector<float> acc;
     for (int D = 0; D < 2; D++) {
-        const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
+        const size_t V = D == 0 ? c.NX : c.NY;
         for (int v = 0; v < 3; v++) {
             if (!c.views[v]) continue;
             // Eq. 10-11: score = P_D + lambda1 P_D' + lambda2 P_XY; an empty view's term is dropped
             const float coef = v == VIEW_XY ? c.lambda2 : (v == D ? 1.0f : c.lambda1);
             rows.clear();
+            hrows.clear();
             for (size_t b = 0; b < B; b++)
-                if (domain[b] == D && batch.view[v].nonempty[b]) rows.push_back(b);
+                if (domain[b] == D && batch.view[v].nonempty[b]) {
+                    rows.push_back(b);
+                    hrows.push_back(b * T + T - 1);  // the view's last position (left padding)
+                }
             const size_t R = rows.size();
             if (R == 0) continue;
             const float* zp[3];
-            float logw[3];
-            for (size_t k = 0; k < M; k++) {
-                const int m = I.mods[k];
-                const Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
-                const size_t d = e.d;
-                grow(I.hg[k], R * d); grow(I.hn[k], R * d); grow(I.hnorm[k], R);
-                grow(I.logits[k], R * V);
-                // the representation is the view's last position, t = T-1 (left padding)
-                for (size_t r = 0; r < R; r++)
-                    std::memcpy(&I.hg[k][r * d], e.H.data() + (rows[r] * T + T - 1) * d, d * sizeof(float));
-                l2norm_forward(I.hn[k].data(), I.hnorm[k].data(), I.hg[k].data(), R, d);
-                float s = logit_scale(params_.get(scale_name(v, m)).data[0], nullptr);
-                cosine_logits_forward(I.logits[k].data(), I.hn[k].data(), candidate_table(I, frozen_, m) + off * d, s, R, V, d);
-                zp[k] = I.logits[k].data();
-                logw[k] = I.logw[m];
-            }
+            float s[3], dsdl[3], logw[3];
+            head_logits(I, c, params_, frozen_, v, D, hrows, zp, s, dsdl, logw);
             acc.assign(R * V, 0.0f);
             mixture_prob_accumulate(acc.data(), zp, logw, coef, M, R, V);
             for (size_t r = 0; r < R; r++) {
