@@ -274,6 +274,13 @@ static double peak_rss_gib() {
     return (double)ru.ru_maxrss / (1024.0 * 1024.0);  // ru_maxrss is in KiB on Linux
 }
 
+// A number with a fixed count of decimals, for the progress lines.
+static std::string fix(double x, int decimals = 2) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.*f", decimals, x);
+    return b;
+}
+
 static std::string fmt_time(double s) {
     long t = (long)(s + 0.5);
     return t >= 3600 ? cat(t / 3600, "h", (t / 60) % 60 < 10 ? "0" : "", (t / 60) % 60, "m")
@@ -455,7 +462,7 @@ int run_train(const TrainConfig& c) {
     Batch batch;
     bool stop = false;
     long steps_this_run = 0;
-    Timer since_start;
+    double timed_s = 0, timed_seqs = 0;  // the steps after the first (warm-up), for benchmarks
     for (long epoch = st.epoch + 1; epoch <= (long)c.epochs && !stop; epoch++) {
         Timer et;
         std::vector<size_t> order = shuffled_order(N, c.seed, (uint64_t)epoch);
@@ -463,6 +470,7 @@ int run_train(const TrainConfig& c) {
         double seqs = 0;
         for (size_t k = 0; k < steps_per_epoch; k++) {
             const size_t b0 = k * c.batch, B = std::min(c.batch, N - b0);
+            Timer step_t;
             make_train_batch(batch, train, order.data() + b0, B, w.cat, c.T, c.loss_window);
             LossTerms lt = model.forward_backward(batch, c.seed, (uint64_t)st.step + 1);
             const char* names[3] = {"X", "Y", "XY"};
@@ -476,18 +484,25 @@ int run_train(const TrainConfig& c) {
             st.step++;
             steps_this_run++;
             adam_update(model.params().data(), adam_m.data(), adam_v.data(), model.grads().data(), model.params().size(), ac, st.step);
+            if (steps_this_run > 1) {
+                timed_s += step_t.seconds();
+                timed_seqs += (double)B;
+            }
             sum.total += lt.total * B;
             for (int v = 0; v < 3; v++) sum.view[v] += lt.view[v] * B;
             seqs += (double)B;
             if ((k + 1) % log_every == 0 || k + 1 == steps_per_epoch) {
                 double rate = seqs / et.seconds();
                 double eta = (double)(N - std::min(N, b0 + B)) / rate;
-                run.say(cat("epoch ", epoch, "/", c.epochs, " step ", k + 1, "/", steps_per_epoch, " | loss ", sum.total / seqs,
-                            " (x ", sum.view[0] / seqs, " y ", sum.view[1] / seqs, " xy ", sum.view[2] / seqs, ") | ",
-                            (long)rate, " seq/s | peak ", peak_rss_gib(), " GiB | epoch ETA ", fmt_time(eta)));
+                run.say(cat("epoch ", epoch, "/", c.epochs, " step ", k + 1, "/", steps_per_epoch, " | loss ", fix(sum.total / seqs, 3),
+                            " (x ", fix(sum.view[0] / seqs, 3), " y ", fix(sum.view[1] / seqs, 3), " xy ", fix(sum.view[2] / seqs, 3),
+                            ") | ", (long)rate, " seq/s | peak ", fix(peak_rss_gib()), " GiB | epoch ETA ", fmt_time(eta)));
             }
             if (c.max_steps && (size_t)steps_this_run >= c.max_steps) {
                 run.say(cat("stopping after --max-steps ", c.max_steps, ": ", (long)(seqs / et.seconds()), " seq/s this epoch"));
+                if (steps_this_run > 1)
+                    run.say(cat("throughput: ", steps_this_run - 1, " steps after the first: ", timed_seqs / timed_s, " seq/s (",
+                                timed_s / (double)(steps_this_run - 1), " s/step)"));
                 stop = true;
                 break;
             }
@@ -511,8 +526,8 @@ int run_train(const TrainConfig& c) {
             } else {
                 st.bad_evals++;
             }
-            run.say(cat("epoch ", epoch, " valid (", sel.protocol, "): MRR X ", sel.dom[0].mrr, " Y ", sel.dom[1].mrr,
-                        ", NDCG@10 X ", sel.dom[0].ndcg10, " Y ", sel.dom[1].ndcg10, better ? " (best)" : "",
+            run.say(cat("epoch ", epoch, " valid (", sel.protocol, "): MRR X ", fix(sel.dom[0].mrr), " Y ", fix(sel.dom[1].mrr),
+                        ", NDCG@10 X ", fix(sel.dom[0].ndcg10), " Y ", fix(sel.dom[1].ndcg10), better ? " (best)" : "",
                         " | epoch ", fmt_time(et.seconds()), ", eval ", fmt_time(vt.seconds())));
             if (better) save_checkpoint(best_path, model.params(), nullptr, nullptr, cfg_s, st);
             if (st.bad_evals >= (long)c.patience) {
@@ -532,12 +547,12 @@ int run_train(const TrainConfig& c) {
         for (auto& x : r) x.split = "test";
         for (auto& x : r) run.metrics.push_back(eval_json(x, st.best_epoch, st.step, nullptr, total.seconds()).dump());
         run.say(cat("\ntest metrics of the best checkpoint (epoch ", st.best_epoch, ", valid ", c.protocol, " mean MRR ",
-                    st.best_metric, "):"));
+                    fix(st.best_metric), "):"));
         run.say(format_results({r[0], r[1]}));
         for (const EvalResult& x : r)
-            run.say(cat(x.protocol, " MRR on targets seen <= ", c.tail_max, " times in training (tail): X ", x.tail[0].mrr,
-                        " (", x.tail[0].n, " lines), Y ", x.tail[1].mrr, " (", x.tail[1].n, "); head: X ", x.head[0].mrr,
-                        " (", x.head[0].n, "), Y ", x.head[1].mrr, " (", x.head[1].n, ")"));
+            run.say(cat(x.protocol, " MRR on targets seen <= ", c.tail_max, " times in training (tail): X ", fix(x.tail[0].mrr),
+                        " (", x.tail[0].n, " lines), Y ", fix(x.tail[1].mrr), " (", x.tail[1].n, "); head: X ",
+                        fix(x.head[0].mrr), " (", x.head[0].n, "), Y ", fix(x.head[1].mrr), " (", x.head[1].n, ")"));
     }
     run.say(cat("done in ", fmt_time(total.seconds()), "; run directory ", c.out));
     run.flush();
