@@ -20,8 +20,14 @@ void throw_input(const char* file, int line, const std::string& what) {
 }
 
 bool fault_injected(const char* point) {
+    // HAFVT_FAULT=point fires at every call; point@N only at the N-th call for that point
     const char* v = std::getenv("HAFVT_FAULT");
-    return v && std::strcmp(v, point) == 0;
+    const size_t n = std::strlen(point);
+    if (!v || std::strncmp(v, point, n) != 0) return false;
+    if (v[n] == '\0') return true;
+    if (v[n] != '@') return false;
+    static long calls = 0;  // one point per process: HAFVT_FAULT names a single one
+    return ++calls == std::atol(v + n + 1);
 }
 
 }  // namespace hafvt

@@ -42,7 +42,8 @@ std::string cat(const Args&... args) {
 [[noreturn]] void throw_input(const char* file, int line, const std::string& what);
 
 // Fault-injection hook for crash-safety tests: returns true when the environment variable
-// HAFVT_FAULT equals `point` (e.g. "before_rename").
+// HAFVT_FAULT equals `point` (e.g. "before_rename"), or is `point@N` and this is the N-th call.
+// Points: before_rename (AtomicFile::commit), nan_loss (one training step's loss).
 bool fault_injected(const char* point);
 
 }  // namespace hafvt

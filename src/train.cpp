@@ -473,11 +473,15 @@ int run_train(const TrainConfig& c) {
             Timer step_t;
             make_train_batch(batch, train, order.data() + b0, B, w.cat, c.T, c.loss_window);
             LossTerms lt = model.forward_backward(batch, c.seed, (uint64_t)st.step + 1);
+            if (fault_injected("nan_loss")) lt.view[VIEW_XY] = NAN;  // crash-safety tests
             const char* names[3] = {"X", "Y", "XY"};
             for (int v = 0; v < 3; v++)
                 if (!std::isfinite(lt.view[v])) {
-                    run.say(cat("error: the ", names[v], " loss term is ", lt.view[v], " at step ", st.step + 1, " (epoch ", epoch,
-                                "); stopping. The last good checkpoint is ", last_path, ". Try a lower --lr."));
+                    std::string msg = cat("error: the ", names[v], " loss term is ", lt.view[v], " at step ", st.step + 1,
+                                          " (epoch ", epoch, "); stopping. The last good checkpoint is ", last_path,
+                                          " (end of epoch ", st.epoch, "). Try a lower --lr.");
+                    run.say(msg);
+                    std::fprintf(stderr, "%s\n", msg.c_str());
                     run.flush();
                     return 1;
                 }
