@@ -466,6 +466,18 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     }
 }
 
+size_t Model::count_params(const ModelConfig& c) {
+    size_t n = c.mods[MOD_ID] ? (c.num_items() + 1) * c.q : 0;  // E_id
+    for (int v = 0; v < 3; v++)
+        for (int m = 0; m < 3; m++)
+            if (c.views[v] && c.mods[m]) {
+                const size_t d = c.width(m);
+                // pos; per block 2 LN (4d), QKV (3d^2 + 3d), Wo (d^2 + d), FFN (2d^2 + 2d); final LN; log_scale
+                n += (c.T + 1) * d + c.n_blocks * (4 * d + 6 * d * d + 6 * d) + 2 * d + 1;
+            }
+    return n;
+}
+
 size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {
     const size_t N = B * c.T, V = std::max(c.NX, c.NY);
     size_t per_d = 0, dmax = 0, encs = 0;

@@ -73,6 +73,8 @@ public:
     const ModelConfig& config() const { return cfg_; }
     // Bytes held by the model's activations and scratch for batches of B (for the memory estimate).
     static size_t estimate_bytes(const ModelConfig& cfg, size_t B, size_t max_rows_per_domain);
+    // Floats in the parameter table of a configuration (without building the model).
+    static size_t count_params(const ModelConfig& cfg);
 
     // Implementation details, defined in model.cpp.
     struct Encoder;

@@ -365,6 +365,38 @@ static std::string choose_device(const std::string& want) {
 #endif
 }
 
+// Bytes the machine can give us: MemAvailable, or HAFVT_MEMORY_LIMIT_MB when set (tests).
+static double available_bytes() {
+    if (const char* lim = std::getenv("HAFVT_MEMORY_LIMIT_MB")) return std::atof(lim) * 1048576.0;
+    FILE* f = std::fopen("/proc/meminfo", "r");
+    double kb = 0;
+    char line[256];
+    while (f && std::fgets(line, sizeof line, f))
+        if (std::sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    if (f) std::fclose(f);
+    return kb > 0 ? kb * 1024.0 : 1e18;  // unknown: do not refuse
+}
+
+// The peak memory of a run, estimated before anything large is allocated: four parameter-sized
+// tables (parameters, gradients, Adam m and v), the frozen tables, the activations and head
+// logits of a training batch (every position supervised in the worst case) and the evaluation's
+// (eval-batch, V) scores per modality. Refuses when the machine has less.
+static void check_memory(const TrainConfig& c, const ModelConfig& mc, RunFiles& run) {
+    const double GiB = 1073741824.0;
+    const size_t V = std::max(mc.NX, mc.NY), mods = (size_t)mc.mods[0] + mc.mods[1] + mc.mods[2];
+    double params = 4.0 * (double)Model::count_params(mc) * sizeof(float);
+    double frozen = (double)((size_t)mc.mods[MOD_IMG] + mc.mods[MOD_TXT]) * (mc.num_items() + 1) * mc.e * sizeof(float);
+    double train = (double)Model::estimate_bytes(mc, c.batch, c.batch * mc.T);
+    double eval = (double)(mods + 2) * c.eval_batch * V * sizeof(float) + (double)Model::estimate_bytes(mc, c.eval_batch, 0);
+    double total = params + frozen + std::max(train, eval), have = available_bytes();
+    run.say(cat("memory estimate ", fix(total / GiB), " GiB (parameters and Adam ", fix(params / GiB), ", frozen tables ",
+                fix(frozen / GiB), ", batch activations and logits ", fix(std::max(train, eval) / GiB), "); available ",
+                fix(have / GiB), " GiB"));
+    HAFVT_INPUT(total <= have, "memory: this configuration needs about ", fix(total / GiB), " GiB, expected at most the ",
+                fix(have / GiB), " GiB available; try a smaller --batch (now ", c.batch, ") or --eval-batch (now ",
+                c.eval_batch, ")");
+}
+
 // The settings a resumed run must share with the run it continues.
 static std::string resume_key(const Json& cfg) {
     Json k = Json::object();
@@ -406,6 +438,7 @@ int run_train(const TrainConfig& c) {
     cfg.set("fingerprint", w.fingerprint).set("threads", threads);
     const std::string cfg_s = cfg.dump();
 
+    check_memory(c, mc, run);
     Model model(mc, &w.fz);
     TensorTable adam_m = model.params().like(), adam_v = model.params().like();
     TrainState st;

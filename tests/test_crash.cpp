@@ -3,6 +3,7 @@
 // between writing and renaming a checkpoint leaves the previous one loadable; a non-finite loss
 // stops training with a message naming the step and the term, and the last checkpoint loads.
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -148,4 +149,20 @@ TEST_CASE("a non-finite loss stops training, names the step and the term; the la
     CHECK(read_file(run + "/last.safetensors") == before);
     auto eval = run_hafvt("eval --ckpt " + run + "/last.safetensors --split valid --threads 1");
     CHECK_MESSAGE(eval.status == 0, eval.out);
+}
+
+TEST_CASE("a configuration that needs more memory than the machine has is refused before allocating") {
+    const std::string out = testutil::temp_dir("crash_mem") + "/run";
+    setenv("HAFVT_MEMORY_LIMIT_MB", "20", 1);
+    auto r = run_hafvt(joined(train_argv(out, 1)) + " --batch 512");
+    unsetenv("HAFVT_MEMORY_LIMIT_MB");
+    CHECK(r.status == 2);
+    CHECK(r.out.find("error: memory: this configuration needs about") != std::string::npos);
+    CHECK(r.out.find("try a smaller --batch (now 512)") != std::string::npos);
+    struct stat st;
+    CHECK(stat(out.c_str(), &st) != 0);  // nothing written
+    // the same run with the machine's real memory goes through and prints its estimate
+    auto ok = run_hafvt(joined(train_argv(out, 1)));
+    CHECK_MESSAGE(ok.status == 0, ok.out);
+    CHECK(ok.out.find("memory estimate ") != std::string::npos);
 }
