@@ -6,7 +6,10 @@
 #include <cstdlib>
 #include <string>
 
+#include <vector>
+
 #include "common.h"
+#include "json.h"
 #include "test_util.h"
 
 namespace testutil {
@@ -40,6 +43,35 @@ inline RunResult run_hafvt(const std::string& args, int timeout_s = 300) {
     RunResult r;
     r.status = run_shell("timeout " + std::to_string(timeout_s) + " " + hafvt_bin() + " " + args, &r.out);
     return r;
+}
+
+// The tiny synthetic dataset (`hafvt synth --size tiny`), generated once per test program.
+inline const std::string& tiny_dataset() {
+    static std::string dir;
+    if (dir.empty()) {
+        dir = temp_dir("tiny") + "/data";
+        RunResult r = run_hafvt("synth --size tiny --out " + dir);
+        REQUIRE_MESSAGE(r.status == 0, r.out);
+    }
+    return dir;
+}
+
+// A run's metrics.jsonl, one object per line, without the wall-clock "seconds" (the only field
+// that may differ between two runs of the same seed).
+inline std::vector<hafvt::Json> metrics_without_seconds(const std::string& run) {
+    std::vector<hafvt::Json> out;
+    std::string text = hafvt::read_file(run + "/metrics.jsonl");
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t nl = text.find('\n', pos);
+        hafvt::Json j = hafvt::Json::parse(text.substr(pos, nl - pos), run);
+        hafvt::Json k = hafvt::Json::object();
+        for (const auto& kv : j.items())
+            if (kv.first != "seconds") k.set(kv.first, kv.second);
+        out.push_back(k);
+        pos = nl + 1;
+    }
+    return out;
 }
 
 }  // namespace testutil

@@ -16,38 +16,10 @@ using testutil::run_hafvt;
 
 namespace {
 
-// The tiny dataset, generated once per test program.
-const std::string& tiny_data() {
-    static std::string dir;
-    if (dir.empty()) {
-        dir = testutil::temp_dir("tiny") + "/data";
-        auto r = run_hafvt("synth --size tiny --out " + dir);
-        REQUIRE_MESSAGE(r.status == 0, r.out);
-    }
-    return dir;
-}
-
 std::string train_args(const std::string& out, int epochs) {
-    const std::string& d = tiny_data();
+    const std::string& d = testutil::tiny_dataset();
     return "train --data " + d + " --img " + d + "/img.npy --txt " + d + "/txt.npy --out " + out +
            " --q 32 --blocks 1 --batch 64 --threads 2 --epochs " + std::to_string(epochs);
-}
-
-// metrics.jsonl without the wall-clock "seconds" of each line (the only field that may differ).
-std::vector<Json> metrics(const std::string& run) {
-    std::vector<Json> out;
-    std::string text = read_file(run + "/metrics.jsonl");
-    size_t pos = 0;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        Json j = Json::parse(text.substr(pos, nl - pos), run);
-        Json k = Json::object();
-        for (const auto& kv : j.items())
-            if (kv.first != "seconds") k.set(kv.first, kv.second);
-        out.push_back(k);
-        pos = nl + 1;
-    }
-    return out;
 }
 
 double num(const Json& j, const char* a, const char* b) { return j.get(a)->get(b)->as_number(); }
@@ -59,7 +31,7 @@ TEST_CASE("training lowers the loss and ranks far better than random") {
     auto r = run_hafvt(train_args(run, 4));
     REQUIRE_MESSAGE(r.status == 0, r.out);
     CHECK(r.out.find("test   full      X") != std::string::npos);  // the final table
-    std::vector<Json> m = metrics(run);
+    std::vector<Json> m = testutil::metrics_without_seconds(run);
     REQUIRE(m.size() == 4 * 2 + 2);  // valid c2dsr + full per epoch, then test c2dsr + full
     double first = num(m[0], "loss", "total"), last = num(m[7], "loss", "total");
     MESSAGE("training loss epoch 1 ", first, ", epoch 4 ", last);
@@ -83,7 +55,9 @@ TEST_CASE("two runs with the same seed and threads write the same metrics; anoth
     REQUIRE_MESSAGE(a.status == 0, a.out);
     REQUIRE_MESSAGE(b.status == 0, b.out);
     REQUIRE_MESSAGE(c.status == 0, c.out);
-    std::vector<Json> ma = metrics(base + "/a"), mb = metrics(base + "/b"), mc = metrics(base + "/c");
+    std::vector<Json> ma = testutil::metrics_without_seconds(base + "/a");
+    std::vector<Json> mb = testutil::metrics_without_seconds(base + "/b");
+    std::vector<Json> mc = testutil::metrics_without_seconds(base + "/c");
     REQUIRE(ma.size() == mb.size());
     for (size_t i = 0; i < ma.size(); i++) CHECK(ma[i].dump() == mb[i].dump());
     CHECK(ma[0].dump() != mc[0].dump());
@@ -100,7 +74,8 @@ TEST_CASE("a run stopped after epoch 2 and resumed ends exactly like an uninterr
     auto rest = run_hafvt(train_args(base + "/part", 4) + " --resume");
     REQUIRE_MESSAGE(rest.status == 0, rest.out);
     CHECK(rest.out.find("resumed from") != std::string::npos);
-    std::vector<Json> mf = metrics(base + "/full"), mp = metrics(base + "/part");
+    std::vector<Json> mf = testutil::metrics_without_seconds(base + "/full");
+    std::vector<Json> mp = testutil::metrics_without_seconds(base + "/part");
     REQUIRE(mf.size() == mp.size());
     for (size_t i = 0; i < mf.size(); i++) CHECK(mf[i].dump() == mp[i].dump());
     CHECK(safetensors_read(base + "/full/last.safetensors").data == safetensors_read(base + "/part/last.safetensors").data);
