@@ -2,13 +2,18 @@
 // directory of §6 (config.json, metrics.jsonl, train.log, best/last checkpoints, negatives).
 #include "train.h"
 
+#include <dirent.h>
 #include <omp.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -309,6 +314,26 @@ static bool file_exists(const std::string& p) {
     return stat(p.c_str(), &st) == 0;
 }
 
+// A process killed between AtomicFile's write and rename leaves `name.tmp.<pid>` behind. Nothing
+// reads those, but they would pile up: remove the ones whose writer no longer exists.
+static std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
+    std::vector<std::string> removed;
+    DIR* d = opendir(dir.c_str());
+    if (!d) return removed;
+    while (const dirent* e = readdir(d)) {
+        const std::string name = e->d_name;
+        const size_t t = name.rfind(".tmp.");
+        if (t == std::string::npos || t == 0 || t + 5 >= name.size()) continue;
+        char* end = nullptr;
+        const long pid = std::strtol(name.c_str() + t + 5, &end, 10);
+        if (*end != '\0' || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;  // its writer may still be running
+        if (std::remove((dir + "/" + name).c_str()) == 0) removed.push_back(name);
+    }
+    closedir(d);
+    return removed;
+}
+
 // The run's text outputs live in memory and are rewritten whole (temporary name + rename) at
 // every evaluation, so a kill never leaves a torn line.
 struct RunFiles {
@@ -377,24 +402,37 @@ static double available_bytes() {
     return kb > 0 ? kb * 1024.0 : 1e18;  // unknown: do not refuse
 }
 
-// The peak memory of a run, estimated before anything large is allocated: four parameter-sized
-// tables (parameters, gradients, Adam m and v), the frozen tables, the activations and head
-// logits of a training batch (every position supervised in the worst case) and the evaluation's
-// (eval-batch, V) scores per modality. Refuses when the machine has less.
+// Resident memory of this process (VmRSS): the program, the sequences and the frozen tables.
+static double resident_bytes() {
+    FILE* f = std::fopen("/proc/self/status", "r");
+    double kb = 0;
+    char line[256];
+    while (f && std::fgets(line, sizeof line, f))
+        if (std::sscanf(line, "VmRSS: %lf kB", &kb) == 1) break;
+    if (f) std::fclose(f);
+    return kb * 1024.0;
+}
+
+// The peak memory of a run, estimated before anything large is allocated: what is resident now
+// (the program, the data and the frozen tables, already loaded), plus four parameter-sized tables
+// (parameters, gradients, Adam m and v) and the larger of a training batch's activations and head
+// logits (every position supervised in the worst case) and the evaluation's activations and
+// (eval-batch, V) scores. Refuses when the part still to allocate exceeds MemAvailable.
 static void check_memory(const TrainConfig& c, const ModelConfig& mc, RunFiles& run) {
-    const double GiB = 1073741824.0;
+    const double MiB = 1048576.0;
     const size_t V = std::max(mc.NX, mc.NY), mods = (size_t)mc.mods[0] + mc.mods[1] + mc.mods[2];
     double params = 4.0 * (double)Model::count_params(mc) * sizeof(float);
     double frozen = (double)((size_t)mc.mods[MOD_IMG] + mc.mods[MOD_TXT]) * (mc.num_items() + 1) * mc.e * sizeof(float);
     double train = (double)Model::estimate_bytes(mc, c.batch, c.batch * mc.T);
     double eval = (double)(mods + 2) * c.eval_batch * V * sizeof(float) + (double)Model::estimate_bytes(mc, c.eval_batch, 0);
-    double total = params + frozen + std::max(train, eval), have = available_bytes();
-    run.say(cat("memory estimate ", fix(total / GiB), " GiB (parameters and Adam ", fix(params / GiB), ", frozen tables ",
-                fix(frozen / GiB), ", batch activations and logits ", fix(std::max(train, eval) / GiB), "); available ",
-                fix(have / GiB), " GiB"));
-    HAFVT_INPUT(total <= have, "memory: this configuration needs about ", fix(total / GiB), " GiB, expected at most the ",
-                fix(have / GiB), " GiB available; try a smaller --batch (now ", c.batch, ") or --eval-batch (now ",
-                c.eval_batch, ")");
+    double in_use = std::max(resident_bytes(), frozen), more = params + std::max(train, eval), have = available_bytes();
+    run.say(cat("memory estimate ", fix((in_use + more) / MiB, 0), " MiB at the peak (in use now ", fix(in_use / MiB, 0),
+                ", of which frozen tables ", fix(frozen / MiB, 0), "; parameters and Adam ", fix(params / MiB, 0),
+                "; batch activations and logits ", fix(std::max(train, eval) / MiB, 0), "); available ",
+                fix(have / MiB, 0), " MiB"));
+    HAFVT_INPUT(more <= have, "memory: this configuration needs about ", fix(more / MiB, 0), " MiB more than the ",
+                fix(in_use / MiB, 0), " MiB in use, expected at most the ", fix(have / MiB, 0),
+                " MiB available; try a smaller --batch (now ", c.batch, ") or --eval-batch (now ", c.eval_batch, ")");
 }
 
 // The settings a resumed run must share with the run it continues.
@@ -474,6 +512,8 @@ int run_train(const TrainConfig& c) {
     }
     // every input is read and checked above: only now does the run folder get its first file
     make_dirs(c.out);
+    for (const std::string& name : remove_stale_temporaries(c.out))
+        run.say(cat("removed ", c.out, "/", name, ", a temporary file left by an interrupted run"));
     write_file_atomic(c.out + "/config.json", cfg_s + "\n");
     // c2dsr protocol: the negatives are drawn once per split and saved with the run
     std::vector<int32_t> neg_valid = draw_negatives(valid, w.cat, c.seed, 0);

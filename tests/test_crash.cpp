@@ -56,6 +56,7 @@ TEST_CASE("a run killed with SIGKILL mid-epoch and resumed ends exactly like an 
     for (auto& a : args) argv.push_back(&a[0]);
     argv.push_back(nullptr);
     const std::string out_path = base + "/killed.out";
+    std::fflush(stdout);  // or the child would write our buffered output a second time
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
@@ -63,28 +64,48 @@ TEST_CASE("a run killed with SIGKILL mid-epoch and resumed ends exactly like an 
         execv(argv[0], argv.data());
         _exit(127);
     }
-    // kill as soon as epoch 3 is 10 steps in (epoch 2's checkpoint is written by then)
-    bool reached = false;
-    for (int i = 0; i < 60000 && !reached; i++) {
+    // wait (by the clock, the sanitizer build is slow) until train.log shows epoch 2 finished and
+    // its checkpoint written, then kill as soon as epoch 3 is 10 steps in
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(240);
+    bool epoch2 = false, reached = false, exited = false;
+    while (!reached && !exited && std::chrono::steady_clock::now() < deadline) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
-        FILE* f = fopen(out_path.c_str(), "rb");
-        if (!f) continue;
-        fclose(f);
-        reached = read_file(out_path).find("epoch 3/4 step 10/50") != std::string::npos;
+        int ws = 0;
+        exited = waitpid(pid, &ws, WNOHANG) == pid;  // it must not finish or fail on its own
+        if (!epoch2) {
+            struct stat sb;
+            epoch2 = stat((base + "/killed/train.log").c_str(), &sb) == 0 &&
+                     read_file(base + "/killed/train.log").find("epoch 2 valid") != std::string::npos;
+        } else {
+            reached = read_file(out_path).find("epoch 3/4 step 10/50") != std::string::npos;
+        }
     }
-    REQUIRE(reached);
+    if (!reached && !exited) {
+        kill(pid, SIGKILL);
+        waitpid(pid, nullptr, 0);
+    }
+    {
+        INFO("child output: " << read_file(out_path));
+        REQUIRE_FALSE(exited);
+        REQUIRE(reached);
+    }
     REQUIRE(kill(pid, SIGKILL) == 0);
     int st = 0;
     REQUIRE(waitpid(pid, &st, 0) == pid);
     REQUIRE(WIFSIGNALED(st));
+    REQUIRE(WTERMSIG(st) == SIGKILL);
     std::string out = read_file(out_path);
     size_t last = out.rfind("\nepoch ") + 1;
     MESSAGE("killed the training process after: ", out.substr(last, out.find('\n', last) - last));
     CHECK(out.find("epoch 3 valid") == std::string::npos);  // it died inside epoch 3
+    // what a kill between a checkpoint's write and its rename leaves: the dead writer's temporary
+    const std::string stale = cat(base, "/killed/last.safetensors.tmp.", (long)pid);
+    write_file_atomic(stale, "half a checkpoint");
 
     auto resumed = run_hafvt(joined(train_argv(base + "/killed", 4)) + " --resume");
     REQUIRE_MESSAGE(resumed.status == 0, resumed.out);
     CHECK(resumed.out.find("resumed from") != std::string::npos);
+    CHECK(resumed.out.find("removed " + stale + ", a temporary file left by an interrupted run") != std::string::npos);
     auto mk = testutil::metrics_without_seconds(base + "/killed"), mw = testutil::metrics_without_seconds(base + "/whole");
     REQUIRE(mk.size() == mw.size());
     for (size_t i = 0; i < mk.size(); i++) CHECK(mk[i].dump() == mw[i].dump());
@@ -98,13 +119,14 @@ TEST_CASE("a fault between writing and renaming a checkpoint leaves the previous
     auto first = run_hafvt(joined(train_argv(run, 2)));
     REQUIRE_MESSAGE(first.status == 0, first.out);
     const std::string before = read_file(run + "/last.safetensors");
-    // the resumed run commits config.json and the two negatives files, then at the end of epoch 3
-    // a checkpoint: its commit (the 4th) fails after writing and before renaming
+    // the resumed run commits config.json and the two negatives files, then (no evaluation in
+    // epoch 3, so no best.safetensors) last.safetensors: that 4th commit fails before its rename
     setenv("HAFVT_FAULT", "before_rename@4", 1);
-    auto faulted = run_hafvt(joined(train_argv(run, 3)) + " --resume");
+    auto faulted = run_hafvt(joined(train_argv(run, 4)) + " --eval-every 4 --resume");
     unsetenv("HAFVT_FAULT");
     CHECK(faulted.status == 2);
-    CHECK(faulted.out.find("fault injected before rename") != std::string::npos);
+    CHECK_MESSAGE(faulted.out.find("last.safetensors: fault injected before rename") != std::string::npos, faulted.out);
+    CHECK(faulted.out.find("epoch 3/4 step 50/50") != std::string::npos);  // it failed at epoch 3's end
     CHECK(read_file(run + "/last.safetensors") == before);
     CHECK_FALSE(has_tmp_files(run));
     auto eval = run_hafvt("eval --ckpt " + run + "/last.safetensors --split valid --threads 1");
