@@ -144,7 +144,7 @@ std::vector<Flag> train_flags(TrainConfig& c) {
         {"seed", Flag::U64, &c.seed, "seed of every random draw (default 2040)"},
         {"protocol", Flag::STR, &c.protocol, "protocol that selects the best epoch: full (default) or c2dsr"},
         {"exclude-history", Flag::BOOL, &c.exclude_history, "full protocol: do not rank the input items"},
-        {"eval-batch", Flag::SIZE, &c.eval_batch, "lines per evaluation batch (default 256)"},
+        {"eval-batch", Flag::SIZE, &c.eval_batch, "lines per evaluation batch (default 64)"},
         {"tail-max", Flag::SIZE, &c.tail_max, "targets seen at most this often in training count as tail (default 5)"},
         {"resume", Flag::BOOL, &c.resume, "continue the run in --out from its last checkpoint"},
         {"threads", Flag::INT, &c.threads, "CPU threads (default: all)"},
@@ -192,6 +192,7 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
     if (!overrides.txt_ids.empty()) c.txt_ids = overrides.txt_ids;
     if (overrides.alpha != -1) c.alpha = overrides.alpha;
     if (overrides.beta != -1) c.beta = overrides.beta;
+    if (overrides.eval_batch > 0) c.eval_batch = overrides.eval_batch;
     // a hand-edited or foreign config must not reach the model's internal checks
     try {
         validate_config(c);
@@ -220,7 +221,9 @@ int cmd_eval(int argc, char** argv) {
         {"alpha", Flag::FLOAT, &o.alpha, "score with another id weight (default: the run's)"},
         {"beta", Flag::FLOAT, &o.beta, "score with another img weight (default: the run's); a weight of 0 drops that head"},
         {"threads", Flag::INT, &o.threads, "CPU threads (default: all)"},
+        {"eval-batch", Flag::SIZE, &o.eval_batch, "lines per evaluation batch (default: the run's)"},
     };
+    o.eval_batch = 0;
     if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;
     HAFVT_INPUT(!ckpt.empty(), "hafvt eval: --ckpt F is required");
     HAFVT_INPUT(split == "valid" || split == "test", "hafvt eval: --split: expected valid or test, found '", split, "'");

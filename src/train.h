@@ -32,7 +32,7 @@ struct TrainConfig {
     // evaluation
     std::string protocol = "full";     // the protocol that selects the best checkpoint
     bool exclude_history = false;
-    size_t eval_batch = 256, tail_max = 5;
+    size_t eval_batch = 64, tail_max = 5;
     // running
     bool resume = false;
     int threads = 0;                   // 0 = OpenMP's default

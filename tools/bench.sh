@@ -73,21 +73,28 @@ synth "$SMALL_SIZE"
 synth "$PAPER_SIZE"
 train_pair small "data/synth-$SMALL_SIZE" 64 "$SMALL_STEPS" --eval
 train_pair paper "data/synth-$PAPER_SIZE" 256 "$PAPER_STEPS"
-# evaluation of the valid split with the small run's last checkpoint, best of 3 each
+# evaluation of the valid split with the small run's last checkpoint: each side at 64 and 256
+# lines per batch, its better figure; hafvt best of 3 fresh processes per batch size
 for proto in c2dsr full; do
-  for i in 1 2 3; do
-    "$BIN" eval --ckpt runs/bench/small/last.safetensors --split valid --protocol "$proto" --threads "$THREADS" \
-      >"$tmp/eval_${proto}_$i.log"
+  for eb in 64 256; do
+    for i in 1 2 3; do
+      "$BIN" eval --ckpt runs/bench/small/last.safetensors --split valid --protocol "$proto" --threads "$THREADS" \
+        --eval-batch "$eb" >"$tmp/eval_${proto}_${eb}_$i.log"
+    done
   done
   cat "$tmp"/eval_${proto}_*.log | lines_per_s | best >"$tmp/eval_$proto"
 done
+# the peer's evaluation at 64 lines per batch (untrained parameters: the speed does not depend on them)
+py train --data "data/synth-$SMALL_SIZE" $(features "data/synth-$SMALL_SIZE") --q 64 --threads "$THREADS" --warmup 0 \
+  --steps 0 --eval --eval-batch 64 >"$tmp/py_eval64.log" 2>&1 || tail -3 "$tmp/py_eval64.log"
+grep -E '^eval' "$tmp/py_eval64.log" | sed 's/^/torch (64 lines per batch): /' || true
 echo
 
 read -r s_ours s_ours_step < <(rate "$tmp/ours_small.log") || true
 read -r s_py s_py_step < <(rate "$tmp/py_small.log") || true
 read -r p_ours p_ours_step < <(rate "$tmp/ours_paper.log") || true
 read -r p_py p_py_step < <(rate "$tmp/py_paper.log") || true
-e_py=$(lines_per_s "$tmp/py_small.log")
+e_py=$(lines_per_s "$tmp/py_small.log" "$tmp/py_eval64.log" | best)
 echo "== summary ($(date -u '+%Y-%m-%d'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $THREADS threads each side) =="
 awk -v OFS= \
   -v s1="$s_ours" -v s2="$s_py" -v p1="$p_ours" -v p2="$p_py" -v sa="$s_ours_step" -v sb="$s_py_step" \
@@ -104,8 +111,9 @@ BEGIN {
   printf "%-58s %-8s %10.0f %10.0f %8s\n", "eval small, valid split (" nv " lines), protocol full", "lines/s", ef, ep, r(ef, ep)
   print "ratio = hafvt / PyTorch (above 1: hafvt is faster). Training: steps after the first, batch 256,"
   print "dropout 0.3, all nine encoders. Evaluation: both sides score every item of the target domain"
-  print "and rank under both protocols in one pass (hafvt eval prints one protocol); hafvt: best of 3"
-  print "fresh processes, PyTorch: its first pass (its warm best of 3 is in its eval line above)."
+  print "and rank under both protocols in one pass (hafvt eval prints one protocol), at 64 and 256 lines"
+  print "per batch, the better of the two; hafvt: best of 3 fresh processes, PyTorch: its first pass (its"
+  print "warm best of 3 is in its eval lines above)."
 }'
 echo
 echo "== lower bound of a paper-sized training step: its matmul FLOPs at OpenBLAS's rates above =="
