@@ -59,6 +59,7 @@ struct Model::Impl {
     Buffer en_id, en_id_norm, den_id;
     // head scratch, grown on demand
     std::vector<float> logits[3], hg[3], hn[3], hnorm[3], dhn[3], dhg[3], loss, lse, dloss;
+    std::vector<float> acc;  // score(): one view's mixture probabilities (R, V), kept between calls
     std::vector<int32_t> y;
 };
 
@@ -436,7 +437,7 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
         }
     }
     std::vector<size_t> rows, hrows;
-    std::vector<float> acc;
+    std::vector<float>& acc = I.acc;
     for (int D = 0; D < 2; D++) {
         const size_t V = D == 0 ? c.NX : c.NY;
         for (int v = 0; v < 3; v++) {

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""The ablation table from runs/ablation/<config>_s<seed>/metrics.jsonl: test metrics of the best
+"""The ablation table from runs/ablation/<config>_s<seed>/metrics.jsonl (or, with a second
+argument `fk`, the Food-Kitchen table of tools/fk_results.sh): test metrics of the best
 checkpoint, mean and spread (sample standard deviation) over the seeds, per domain, both
 protocols, plus head/tail MRR. Prints Markdown. Standard library only."""
 import json
@@ -14,6 +15,12 @@ NAMES = [
     ("id_txt", "--modalities id,txt"),
     ("xy", "--views xy"),
     ("xy_id", "--views xy --modalities id"),
+]
+# tools/fk_results.sh's configurations (Food-Kitchen, docs/results.md)
+FK_NAMES = [
+    ("orig", "--views xy --modalities id (original framework)"),
+    ("hier", "--views x,y,xy --modalities id"),
+    ("text", "--views x,y,xy --modalities id,txt (title n-gram features)"),
 ]
 
 
@@ -35,7 +42,7 @@ def fmt(xs):
     return f"{m:.2f} ± {s:.2f}"
 
 
-def main(root):
+def main(root, names=NAMES):
     runs = {}
     for d in sorted(os.listdir(root)):
         p = os.path.join(root, d, "metrics.jsonl")
@@ -49,7 +56,7 @@ def main(root):
         print(f"\nTest split, protocol `{proto}`, percent, mean ± std over {max(len(v) for v in runs.values())} seeds\n")
         print("| configuration | X MRR | X NDCG@5 | X NDCG@10 | Y MRR | Y NDCG@5 | Y NDCG@10 | X tail MRR | X head MRR | Y tail MRR | Y head MRR |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
-        for key, label in NAMES:
+        for key, label in names:
             rs = [r[proto] for r in runs.get(key, [])]
             if not rs:
                 continue
@@ -68,4 +75,5 @@ def main(root):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/ablation")
+    main(sys.argv[1] if len(sys.argv) > 1 else "runs/ablation",
+         FK_NAMES if len(sys.argv) > 2 and sys.argv[2] == "fk" else NAMES)
