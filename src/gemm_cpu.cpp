@@ -184,11 +184,11 @@ inline __m512 store_mix(__m512 acc, const float* c, __m512 va, float beta) {
 
 // Named accumulators (see the AVX2 kernel below for why not an array): row i of the tile is
 // (ci0, ci1), 16 columns each.
-#define HAFVT_ROW(i)                                    \
+#define HAFVT_ROW(r, i)                                 \
     {                                                   \
         const __m512 ai = _mm512_set1_ps(a[i]);         \
-        c##i##0 = _mm512_fmadd_ps(ai, b0, c##i##0);     \
-        c##i##1 = _mm512_fmadd_ps(ai, b1, c##i##1);     \
+        c##r##0 = _mm512_fmadd_ps(ai, b0, c##r##0);     \
+        c##r##1 = _mm512_fmadd_ps(ai, b1, c##r##1);     \
     }
 void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* c,
                   size_t ldc, float alpha, float beta) {
@@ -199,18 +199,8 @@ void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, 
     for (int i = 0; i < MR; i++) _mm_prefetch((const char*)(c + i * ldc), _MM_HINT_T0);
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
         const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
-        HAFVT_ROW(0) HAFVT_ROW(1) HAFVT_ROW(2) HAFVT_ROW(3) HAFVT_ROW(4) HAFVT_ROW(5)
-        HAFVT_ROW(6) HAFVT_ROW(7) HAFVT_ROW(8) HAFVT_ROW(9)
-        {
-            const __m512 ai = _mm512_set1_ps(a[10]);
-            cA0 = _mm512_fmadd_ps(ai, b0, cA0);
-            cA1 = _mm512_fmadd_ps(ai, b1, cA1);
-        }
-        {
-            const __m512 ai = _mm512_set1_ps(a[11]);
-            cB0 = _mm512_fmadd_ps(ai, b0, cB0);
-            cB1 = _mm512_fmadd_ps(ai, b1, cB1);
-        }
+        HAFVT_ROW(0, 0) HAFVT_ROW(1, 1) HAFVT_ROW(2, 2) HAFVT_ROW(3, 3) HAFVT_ROW(4, 4) HAFVT_ROW(5, 5)
+        HAFVT_ROW(6, 6) HAFVT_ROW(7, 7) HAFVT_ROW(8, 8) HAFVT_ROW(9, 9) HAFVT_ROW(A, 10) HAFVT_ROW(B, 11)
     }
     const __m512 va = _mm512_set1_ps(alpha);
     const __m512 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
