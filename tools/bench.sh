@@ -5,7 +5,9 @@
 # machine and the date, and the matmul lower bound of a paper-sized step. OpenBLAS is installed
 # for this measurement only (apt-get install libopenblas0-pthread); numpy and torch are Debian's,
 # run with /usr/bin/python3. About 10-15 minutes on 2 cores.
-#   THREADS (default: all cores); SMALL_STEPS (48), PAPER_STEPS (3): timed steps after one warm-up
+#   THREADS (default: all cores); SMALL_STEPS (48), PAPER_STEPS (3): timed steps after one warm-up;
+#   TRAIN=0 skips the training pairs and the lower bound (SGEMM and evaluation only; the evaluation
+#   then needs runs/bench/small/last.safetensors from an earlier full run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${HAFVT_BIN:-build/hafvt}
@@ -71,8 +73,10 @@ train_pair() {
 echo "== training and evaluation throughput: hafvt against tools/reference.py train (PyTorch $("$PY" -c 'import torch; print(torch.__version__)'), float32) =="
 synth "$SMALL_SIZE"
 synth "$PAPER_SIZE"
-train_pair small "data/synth-$SMALL_SIZE" 64 "$SMALL_STEPS" --eval
-train_pair paper "data/synth-$PAPER_SIZE" 256 "$PAPER_STEPS"
+if [ "${TRAIN:-1}" != 0 ]; then
+  train_pair small "data/synth-$SMALL_SIZE" 64 "$SMALL_STEPS"
+  train_pair paper "data/synth-$PAPER_SIZE" 256 "$PAPER_STEPS"
+fi
 # evaluation of the valid split with the small run's last checkpoint: each side at 64 and 256
 # lines per batch, its better figure; hafvt best of 3 fresh processes per batch size
 for proto in c2dsr full; do
@@ -84,17 +88,19 @@ for proto in c2dsr full; do
   done
   cat "$tmp"/eval_${proto}_*.log | lines_per_s | best >"$tmp/eval_$proto"
 done
-# the peer's evaluation at 64 lines per batch (untrained parameters: the speed does not depend on them)
-py train --data "data/synth-$SMALL_SIZE" $(features "data/synth-$SMALL_SIZE") --q 64 --threads "$THREADS" --warmup 0 \
-  --steps 0 --eval --eval-batch 64 >"$tmp/py_eval64.log" 2>&1 || tail -3 "$tmp/py_eval64.log"
-grep -E '^eval' "$tmp/py_eval64.log" | sed 's/^/torch (64 lines per batch): /' || true
+# the peer's evaluation (untrained parameters: the speed does not depend on them)
+for eb in 64 256; do
+  py train --data "data/synth-$SMALL_SIZE" $(features "data/synth-$SMALL_SIZE") --q 64 --threads "$THREADS" --warmup 0 \
+    --steps 0 --eval --eval-batch "$eb" >"$tmp/py_eval$eb.log" 2>&1 || tail -3 "$tmp/py_eval$eb.log"
+  grep -E '^eval' "$tmp/py_eval$eb.log" | sed "s/^/torch ($eb lines per batch): /" || true
+done
 echo
 
 read -r s_ours s_ours_step < <(rate "$tmp/ours_small.log") || true
 read -r s_py s_py_step < <(rate "$tmp/py_small.log") || true
 read -r p_ours p_ours_step < <(rate "$tmp/ours_paper.log") || true
 read -r p_py p_py_step < <(rate "$tmp/py_paper.log") || true
-e_py=$(lines_per_s "$tmp/py_small.log" "$tmp/py_eval64.log" | best)
+e_py=$(lines_per_s "$tmp/py_eval64.log" "$tmp/py_eval256.log" | best)
 echo "== summary ($(date -u '+%Y-%m-%d'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $THREADS threads each side) =="
 awk -v OFS= \
   -v s1="$s_ours" -v s2="$s_py" -v p1="$p_ours" -v p2="$p_py" -v sa="$s_ours_step" -v sb="$s_py_step" \
@@ -116,6 +122,7 @@ BEGIN {
   print "warm best of 3 is in its eval lines above)."
 }'
 echo
+[ "${TRAIN:-1}" != 0 ] || exit 0
 echo "== lower bound of a paper-sized training step: its matmul FLOPs at OpenBLAS's rates above =="
 py flops --data "data/synth-$PAPER_SIZE" --q 256 --batch 256 --gemm "$tmp/gemm_numpy.txt" \
   --step "hafvt=${p_ours_step:-0}" --step "PyTorch=${p_py_step:-0}"
