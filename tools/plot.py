@@ -52,7 +52,7 @@ def read_run(run_dir, protocol, metric):
     out = {"loss": {}, "valid": {}}
     for term, _ in LOSS_TERMS:
         pts = [(e, r[term]) for e, r in sorted(loss.items()) if term in r]
-        if pts:
+        if any(v != 0 for _, v in pts):  # a view the run does not train (--views xy) logs 0
             out["loss"][term] = pts
     for dom, _ in DOMAINS:
         pts = [(e, r[dom][metric] * 1.0) for e, r in sorted(valid.items())
