@@ -48,7 +48,7 @@ synth() {
 }
 features() { echo "--img $1/img.npy --txt $1/txt.npy --img-ids $1/img_ids.txt --txt-ids $1/txt_ids.txt"; }
 # "throughput: S steps after ...: R seq/s (X s/step)" is printed by both sides: R and X
-rate() { awk '/^throughput:/ {gsub(/\(/, "", $9); print $7, $9}' "$1"; }
+rate() { [ -f "$1" ] && awk '/^throughput:/ {gsub(/\(/, "", $9); print $7, $9}' "$1"; }
 lines_per_s() { sed -n 's/.*(\([0-9.]*\) lines\/s).*/\1/p' "$@"; }
 best() { sort -g | tail -1; }
 # "q 64, e 64, 1500 / 1800 items" of a dataset folder and a q
