@@ -124,3 +124,28 @@ void mixture_prob_accumulate(float* out, const float* const* logits, const float
 }
 
 }  // namespace hafvt
+
+namespace hafvt {
+
+void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds,
+                        const float* const* hn, const float* const* En, const float* s,
+                        const size_t* Cm, const int32_t* y, const float* logw, const float* dloss,
+                        size_t M, size_t R, size_t V, size_t /*Vc*/) {
+    HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
+    thread_local std::vector<float> z[8], lse;
+    const float* zp[8];
+    float* dz[8];
+    for (size_t m = 0; m < M; m++) {
+        z[m].resize(R * V);
+        cosine_logits_forward(z[m].data(), hn[m], En[m], s[m], R, V, Cm[m]);
+        zp[m] = dz[m] = z[m].data();
+    }
+    lse.resize(M * R);
+    mixture_ce_forward(loss, lse.data(), zp, y, logw, M, R, V);
+    if (!dloss) return;
+    mixture_ce_backward(dz, zp, lse.data(), loss, y, logw, dloss, M, R, V);  // dz overwrites z
+    for (size_t m = 0; m < M; m++)
+        cosine_logits_backward(dhn[m], dEn[m], ds ? ds + m : nullptr, dz[m], hn[m], En[m], s[m], R, V, Cm[m]);
+}
+
+}  // namespace hafvt

@@ -41,4 +41,17 @@ void mixture_ce_backward(float* const* dlogits, const float* const* logits, cons
 void mixture_prob_accumulate(float* out, const float* const* logits, const float* logw,
                              float alpha, size_t M, size_t R, size_t V);  // out (R,V)
 
+// The heads of M modalities and the mixture cross-entropy in one call, with the parameter list of
+// fused_mixture_head_cuda (cuda/ops_cuda.h), which processes the items in chunks of Vc so that
+// it never holds the (R,V) logits. This CPU twin is the composition cosine_logits_forward ->
+// mixture_ce_forward -> mixture_ce_backward -> cosine_logits_backward and holds them (Vc is
+// ignored); it is what the device path of Model runs under emulated_device_backend (backend.h).
+//   hn[m] (R,Cm[m]), En[m] (V,Cm[m]), s[m] (host), logw (M), y (R, < 0 = unsupervised)
+//   loss (R) overwritten; dhn[m] +=, dEn[m] += (entries may be null); ds (M) += (may be null)
+// dloss == nullptr computes the loss only.
+void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds,
+                        const float* const* hn, const float* const* En, const float* s,
+                        const size_t* Cm, const int32_t* y, const float* logw, const float* dloss,
+                        size_t M, size_t R, size_t V, size_t Vc);
+
 }  // namespace hafvt

@@ -151,7 +151,8 @@ std::vector<Flag> train_flags(TrainConfig& c) {
         {"log-every", Flag::SIZE, &c.log_every, "progress line every N steps (default: ten per epoch)"},
         {"max-steps", Flag::SIZE, &c.max_steps, "stop after N optimizer steps (benchmarks)"},
         {"skip-test", Flag::BOOL, &c.skip_test, "do not evaluate the test split at the end"},
-        {"device", Flag::STR, &c.device, "cpu, cuda or auto (default auto)"},
+        {"device", Flag::STR, &c.device, "cpu, cuda or auto (default auto: CUDA when a device answers)"},
+        {"tf32", Flag::BOOL, &c.tf32, "CUDA only: TF32 tensor cores for the matmuls (default FP32)"},
     };
 }
 
@@ -222,6 +223,7 @@ int cmd_eval(int argc, char** argv) {
         {"beta", Flag::FLOAT, &o.beta, "score with another img weight (default: the run's); a weight of 0 drops that head"},
         {"threads", Flag::INT, &o.threads, "CPU threads (default: all)"},
         {"eval-batch", Flag::SIZE, &o.eval_batch, "lines per evaluation batch (default: the run's)"},
+        {"device", Flag::STR, &o.device, "cpu, cuda or auto (default auto: CUDA when a device answers)"},
     };
     o.eval_batch = 0;
     if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;
@@ -233,8 +235,10 @@ int cmd_eval(int argc, char** argv) {
     World w;
     load_world(c, w, nullptr);
     SequenceSet set = read_sequences(c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, c.T, false);
-    Model model(w.mc, &w.fz);
+    HAFVT_INPUT(o.device == "auto" || o.device == "cpu" || o.device == "cuda", "hafvt eval: --device: expected cpu, cuda or auto, found '", o.device, "'");
+    Model model(w.mc, &w.fz, choose_backend(o.device, false));
     load_checkpoint(ckpt, model.params(), nullptr, nullptr);
+    model.to_device(nullptr, nullptr);
     // the run's saved negatives when they fit this split, else the same draw from the run's seed
     std::vector<int32_t> neg;
     std::string neg_path = dir_of(ckpt) + "/negatives_" + split + ".npy";

@@ -5,11 +5,18 @@
 // modalities' probabilities (Eq. 7), take -log of the target's probability (Eq. 8-9), and run all
 // of it backwards. Padded positions never reach the heads: only supervised rows are gathered
 // before the item-scoring matmuls.
+//
+// Every layer call goes through a Backend (backend.h): the host backend runs the CPU ops on host
+// memory; a device backend runs its ops on its own copies of the parameters and activations. The
+// encoders are the same code on both. The heads differ in one place: the host path keeps the
+// (R,V) logits (the reference test traces them), the device path gathers the supervised rows by
+// index and calls the fused head, which never holds them.
 #include "model.h"
 
 #include <cmath>
 #include <cstring>
 
+#include "backend.h"
 #include "common.h"
 #include "heads.h"
 #include "ops_cpu.h"
@@ -21,43 +28,62 @@ const char* const kModNames[3] = {"id", "img", "txt"};
 static std::string enc_prefix(int v, int m) { return cat("enc.", kViewNames[v], ".", kModNames[m], "."); }
 static std::string scale_name(int v, int m) { return cat("head.", kViewNames[v], ".", kModNames[m], ".log_scale"); }
 
+using Arr = BackendArray<float>;
+
 // One pre-LN transformer block's activations, each (N, d) unless noted.
 struct BlockActs {
-    Buffer ln1, ln1_mean, ln1_rstd;  // LN1(x); mean, rstd (N)
-    Buffer qkv;                      // (N, 3d)
-    Buffer att;                      // (B, NH, T, T) softmax probabilities
-    Buffer atty;                     // attention output before the projection
-    Buffer attproj;                  // dropout(atty Wo + bo)
-    Buffer res1;                     // x + attproj
-    Buffer ln2, ln2_mean, ln2_rstd;
-    Buffer fc1, gelu, fc2;           // W1 LN2 + b1; gelu(fc1); dropout(W2 gelu + b2)
+    Arr ln1, ln1_mean, ln1_rstd;  // LN1(x); mean, rstd (N)
+    Arr qkv;                         // (N, 3d)
+    Arr att;                         // (B, NH, T, T) softmax probabilities
+    Arr atty;                        // attention output before the projection
+    Arr attproj;                     // dropout(atty Wo + bo)
+    Arr res1;                        // x + attproj
+    Arr ln2, ln2_mean, ln2_rstd;
+    Arr fc1, gelu, fc2;              // W1 LN2 + b1; gelu(fc1); dropout(W2 gelu + b2)
 };
 
 // One of the nine encoders (view v, modality m) with its activations for the current batch.
 struct Model::Encoder {
     int v = 0, m = 0, index = 0;  // index: 0..8, used for the dropout sites
     size_t d = 0;
-    std::vector<Buffer> xs;       // xs[0] = embedded input, xs[b+1] = output of block b, (N, d)
+    std::vector<Arr> xs;          // xs[0] = embedded input, xs[b+1] = output of block b, (N, d)
     std::vector<BlockActs> blocks;
-    Buffer H, lnf_mean, lnf_rstd; // H = LN_final(x) (N, d)
-    Buffer dH;                    // gradient of H from the heads (N, d)
-    std::vector<uint8_t> valid;   // (N) 1 where the position holds an item
+    Arr H, lnf_mean, lnf_rstd;    // H = LN_final(x) (N, d)
+    Arr dH;                       // gradient of H from the heads (N, d)
     size_t B = 0;
 
     // The dropout site of layer `k` of this encoder: sites never repeat within a step.
     uint64_t site(size_t k) const { return (uint64_t)index * 64 + k; }
 };
 
+// The backend copies of one view's inputs: ids, pos (B*T) and valid (1 where a position holds an
+// item). On the host backend the pointers are the batch's own arrays.
+struct ViewInputs {
+    BackendArray<int32_t> ids_b, pos_b;
+    BackendArray<uint8_t> valid_b;
+    std::vector<uint8_t> valid;
+    const int32_t* ids = nullptr;
+    const int32_t* pos = nullptr;
+    const uint8_t* valid_p = nullptr;
+};
+
 struct Model::Impl {
+    const Backend* be = nullptr;
     std::vector<Encoder> enc;     // enabled encoders, in (view, modality) order
     int enc_of[3][3];             // index into enc, -1 if disabled
     std::vector<int> mods;        // enabled modalities
     float logw[3] = {0, 0, 0};    // log mixture weights of the enabled modalities, by modality
+    ViewInputs in[3];
     // scratch for the encoder backward (N, d_max) and (N, 3 d_max)
-    Buffer dx, s1, s2, s3;
+    Arr dx, s1, s2, s3;
     // normalized E_id rows (NX+NY, q) with norms, and their gradient
-    Buffer en_id, en_id_norm, den_id;
-    // head scratch, grown on demand
+    Arr en_id, en_id_norm, den_id;
+    // device path: parameters, gradients, Adam moments and frozen tables in the backend's memory,
+    // the log mixture weights of the enabled modalities in order, and the heads' scratch
+    Arr P, G, Am, Av, fz[3], logw_b;
+    Arr hg_b[3], hn_b[3], hnorm_b[3], dhn_b[3], dhg_b[3], logits_b[3], loss_b, dloss_b, ds_b, acc_b;
+    BackendArray<int32_t> rows_b, y_b;
+    // host path: head scratch, grown on demand
     std::vector<float> logits[3], hg[3], hn[3], hnorm[3], dhn[3], dhg[3], loss, lse, dloss;
     std::vector<float> acc;  // score(): one view's mixture probabilities (R, V), kept between calls
     std::vector<int32_t> y;
@@ -67,7 +93,11 @@ static void grow(std::vector<float>& v, size_t n) {
     if (v.size() < n) v.resize(n);
 }
 
-Model::Model(const ModelConfig& cfg, const FrozenTables* frozen) : cfg_(cfg), frozen_(frozen), impl_(new Impl) {
+Model::Model(const ModelConfig& cfg, const FrozenTables* frozen) : Model(cfg, frozen, host_backend()) {}
+
+Model::Model(const ModelConfig& cfg, const FrozenTables* frozen, const Backend& backend)
+    : cfg_(cfg), frozen_(frozen), impl_(new Impl) {
+    impl_->be = &backend;
     HAFVT_CHECK(cfg.mods[MOD_ID] || cfg.mods[MOD_IMG] || cfg.mods[MOD_TXT], "no modality enabled");
     HAFVT_CHECK(!(cfg.mods[MOD_IMG] || cfg.mods[MOD_TXT]) || (frozen && cfg.e > 0), "feature tables missing");
     Impl& I = *impl_;
@@ -116,9 +146,48 @@ Model::Model(const ModelConfig& cfg, const FrozenTables* frozen) : cfg_(cfg), fr
     }
     params_.allocate();
     grads_ = params_.like();
+    if (backend.device) {  // the frozen tables and the mixture weights live on the backend
+        std::vector<float> lw;
+        for (int m : I.mods) lw.push_back(I.logw[m]);
+        I.logw_b.upload(backend, lw.data(), lw.size());
+        for (int m : I.mods)
+            if (m != MOD_ID) I.fz[m].upload(backend, frozen->table[m].data(), frozen->table[m].size());
+    }
 }
 
 Model::~Model() { delete impl_; }
+
+const Backend& Model::backend() const { return *impl_->be; }
+
+void Model::to_device(const TensorTable* m, const TensorTable* v) {
+    Impl& I = *impl_;
+    if (!I.be->device) return;
+    I.P.upload(*I.be, params_.data(), params_.size());
+    I.G.resize(*I.be, grads_.size());
+    if (m) I.Am.upload(*I.be, m->data(), m->size());
+    if (v) I.Av.upload(*I.be, v->data(), v->size());
+}
+
+void Model::to_host(TensorTable* m, TensorTable* v) {
+    Impl& I = *impl_;
+    if (!I.be->device) return;
+    I.P.download(params_.data(), params_.size());
+    I.G.download(grads_.data(), grads_.size());
+    if (m && I.Am.size() == m->size()) I.Am.download(m->data(), m->size());
+    if (v && I.Av.size() == v->size()) I.Av.download(v->data(), v->size());
+}
+
+void Model::adam_step(TensorTable& m, TensorTable& v, const AdamConfig& cfg, long t) {
+    Impl& I = *impl_;
+    if (!I.be->device) {
+        adam_update(params_.data(), m.data(), v.data(), grads_.data(), params_.size(), cfg, t);
+        return;
+    }
+    HAFVT_CHECK(I.P.size() == params_.size(), "Model on a device: to_device() was not called");
+    if (I.Am.size() != m.size()) I.Am.upload(*I.be, m.data(), m.size());
+    if (I.Av.size() != v.size()) I.Av.upload(*I.be, v.data(), v.size());
+    I.be->adam_update(I.P.data(), I.Am.data(), I.Av.data(), I.G.data(), params_.size(), cfg, t);
+}
 
 void Model::init_params(uint64_t seed) {
     // linear weights, E_id and positional tables ~ N(0, 0.02); biases 0; LayerNorm weight 1.
@@ -142,148 +211,198 @@ void Model::init_params(uint64_t seed) {
 }
 
 // Allocates one encoder's activations for batches of B sequences (no-op when B is unchanged).
-static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, size_t B);
-
-}  // namespace hafvt
-
-namespace hafvt {
-
-static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, size_t B) {
+static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend& K, size_t B) {
     if (e.B == B) return;
     const size_t N = B * cfg.T, d = e.d, NH = cfg.n_heads, T = cfg.T;
     e.B = B;
     e.xs.resize(cfg.n_blocks + 1);
-    for (auto& x : e.xs) x.resize(N * d);
+    for (auto& x : e.xs) x.resize(K, N * d);
     e.blocks.resize(cfg.n_blocks);
     for (auto& a : e.blocks) {
-        a.ln1.resize(N * d); a.ln1_mean.resize(N); a.ln1_rstd.resize(N);
-        a.qkv.resize(N * 3 * d);
-        a.att.resize(B * NH * T * T);
-        a.atty.resize(N * d); a.attproj.resize(N * d); a.res1.resize(N * d);
-        a.ln2.resize(N * d); a.ln2_mean.resize(N); a.ln2_rstd.resize(N);
-        a.fc1.resize(N * d); a.gelu.resize(N * d); a.fc2.resize(N * d);
+        a.ln1.resize(K, N * d); a.ln1_mean.resize(K, N); a.ln1_rstd.resize(K, N);
+        a.qkv.resize(K, N * 3 * d);
+        a.att.resize(K, B * NH * T * T);
+        a.atty.resize(K, N * d); a.attproj.resize(K, N * d); a.res1.resize(K, N * d);
+        a.ln2.resize(K, N * d); a.ln2_mean.resize(K, N); a.ln2_rstd.resize(K, N);
+        a.fc1.resize(K, N * d); a.gelu.resize(K, N * d); a.fc2.resize(K, N * d);
     }
-    e.H.resize(N * d); e.lnf_mean.resize(N); e.lnf_rstd.resize(N);
-    e.dH.resize(N * d);
-    e.valid.resize(N);
+    e.H.resize(K, N * d); e.lnf_mean.resize(K, N); e.lnf_rstd.resize(K, N);
+    e.dH.resize(K, N * d);
 }
 
-// Eq. 1: H = Attention(F) for one view and modality. ids, pos (B*T) are the view's left-padded
-// items and position ids; `train` turns dropout on (masks from seed, step).
-static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const TensorTable& P,
-                            const float* table, const int32_t* ids, const int32_t* pos, size_t B,
-                            bool train, uint64_t seed, uint64_t step) {
-    ensure_acts(e, cfg, B);
+// The parameter `name` of a table laid out like `layout`, whose data starts at `base` (the host
+// table itself, or its copy on a device backend).
+static float* param_at(const TensorTable& layout, const float* base, const std::string& name) {
+    return const_cast<float*>(base) + (layout.get(name).data - layout.data());
+}
+
+// Eq. 1: H = Attention(F) for one view and modality. `in` holds the view's left-padded items,
+// position ids and valid mask on the backend; the parameters are those of `layout` at `P` (host or
+// backend); `train` turns dropout on (masks from seed, step).
+static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Backend& K,
+                            const TensorTable& layout, const float* P, const float* table,
+                            const ViewInputs& in, size_t B, bool train, uint64_t seed, uint64_t step) {
+    ensure_acts(e, cfg, K, B);
     const size_t T = cfg.T, N = B * T, d = e.d, NH = cfg.n_heads;
     const float p = train ? cfg.dropout : 0.0f;
     const int32_t pad = cfg.pad();
-    for (size_t n = 0; n < N; n++) e.valid[n] = ids[n] != pad;
+    const uint8_t* valid = in.valid_p;
     const std::string pre = enc_prefix(e.v, e.m);
-    auto W = [&](const std::string& name) { return P.get(pre + name).data; };
+    auto W = [&](const std::string& name) { return param_at(layout, P, pre + name); };
 
     // x_t = E_m[s_t] * sqrt(d) + P[pos_t];  x = dropout(x);  x_t = 0 at PAD
     float* x0 = e.xs[0].data();
-    embedding_forward(x0, ids, table, std::sqrt((float)d), pad, N, d);
-    posadd_forward(x0, pos, W("pos"), N, d);
-    dropout_forward(x0, x0, N * d, p, seed, step, e.site(0));
-    padmask_forward(x0, e.valid.data(), N, d);
+    K.embedding_forward(x0, in.ids, table, std::sqrt((float)d), pad, N, d);
+    K.posadd_forward(x0, in.pos, W("pos"), N, d);
+    K.dropout_forward(x0, x0, N * d, p, seed, step, e.site(0));
+    K.padmask_forward(x0, valid, N, d);
     for (size_t b = 0; b < cfg.n_blocks; b++) {
         BlockActs& a = e.blocks[b];
         const std::string k = cat("blk", b, ".");
         const float* x = e.xs[b].data();
         // x = x + dropout(MHA(LN1(x)))
-        layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, W(k + "ln1.w"), W(k + "ln1.b"), N, d);
-        linear_forward(a.qkv.data(), a.ln1.data(), W(k + "attn.wqkv"), W(k + "attn.bqkv"), N, d, 3 * d);
-        attention_forward(a.atty.data(), a.att.data(), a.qkv.data(), e.valid.data(), B, T, d, NH, p,
-                          seed, step, e.site(1 + 3 * b));
-        linear_forward(a.attproj.data(), a.atty.data(), W(k + "attn.wo"), W(k + "attn.bo"), N, d, d);
-        dropout_forward(a.attproj.data(), a.attproj.data(), N * d, p, seed, step, e.site(2 + 3 * b));
-        residual_forward(a.res1.data(), x, a.attproj.data(), N * d);
+        K.layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, W(k + "ln1.w"), W(k + "ln1.b"), N, d);
+        K.linear_forward(a.qkv.data(), a.ln1.data(), W(k + "attn.wqkv"), W(k + "attn.bqkv"), N, d, 3 * d);
+        K.attention_forward(a.atty.data(), a.att.data(), a.qkv.data(), valid, B, T, d, NH, p, seed, step,
+                            e.site(1 + 3 * b));
+        K.linear_forward(a.attproj.data(), a.atty.data(), W(k + "attn.wo"), W(k + "attn.bo"), N, d, d);
+        K.dropout_forward(a.attproj.data(), a.attproj.data(), N * d, p, seed, step, e.site(2 + 3 * b));
+        K.residual_forward(a.res1.data(), x, a.attproj.data(), N * d);
         // x = x + dropout(W2 gelu(W1 LN2(x) + b1) + b2);  x_t = 0 at PAD
-        layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), W(k + "ln2.w"), W(k + "ln2.b"), N, d);
-        linear_forward(a.fc1.data(), a.ln2.data(), W(k + "ffn.w1"), W(k + "ffn.b1"), N, d, d);
-        gelu_forward(a.gelu.data(), a.fc1.data(), N * d);
-        linear_forward(a.fc2.data(), a.gelu.data(), W(k + "ffn.w2"), W(k + "ffn.b2"), N, d, d);
-        dropout_forward(a.fc2.data(), a.fc2.data(), N * d, p, seed, step, e.site(3 + 3 * b));
-        residual_forward(e.xs[b + 1].data(), a.res1.data(), a.fc2.data(), N * d);
-        padmask_forward(e.xs[b + 1].data(), e.valid.data(), N, d);
+        K.layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), W(k + "ln2.w"), W(k + "ln2.b"), N, d);
+        K.linear_forward(a.fc1.data(), a.ln2.data(), W(k + "ffn.w1"), W(k + "ffn.b1"), N, d, d);
+        K.gelu_forward(a.gelu.data(), a.fc1.data(), N * d);
+        K.linear_forward(a.fc2.data(), a.gelu.data(), W(k + "ffn.w2"), W(k + "ffn.b2"), N, d, d);
+        K.dropout_forward(a.fc2.data(), a.fc2.data(), N * d, p, seed, step, e.site(3 + 3 * b));
+        K.residual_forward(e.xs[b + 1].data(), a.res1.data(), a.fc2.data(), N * d);
+        K.padmask_forward(e.xs[b + 1].data(), valid, N, d);
     }
     // H = LN_final(x)
-    layernorm_forward(e.H.data(), e.lnf_mean.data(), e.lnf_rstd.data(), e.xs[cfg.n_blocks].data(),
-                      W("lnf.w"), W("lnf.b"), N, d);
+    K.layernorm_forward(e.H.data(), e.lnf_mean.data(), e.lnf_rstd.data(), e.xs[cfg.n_blocks].data(),
+                        W("lnf.w"), W("lnf.b"), N, d);
 }
 
 // The backward of encoder_forward from e.dH; accumulates into the encoder's parameter gradients
-// and, for the id modality, into dE_id. dx, s1, s2 (N, d) and s3 (N, 3d) are scratch.
-static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const TensorTable& P,
-                             const TensorTable& G, float* dtable, const int32_t* ids,
-                             const int32_t* pos, uint64_t seed, uint64_t step, float* dx, float* s1,
+// (the table at G, laid out like `layout`) and, for the id modality, into dE_id (dtable). dx, s1,
+// s2 (N, d) and s3 (N, 3d) are scratch on the backend.
+static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Backend& K,
+                             const TensorTable& layout, const float* P, float* G, float* dtable,
+                             const ViewInputs& in, uint64_t seed, uint64_t step, float* dx, float* s1,
                              float* s2, float* s3) {
     const size_t B = e.B, T = cfg.T, N = B * T, d = e.d, NH = cfg.n_heads, Nd = N * d;
     const float p = cfg.dropout;
     const int32_t pad = cfg.pad();
+    const uint8_t* valid = in.valid_p;
     const std::string pre = enc_prefix(e.v, e.m);
-    auto W = [&](const std::string& name) { return P.get(pre + name).data; };
-    auto dW = [&](const std::string& name) { return G.get(pre + name).data; };
-    auto zero = [](float* b, size_t n) { std::memset(b, 0, n * sizeof(float)); };
+    auto W = [&](const std::string& name) { return param_at(layout, P, pre + name); };
+    auto dW = [&](const std::string& name) { return param_at(layout, G, pre + name); };
+    auto zero = [&](float* b, size_t n) { K.zero(b, n * sizeof(float)); };
 
     // H = LN_final(x)
     zero(dx, Nd);
-    layernorm_backward(dx, dW("lnf.w"), dW("lnf.b"), e.dH.data(), e.xs[cfg.n_blocks].data(), W("lnf.w"),
-                       e.lnf_mean.data(), e.lnf_rstd.data(), N, d);
+    K.layernorm_backward(dx, dW("lnf.w"), dW("lnf.b"), e.dH.data(), e.xs[cfg.n_blocks].data(), W("lnf.w"),
+                         e.lnf_mean.data(), e.lnf_rstd.data(), N, d);
     for (size_t b = cfg.n_blocks; b-- > 0;) {
         BlockActs& a = e.blocks[b];
         const std::string k = cat("blk", b, ".");
         // x_out = padmask(res1 + dropout(fc2))
-        padmask_backward(dx, e.valid.data(), N, d);
+        K.padmask_backward(dx, valid, N, d);
         zero(s1, Nd);
-        dropout_backward(s1, dx, Nd, p, seed, step, e.site(3 + 3 * b));
+        K.dropout_backward(s1, dx, Nd, p, seed, step, e.site(3 + 3 * b));
         // fc2 = gelu W2 + b2;  gelu = gelu(fc1);  fc1 = ln2 W1 + b1
         zero(s2, Nd);
-        linear_backward(s2, dW(k + "ffn.w2"), dW(k + "ffn.b2"), s1, a.gelu.data(), W(k + "ffn.w2"), N, d, d);
+        K.linear_backward(s2, dW(k + "ffn.w2"), dW(k + "ffn.b2"), s1, a.gelu.data(), W(k + "ffn.w2"), N, d, d);
         zero(s1, Nd);
-        gelu_backward(s1, a.fc1.data(), s2, Nd);
+        K.gelu_backward(s1, a.fc1.data(), s2, Nd);
         zero(s2, Nd);
-        linear_backward(s2, dW(k + "ffn.w1"), dW(k + "ffn.b1"), s1, a.ln2.data(), W(k + "ffn.w1"), N, d, d);
+        K.linear_backward(s2, dW(k + "ffn.w1"), dW(k + "ffn.b1"), s1, a.ln2.data(), W(k + "ffn.w1"), N, d, d);
         // ln2 = LN2(res1): dres1 = dx (residual path) + LN2 backward
-        layernorm_backward(dx, dW(k + "ln2.w"), dW(k + "ln2.b"), s2, a.res1.data(), W(k + "ln2.w"),
-                           a.ln2_mean.data(), a.ln2_rstd.data(), N, d);
+        K.layernorm_backward(dx, dW(k + "ln2.w"), dW(k + "ln2.b"), s2, a.res1.data(), W(k + "ln2.w"),
+                             a.ln2_mean.data(), a.ln2_rstd.data(), N, d);
         // res1 = x + dropout(atty Wo + bo)
         zero(s1, Nd);
-        dropout_backward(s1, dx, Nd, p, seed, step, e.site(2 + 3 * b));
+        K.dropout_backward(s1, dx, Nd, p, seed, step, e.site(2 + 3 * b));
         zero(s2, Nd);
-        linear_backward(s2, dW(k + "attn.wo"), dW(k + "attn.bo"), s1, a.atty.data(), W(k + "attn.wo"), N, d, d);
+        K.linear_backward(s2, dW(k + "attn.wo"), dW(k + "attn.bo"), s1, a.atty.data(), W(k + "attn.wo"), N, d, d);
         // atty = attention(qkv);  qkv = ln1 Wqkv + bqkv
         zero(s3, 3 * Nd);
-        attention_backward(s3, s2, a.qkv.data(), a.att.data(), e.valid.data(), B, T, d, NH, p, seed, step,
-                           e.site(1 + 3 * b));
+        K.attention_backward(s3, s2, a.qkv.data(), a.att.data(), valid, B, T, d, NH, p, seed, step,
+                             e.site(1 + 3 * b));
         zero(s1, Nd);
-        linear_backward(s1, dW(k + "attn.wqkv"), dW(k + "attn.bqkv"), s3, a.ln1.data(), W(k + "attn.wqkv"), N, d, 3 * d);
+        K.linear_backward(s1, dW(k + "attn.wqkv"), dW(k + "attn.bqkv"), s3, a.ln1.data(), W(k + "attn.wqkv"), N, d, 3 * d);
         // ln1 = LN1(x): dx = dres1 (residual path) + LN1 backward
-        layernorm_backward(dx, dW(k + "ln1.w"), dW(k + "ln1.b"), s1, e.xs[b].data(), W(k + "ln1.w"),
-                           a.ln1_mean.data(), a.ln1_rstd.data(), N, d);
+        K.layernorm_backward(dx, dW(k + "ln1.w"), dW(k + "ln1.b"), s1, e.xs[b].data(), W(k + "ln1.w"),
+                             a.ln1_mean.data(), a.ln1_rstd.data(), N, d);
     }
     // x0 = padmask(dropout(E[s] sqrt(d) + P[pos]))
-    padmask_backward(dx, e.valid.data(), N, d);
+    K.padmask_backward(dx, valid, N, d);
     zero(s1, Nd);
-    dropout_backward(s1, dx, Nd, p, seed, step, e.site(0));
-    posadd_backward(dW("pos"), s1, pos, N, d);
-    if (dtable) embedding_backward(dtable, s1, ids, std::sqrt((float)d), pad, N, d);
+    K.dropout_backward(s1, dx, Nd, p, seed, step, e.site(0));
+    K.posadd_backward(dW("pos"), s1, in.pos, N, d);
+    if (dtable) K.embedding_backward(dtable, s1, in.ids, std::sqrt((float)d), pad, N, d);
 }
 
 }  // namespace hafvt
 
 namespace hafvt {
 
-// The item table of modality m, rows of domain D start at `offset`; for the id modality the
-// normalized copy (made once per step), for img/txt the frozen table (normalized at load).
+// The item table of modality m on the backend, rows of domain D start at `offset`; for the id
+// modality the normalized copy (made once per step), for img/txt the frozen table (normalized at load).
 static const float* candidate_table(const Model::Impl& I, const FrozenTables* fz, int m) {
-    return m == MOD_ID ? I.en_id.data() : fz->table[m].data();
+    if (m == MOD_ID) return I.en_id.data();
+    return I.be->device ? I.fz[m].data() : fz->table[m].data();
 }
 
-// Eq. 2, 4-6 for view v against the items of domain D: gathers the rows `hrows` of each enabled
-// modality's H, L2-normalizes them and computes the scaled cosine logits. Fills, per enabled
-// modality k: I.hg/hn/hnorm[k], I.logits[k] (R, V_D), zp[k], s[k], dsdl[k] and logw[k].
+// Copies one view's items, positions and valid mask to the backend (host backend: points at them).
+static void load_view(ViewInputs& in, const Backend& K, const ViewBatch& vb, size_t N, int32_t pad) {
+    in.valid.resize(N);
+    for (size_t n = 0; n < N; n++) in.valid[n] = vb.ids[n] != pad;
+    if (!K.device) {
+        in.ids = vb.ids.data();
+        in.pos = vb.pos.data();
+        in.valid_p = in.valid.data();
+        return;
+    }
+    in.ids = in.ids_b.upload(K, vb.ids.data(), N);
+    in.pos = in.pos_b.upload(K, vb.pos.data(), N);
+    in.valid_p = in.valid_b.upload(K, in.valid.data(), N);
+}
+
+// Runs every enabled encoder forward on the batch (Eq. 1) and normalizes the E_id rows for the id
+// heads (cos clamps norms at eps). Returns the backend's E_id (null without the id modality).
+static const float* encode_all(Model::Impl& I, const ModelConfig& c, const FrozenTables* fz,
+                               const TensorTable& layout, const float* P, const Batch& batch,
+                               bool train, uint64_t seed, uint64_t step) {
+    const Backend& K = *I.be;
+    const size_t B = batch.B, N = B * c.T;
+    HAFVT_CHECK(batch.T == c.T, "batch T ", batch.T, " vs model T ", c.T);
+    for (int v = 0; v < 3; v++)
+        if (c.views[v]) load_view(I.in[v], K, batch.view[v], N, c.pad());
+    const float* E_id = c.mods[MOD_ID] ? param_at(layout, P, "E_id") : nullptr;
+    for (Model::Encoder& e : I.enc) {
+        const float* table = e.m == MOD_ID ? E_id : K.device ? I.fz[e.m].data() : fz->table[e.m].data();
+        encoder_forward(e, c, K, layout, P, table, I.in[e.v], B, train, seed, step);
+        if (train) K.zero(e.dH.data(), N * e.d * sizeof(float));
+    }
+    if (E_id) {
+        const size_t NI = c.num_items();
+        I.en_id.resize(K, NI * c.q);
+        I.en_id_norm.resize(K, NI);
+        K.l2norm_forward(I.en_id.data(), I.en_id_norm.data(), E_id, NI, c.q);
+    }
+    return E_id;
+}
+
+// One parameter's value read back from the backend (the log scales, one float each).
+static float read_param(const Backend& K, const TensorTable& layout, const float* P, const std::string& name) {
+    float x = 0.0f;
+    K.to_host(&x, param_at(layout, P, name), sizeof(float));
+    return x;
+}
+
+// Host path. Eq. 2, 4-6 for view v against the items of domain D: gathers the rows `hrows` of
+// each enabled modality's H, L2-normalizes them and computes the scaled cosine logits. Fills, per
+// enabled modality k: I.hg/hn/hnorm[k], I.logits[k] (R, V_D), zp[k], s[k], dsdl[k] and logw[k].
 static void head_logits(Model::Impl& I, const ModelConfig& c, const TensorTable& P, const FrozenTables* fz,
                         int v, int D, const std::vector<size_t>& hrows, const float* zp[3], float s[3],
                         float dsdl[3], float logw[3]) {
@@ -303,35 +422,42 @@ static void head_logits(Model::Impl& I, const ModelConfig& c, const TensorTable&
     }
 }
 
+// Device path of the same: the rows (b*T + t indices, already in I.rows_b) of each enabled
+// modality's H gathered on the backend (an embedding lookup with H as the table) and normalized
+// into I.hn_b[k]; s[k], dsdl[k] from the backend's log scales.
+static void head_rows_device(Model::Impl& I, const TensorTable& layout, int v, size_t R, float s[3], float dsdl[3]) {
+    const Backend& K = *I.be;
+    for (size_t k = 0; k < I.mods.size(); k++) {
+        const int m = I.mods[k];
+        const Model::Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
+        const size_t d = e.d;
+        I.hg_b[k].reserve(K, R * d);
+        I.hn_b[k].reserve(K, R * d);
+        I.hnorm_b[k].reserve(K, R);
+        K.embedding_forward(I.hg_b[k].data(), I.rows_b.data(), e.H.data(), 1.0f, -1, R, d);
+        K.l2norm_forward(I.hn_b[k].data(), I.hnorm_b[k].data(), I.hg_b[k].data(), R, d);
+        s[k] = logit_scale(read_param(K, layout, I.P.data(), scale_name(v, m)), &dsdl[k]);
+    }
+}
+
 LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t step,
                                   std::map<std::string, std::vector<float>>* trace) {
     Impl& I = *impl_;
+    const Backend& K = *I.be;
     const ModelConfig& c = cfg_;
     const size_t B = batch.B, T = c.T, M = I.mods.size();
-    HAFVT_CHECK(batch.T == T, "batch T ", batch.T, " vs model T ", T);
-    grads_.zero();
-    float* E_id = c.mods[MOD_ID] ? params_.get("E_id").data : nullptr;
-    float* dE_id = c.mods[MOD_ID] ? grads_.get("E_id").data : nullptr;
-
-    // Eq. 1 for every enabled (view, modality)
-    for (Encoder& e : I.enc) {
-        const ViewBatch& vb = batch.view[e.v];
-        const float* table = e.m == MOD_ID ? E_id : frozen_->table[e.m].data();
-        encoder_forward(e, c, params_, table, vb.ids.data(), vb.pos.data(), B, true, seed, step);
-        std::memset(e.dH.data(), 0, B * T * e.d * sizeof(float));
-    }
-    // the id heads compare against normalized E_id rows (cos clamps norms at eps)
+    HAFVT_CHECK(!K.device || I.P.size() == params_.size(), "Model on a device: to_device() was not called");
+    float* P = K.device ? I.P.data() : params_.data();
+    float* G = K.device ? I.G.data() : grads_.data();
+    K.zero(G, grads_.size() * sizeof(float));
+    const float* E_id = encode_all(I, c, frozen_, params_, P, batch, true, seed, step);  // Eq. 1
+    float* dE_id = E_id ? param_at(params_, G, "E_id") : nullptr;
     const size_t NI = c.num_items();
-    if (E_id) {
-        I.en_id.resize(NI * c.q);
-        I.en_id_norm.resize(NI);
-        I.den_id.resize(NI * c.q);
-        I.den_id.zero();
-        l2norm_forward(I.en_id.data(), I.en_id_norm.data(), E_id, NI, c.q);
-    }
+    if (E_id) I.den_id.resize(K, NI * c.q), I.den_id.zero();
 
     LossTerms lt;
     const float lambda[3] = {1.0f, c.lambda1, c.lambda2};  // weights of the X, Y, XY terms (Eq. 9)
+    float dlog_scale[3][3] = {};                            // device path: gradients of the log scales
     std::vector<size_t> rows[2];  // supervised (b*T + t) per target domain
     for (int v = 0; v < 3; v++) {
         if (!c.views[v]) continue;
@@ -348,27 +474,75 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
             const size_t R = rows[D].size();
             if (R == 0) continue;
             const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
-            // the supervised rows of H, normalized and scored against the domain's items (Eq. 2, 4-6);
-            // the backward overwrites the logits with their gradient (dz aliases zp)
-            const float* zp[3];
-            float* dz[3];
-            float s[3], dsdl[3], logw[3];
-            head_logits(I, c, params_, frozen_, v, D, rows[D], zp, s, dsdl, logw);
-            for (size_t k = 0; k < M; k++) dz[k] = I.logits[k].data();
-            // Eq. 7-8: l = -log sum_m w_m p_m(y)
+            const char* dn = D == 0 ? "X" : "Y";
             grow(I.loss, R); grow(I.lse, M * R); grow(I.dloss, R);
             I.y.resize(R);
             for (size_t r = 0; r < R; r++) I.y[r] = vb.target[rows[D][r]] - (int32_t)off;
+            // backward: dL/dl = lambda_v / count_v for each position of view v
+            for (size_t r = 0; r < R; r++) I.dloss[r] = lambda[v] / (float)count;
+            float s[3], dsdl[3];
+            if (K.device) {
+                // The fused head (Eq. 2, 4-8 and their backward) on the gathered, normalized rows;
+                // it adds into dhn and, for the id modality, into the normalized E_id's gradient.
+                std::vector<int32_t> rows32(rows[D].begin(), rows[D].end());
+                I.rows_b.upload(K, rows32.data(), R);
+                I.y_b.upload(K, I.y.data(), R);
+                I.dloss_b.upload(K, I.dloss.data(), R);
+                head_rows_device(I, params_, v, R, s, dsdl);
+                const float* hn[3];
+                const float* En[3];
+                float* dhn[3];
+                float* dEn[3];
+                size_t Cm[3];
+                for (size_t k = 0; k < M; k++) {
+                    const int m = I.mods[k];
+                    const size_t d = c.width(m);
+                    I.dhn_b[k].reserve(K, R * d);
+                    K.zero(I.dhn_b[k].data(), R * d * sizeof(float));
+                    hn[k] = I.hn_b[k].data();
+                    En[k] = candidate_table(I, frozen_, m) + off * d;
+                    dhn[k] = I.dhn_b[k].data();
+                    dEn[k] = m == MOD_ID ? I.den_id.data() + off * d : nullptr;  // frozen tables get none
+                    Cm[k] = d;
+                }
+                I.loss_b.reserve(K, R);
+                I.ds_b.reserve(K, M);
+                K.zero(I.ds_b.data(), M * sizeof(float));
+                K.fused_mixture_head(I.loss_b.data(), dhn, dEn, I.ds_b.data(), hn, En, s, Cm, I.y_b.data(),
+                                     I.logw_b.data(), I.dloss_b.data(), M, R, V, 0);
+                I.loss_b.download(I.loss.data(), R);
+                float ds[3];
+                I.ds_b.download(ds, M);
+                for (size_t k = 0; k < M; k++) {
+                    const int m = I.mods[k];
+                    const size_t d = c.width(m);
+                    dlog_scale[v][m] += ds[k] * dsdl[k];
+                    I.dhg_b[k].reserve(K, R * d);
+                    K.zero(I.dhg_b[k].data(), R * d * sizeof(float));
+                    K.l2norm_backward(I.dhg_b[k].data(), I.dhn_b[k].data(), I.hn_b[k].data(), I.hnorm_b[k].data(), R, d);
+                    // scatter-add into dH: the backward of the gather
+                    Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
+                    K.embedding_backward(e.dH.data(), I.dhg_b[k].data(), I.rows_b.data(), 1.0f, -1, R, d);
+                }
+                for (size_t r = 0; r < R; r++) view_sum += I.loss[r];
+                if (trace) (*trace)[cat("loss_rows.", kViewNames[v], ".", dn)].assign(I.loss.data(), I.loss.data() + R);
+                continue;
+            }
+            // Host path: the supervised rows of H, normalized and scored against the domain's items
+            // (Eq. 2, 4-6); the backward overwrites the logits with their gradient (dz aliases zp)
+            const float* zp[3];
+            float* dz[3];
+            float logw[3];
+            head_logits(I, c, params_, frozen_, v, D, rows[D], zp, s, dsdl, logw);
+            for (size_t k = 0; k < M; k++) dz[k] = I.logits[k].data();
+            // Eq. 7-8: l = -log sum_m w_m p_m(y)
             mixture_ce_forward(I.loss.data(), I.lse.data(), zp, I.y.data(), logw, M, R, V);
             for (size_t r = 0; r < R; r++) view_sum += I.loss[r];
             if (trace) {  // copies taken before the backward overwrites the logits with dlogits
-                const char* dn = D == 0 ? "X" : "Y";
                 for (size_t k = 0; k < M; k++)
                     (*trace)[cat("logits.", kViewNames[v], ".", kModNames[I.mods[k]], ".", dn)].assign(zp[k], zp[k] + R * V);
                 (*trace)[cat("loss_rows.", kViewNames[v], ".", dn)].assign(I.loss.data(), I.loss.data() + R);
             }
-            // backward: dL/dl = lambda_v / count_v for each position of view v
-            for (size_t r = 0; r < R; r++) I.dloss[r] = lambda[v] / (float)count;
             mixture_ce_backward(dz, zp, I.lse.data(), I.loss.data(), I.y.data(), logw, I.dloss.data(), M, R, V);
             for (size_t k = 0; k < M; k++) {
                 const int m = I.mods[k];
@@ -394,39 +568,33 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
         lt.total += lambda[v] * lt.view[v];
         if (trace) (*trace)[cat("loss.", kViewNames[v])] = {(float)lt.view[v]};
     }
+    if (K.device)  // the log scales' gradients, summed over both domains on the host
+        for (int v = 0; v < 3; v++)
+            for (int m : I.mods)
+                if (c.views[v]) K.to_backend(param_at(params_, G, scale_name(v, m)), &dlog_scale[v][m], sizeof(float));
     // E_id receives the heads' gradient through the normalization
-    if (E_id) l2norm_backward(dE_id, I.den_id.data(), I.en_id.data(), I.en_id_norm.data(), NI, c.q);
+    if (E_id) K.l2norm_backward(dE_id, I.den_id.data(), I.en_id.data(), I.en_id_norm.data(), NI, c.q);
 
     // encoders backward
     size_t dmax = 0;
     for (const Encoder& e : I.enc) dmax = std::max(dmax, e.d);
-    I.dx.resize(B * T * dmax); I.s1.resize(B * T * dmax); I.s2.resize(B * T * dmax); I.s3.resize(3 * B * T * dmax);
-    for (Encoder& e : I.enc) {
-        const ViewBatch& vb = batch.view[e.v];
-        encoder_backward(e, c, params_, grads_, e.m == MOD_ID ? dE_id : nullptr, vb.ids.data(), vb.pos.data(),
-                         seed, step, I.dx.data(), I.s1.data(), I.s2.data(), I.s3.data());
-    }
+    I.dx.resize(K, B * T * dmax); I.s1.resize(K, B * T * dmax); I.s2.resize(K, B * T * dmax); I.s3.resize(K, 3 * B * T * dmax);
+    for (Encoder& e : I.enc)
+        encoder_backward(e, c, K, params_, P, G, e.m == MOD_ID ? dE_id : nullptr, I.in[e.v], seed, step,
+                         I.dx.data(), I.s1.data(), I.s2.data(), I.s3.data());
     // the PAD row of E_id is held at zero
-    if (dE_id) std::memset(dE_id + (size_t)c.pad() * c.q, 0, c.q * sizeof(float));
+    if (dE_id) K.zero(dE_id + (size_t)c.pad() * c.q, c.q * sizeof(float));
     return lt;
 }
 
 void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<int>& domain, int domain_override) {
     Impl& I = *impl_;
+    const Backend& K = *I.be;
     const ModelConfig& c = cfg_;
     const size_t B = batch.B, T = c.T, M = I.mods.size(), Vmax = std::max(c.NX, c.NY);
-    const float* E_id = c.mods[MOD_ID] ? params_.get("E_id").data : nullptr;
-    for (Encoder& e : I.enc) {
-        const ViewBatch& vb = batch.view[e.v];
-        const float* table = e.m == MOD_ID ? E_id : frozen_->table[e.m].data();
-        encoder_forward(e, c, params_, table, vb.ids.data(), vb.pos.data(), B, false, 0, 0);
-    }
-    const size_t NI = c.num_items();
-    if (E_id) {
-        I.en_id.resize(NI * c.q);
-        I.en_id_norm.resize(NI);
-        l2norm_forward(I.en_id.data(), I.en_id_norm.data(), E_id, NI, c.q);
-    }
+    HAFVT_CHECK(!K.device || I.P.size() == params_.size(), "Model on a device: to_device() was not called");
+    const float* P = K.device ? I.P.data() : params_.data();
+    encode_all(I, c, frozen_, params_, P, batch, false, 0, 0);
     scores.assign(B * Vmax, 0.0f);
     domain.assign(B, 0);
     for (size_t b = 0; b < B; b++) {
@@ -439,7 +607,7 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     std::vector<size_t> rows, hrows;
     std::vector<float>& acc = I.acc;
     for (int D = 0; D < 2; D++) {
-        const size_t V = D == 0 ? c.NX : c.NY;
+        const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
         for (int v = 0; v < 3; v++) {
             if (!c.views[v]) continue;
             // Eq. 10-11: score = P_D + lambda1 P_D' + lambda2 P_XY; an empty view's term is dropped
@@ -455,9 +623,26 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
             if (R == 0) continue;
             const float* zp[3];
             float s[3], dsdl[3], logw[3];
-            head_logits(I, c, params_, frozen_, v, D, hrows, zp, s, dsdl, logw);
             acc.assign(R * V, 0.0f);
-            mixture_prob_accumulate(acc.data(), zp, logw, coef, M, R, V);
+            if (K.device) {
+                std::vector<int32_t> h32(hrows.begin(), hrows.end());
+                I.rows_b.upload(K, h32.data(), R);
+                head_rows_device(I, params_, v, R, s, dsdl);
+                for (size_t k = 0; k < M; k++) {
+                    const size_t d = c.width(I.mods[k]);
+                    I.logits_b[k].reserve(K, R * V);
+                    K.cosine_logits_forward(I.logits_b[k].data(), I.hn_b[k].data(),
+                                            candidate_table(I, frozen_, I.mods[k]) + off * d, s[k], R, V, d);
+                    zp[k] = I.logits_b[k].data();
+                }
+                I.acc_b.reserve(K, R * V);
+                K.zero(I.acc_b.data(), R * V * sizeof(float));
+                K.mixture_prob_accumulate(I.acc_b.data(), zp, I.logw_b.data(), coef, M, R, V);
+                I.acc_b.download(acc.data(), R * V);
+            } else {
+                head_logits(I, c, params_, frozen_, v, D, hrows, zp, s, dsdl, logw);
+                mixture_prob_accumulate(acc.data(), zp, logw, coef, M, R, V);
+            }
             for (size_t r = 0; r < R; r++) {
                 float* dst = scores.data() + rows[r] * Vmax;
                 const float* src = acc.data() + r * V;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "adam.h"
 #include "dataset.h"
 #include "tensor.h"
 
@@ -43,9 +44,16 @@ struct LossTerms {
     size_t count[3] = {0, 0, 0};  // supervised positions of each view
 };
 
+struct Backend;
+
+// The parameters live in params() (host). With a device backend (backend.h) the layers run on the
+// backend's copies: to_device() uploads params (and Adam moments), forward_backward, score and
+// adam_step use the backend's copies, and to_host() brings params, grads (and moments) back for
+// checkpoints and tests. With the host backend to_device / to_host do nothing.
 class Model {
 public:
     Model(const ModelConfig& cfg, const FrozenTables* frozen);
+    Model(const ModelConfig& cfg, const FrozenTables* frozen, const Backend& backend);
     ~Model();
     Model(const Model&) = delete;
     Model& operator=(const Model&) = delete;
@@ -67,6 +75,15 @@ public:
     // domain (recommend). No dropout.
     void score(const Batch& batch, std::vector<float>& scores, std::vector<int>& domain,
                int domain_override = -1);
+
+    // Host <-> backend copies of the parameters, their gradients (to_host only) and the Adam
+    // moments m, v (tables laid out like params(); null to leave them out).
+    void to_device(const TensorTable* m, const TensorTable* v);
+    void to_host(TensorTable* m, TensorTable* v);
+    // One Adam update (adam.h) of all parameters at step t; m, v are host tables, used directly on
+    // the host backend and through the backend's copies (made by to_device) otherwise.
+    void adam_step(TensorTable& m, TensorTable& v, const AdamConfig& cfg, long t);
+    const Backend& backend() const;
 
     TensorTable& params() { return params_; }
     TensorTable& grads() { return grads_; }

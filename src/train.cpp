@@ -18,6 +18,7 @@
 #include <limits>
 
 #include "adam.h"
+#include "backend.h"
 #include "checkpoint.h"
 #include "common.h"
 #include "npy.h"
@@ -369,24 +370,25 @@ static Json eval_json(const EvalResult& r, long epoch, long step, const LossTerm
     return j;
 }
 
-// --device: the training step runs on the CPU in this version; with `cuda` or `auto` the reason is
-// said in one line (no device, a CPU-only build, or the device path not wired into training yet).
-static std::string choose_device(const std::string& want) {
-    if (want == "cpu") return "cpu";
+// --device: the backend of the model (backend.h). `auto` takes CUDA when this is a CUDA build and
+// a device answers, else the CPU, and says why in one line; `cuda` without a device is an error.
+const Backend& choose_backend(const std::string& want, bool tf32) {
+    if (want == "cpu") return host_backend();
 #ifdef HAFVT_CUDA
     std::string why;
     if (!cuda_device_available(&why)) {
         HAFVT_INPUT(want != "cuda", "--device cuda: expected a CUDA device, found none (", why, "); use --device cpu or auto");
         std::printf("device: no CUDA device (%s); running on the CPU\n", why.c_str());
-        return "cpu";
+        return host_backend();
     }
-    std::printf("device: a CUDA device answers, but training runs on the CPU in this version "
-                "(the CUDA ops are tested in make test-gpu); running on the CPU\n");
-    return "cpu";
+    cuda_set_tf32(tf32);
+    std::printf("device: CUDA, %s; matmuls in %s\n", why.c_str(), tf32 ? "TF32 (--tf32)" : "FP32");
+    return *cuda_backend();
 #else
+    (void)tf32;
     HAFVT_INPUT(want != "cuda", "--device cuda: expected a CUDA build, found a CPU-only build (USE_CUDA=0 or no nvcc)");
     std::printf("device: this build has no CUDA (USE_CUDA=0 or no nvcc); running on the CPU\n");
-    return "cpu";
+    return host_backend();
 #endif
 }
 
@@ -451,7 +453,8 @@ int run_train(const TrainConfig& c) {
     Timer total;
     RunFiles run;
     run.dir = c.out;
-    const std::string device = choose_device(c.device);
+    const Backend& backend = choose_backend(c.device, c.tf32);
+    const std::string device = backend.name;
 
     // data (SPEC §1)
     const std::string dir = c.data + "/";
@@ -476,8 +479,8 @@ int run_train(const TrainConfig& c) {
     cfg.set("fingerprint", w.fingerprint).set("threads", threads);
     const std::string cfg_s = cfg.dump();
 
-    check_memory(c, mc, run);
-    Model model(mc, &w.fz);
+    if (!backend.device) check_memory(c, mc, run);  // host memory; a device run keeps its activations there
+    Model model(mc, &w.fz, backend);
     TensorTable adam_m = model.params().like(), adam_v = model.params().like();
     TrainState st;
     st.seed = c.seed;
@@ -510,6 +513,7 @@ int run_train(const TrainConfig& c) {
     } else {
         model.init_params(c.seed);
     }
+    model.to_device(&adam_m, &adam_v);
     // every input is read and checked above: only now does the run folder get its first file
     make_dirs(c.out);
     for (const std::string& name : remove_stale_temporaries(c.out))
@@ -560,7 +564,7 @@ int run_train(const TrainConfig& c) {
                 }
             st.step++;
             steps_this_run++;
-            adam_update(model.params().data(), adam_m.data(), adam_v.data(), model.grads().data(), model.params().size(), ac, st.step);
+            model.adam_step(adam_m, adam_v, ac, st.step);
             if (steps_this_run > 1) {
                 timed_s += step_t.seconds();
                 timed_seqs += (double)B;
@@ -584,6 +588,7 @@ int run_train(const TrainConfig& c) {
                 break;
             }
         }
+        model.to_host(&adam_m, &adam_v);  // the checkpoints below save the host tables
         LossTerms mean;
         mean.total = sum.total / std::max(1.0, seqs);
         for (int v = 0; v < 3; v++) mean.view[v] = sum.view[v] / std::max(1.0, seqs);
@@ -619,6 +624,7 @@ int run_train(const TrainConfig& c) {
     if (!c.skip_test) {
         // the test split, once, with the best checkpoint
         if (file_exists(best_path)) load_checkpoint(best_path, model.params(), nullptr, nullptr);
+        model.to_device(nullptr, nullptr);
         EvalResult r[2];
         evaluate(model, w, test, neg_test, c.exclude_history, c.eval_batch, c.tail_max, r);
         for (auto& x : r) x.split = "test";

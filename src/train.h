@@ -12,6 +12,8 @@
 
 namespace hafvt {
 
+struct Backend;
+
 // Every setting of SPEC §3 and §5; each is a flag of `hafvt train` (see main.cpp).
 struct TrainConfig {
     // data
@@ -40,6 +42,7 @@ struct TrainConfig {
     size_t max_steps = 0;              // stop after this many steps (benchmarks); 0 = no limit
     bool skip_test = false;            // skip the final test evaluation (benchmarks)
     std::string device = "auto";
+    bool tf32 = false;                 // CUDA: TF32 tensor cores for the matmuls (FP32 otherwise)
 };
 
 Json config_to_json(const TrainConfig& c);
@@ -62,6 +65,10 @@ void load_world(const TrainConfig& c, World& w, const SequenceSet* train);
 // negatives, [lines, 999] merged ids), out[1] = full.
 void evaluate(Model& model, const World& w, const SequenceSet& set, const std::vector<int32_t>& negatives,
               bool exclude_history, size_t eval_batch, size_t tail_max, EvalResult out[2]);
+
+// --device: cpu, cuda or auto (CUDA when the build has it and a device answers); prints one line
+// saying which backend runs and why. InputError for `cuda` without a CUDA build or device.
+const Backend& choose_backend(const std::string& want, bool tf32);
 
 // `hafvt train`: returns the process exit status.
 int run_train(const TrainConfig& c);

@@ -1,7 +1,8 @@
 // test_cuda.cpp: every CUDA op against the CPU op of the same name on small random cases (the
 // edge cases of the CPU gradient tests: T = 1, an all-PAD row, 1 and 2 heads, a zero vector in
 // l2norm, a clamped scale, dropout on and off), plus sgemm_cuda against sgemm for all transposes,
-// the fused head against the unfused CPU sequence and three Adam steps.
+// the fused head against the unfused CPU sequence, three Adam steps, and the whole model (one
+// training step against the CPU, and the PyTorch fixture).
 //
 // Compiled by g++ in every build. Without a CUDA device the cases print why (once) and skip;
 // with REQUIRE_GPU=1 in the environment they fail instead. In a build without CUDA one case says
@@ -39,6 +40,7 @@ TEST_CASE("cuda: not built") {
 
 #include "../cuda/ops_cuda.h"
 #include "adam.h"
+#include "backend.h"
 #include "gemm_cpu.h"
 #include "heads.h"
 #include "ops_cpu.h"
@@ -466,6 +468,22 @@ TEST_CASE("cuda: Adam, three steps") {
     CHECK(check_tensor("params", down(d_w), w, 1e-6, 1e-5));
     CHECK(check_tensor("m", down(d_m), m, 1e-6, 1e-5));
     CHECK(check_tensor("v", down(d_v), v, 1e-7, 1e-5));
+}
+
+// The whole model on the device path with the CUDA backend (backend.h): the same Model code that
+// the emulated device backend checks bit for bit against the host path in test_model.cpp, here
+// with the CUDA kernels and cuBLAS. Tolerances: the GPU sums in another order through two blocks,
+// the heads and three Adam steps; atol 1e-4, rtol 1e-3 leaves a factor of about 5 over the
+// float32 round-off measured for the CPU against PyTorch's float64 (tests/test_reference.cpp),
+// while a wrong term is off by 1e-2 or more.
+TEST_CASE("cuda: one whole training step, three Adam steps and the scores match the CPU") {
+    if (!gpu_ready()) return;
+    testutil::compare_model_backends(*cuda_backend(), 1e-4, 1e-3);
+}
+
+TEST_CASE("cuda: the whole model on the device matches the PyTorch fixture") {
+    if (!gpu_ready()) return;
+    testutil::check_model_against_pytorch(*cuda_backend());
 }
 
 #endif  // HAFVT_CUDA

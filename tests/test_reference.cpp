@@ -3,7 +3,10 @@
 // float64 (regenerate with `make refs`; this test never runs Python). The model is rebuilt from
 // the stored config and parameters, and compared by name: the head logits and row losses (the
 // trace of Model::forward_backward), the view and total losses, every parameter gradient, the
-// parameters after three Adam steps, and the evaluation scores.
+// parameters after three Adam steps, and the evaluation scores. The same comparison runs on the
+// device path of Model under the emulated device backend (here) and on CUDA (test_cuda.cpp, when a
+// device answers); the device path's fused head keeps no logits, so there the trace holds only the
+// row and view losses.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +16,7 @@
 #include <vector>
 
 #include "adam.h"
+#include "backend.h"
 #include "model.h"
 #include "reference_input.h"
 #include "safetensors.h"
@@ -111,7 +115,9 @@ void load_params(const StFile& f, TensorTable& P) {
 
 }  // namespace
 
-TEST_CASE("reference: the whole model, its gradients, Adam and the scores match PyTorch") {
+namespace testutil {
+
+void check_model_against_pytorch(const Backend& be) {
     const StFile f = safetensors_read(k_fixture);
     REQUIRE(f.metadata.count("config"));
     AdamConfig ac;
@@ -126,8 +132,9 @@ TEST_CASE("reference: the whole model, its gradients, Adam and the scores match 
         fz.table[m].resize(t.size());
         std::memcpy(fz.table[m].data(), t.data(), t.size() * sizeof(float));
     }
-    Model model(cfg, &fz);
+    Model model(cfg, &fz, be);
     load_params(f, model.params());
+    model.to_device(nullptr, nullptr);
     const Batch batch = read_batch(f, "batch", true);
     const Batch eval = read_batch(f, "eval", false);
     REQUIRE(batch.T == cfg.T);
@@ -136,9 +143,10 @@ TEST_CASE("reference: the whole model, its gradients, Adam and the scores match 
     // forward and backward with the trace: logits (before the backward overwrites them) and losses
     std::map<std::string, std::vector<float>> trace;
     LossTerms lt = model.forward_backward(batch, 0, 1, &trace);
+    model.to_host(nullptr, nullptr);
     size_t traced_in_fixture = 0;
     for (const StEntry& e : f.entries)
-        if (e.name.rfind("logits.", 0) == 0 || e.name.rfind("loss_rows.", 0) == 0) {
+        if ((e.name.rfind("logits.", 0) == 0 && !be.device) || e.name.rfind("loss_rows.", 0) == 0) {
             traced_in_fixture++;
             CHECK_MESSAGE(trace.count(e.name), "the C++ trace lacks ", e.name);
         }
@@ -176,9 +184,9 @@ TEST_CASE("reference: the whole model, its gradients, Adam and the scores match 
         const float step_total = (float)model.forward_backward(batch, 0, t).total;
         CHECK(worst.check("adam step losses", cat("adam.loss_total step ", t), &step_total,
                           std::vector<float>{want_losses[t - 1]}, k_atol, k_rtol));
-        adam_update(model.params().data(), adam_m.data(), adam_v.data(), model.grads().data(),
-                    model.params().size(), ac, (long)t);
+        model.adam_step(adam_m, adam_v, ac, (long)t);
     }
+    model.to_host(&adam_m, &adam_v);
     const TensorTable& P = model.params();
     for (size_t i = 0; i < P.entries().size(); i++) {
         Tensor p = P.at(i);
@@ -186,5 +194,16 @@ TEST_CASE("reference: the whole model, its gradients, Adam and the scores match 
         CHECK_MESSAGE(worst.check("params after Adam", "adam." + p.name, p.data, want, k_adam_atol, 0.0), p.name);
     }
 
+    std::printf("[%s] ", be.name);
     worst.print();
+}
+
+}  // namespace testutil
+
+TEST_CASE("reference: the whole model, its gradients, Adam and the scores match PyTorch") {
+    testutil::check_model_against_pytorch(host_backend());
+}
+
+TEST_CASE("reference: the device path of the model (emulated device backend) matches PyTorch") {
+    testutil::check_model_against_pytorch(emulated_device_backend());
 }

@@ -12,6 +12,10 @@
 
 #include "common.h"
 
+namespace hafvt {
+struct Backend;
+}
+
 namespace testutil {
 
 // Compares got against want elementwise with |got - want| <= atol + rtol * |want|.
@@ -71,5 +75,11 @@ inline void expect_input_error(const std::function<void()>& fn, const std::vecto
         CHECK(msg.find(w) != std::string::npos);
     }
 }
+
+// tests/test_reference.cpp: the whole model on backend `be` (backend.h) against the PyTorch
+// fixture: losses, gradients, scores and three Adam steps.
+void check_model_against_pytorch(const hafvt::Backend& be);
+// tests/test_model.cpp: three training steps and an evaluation on the host backend and on `be`.
+void compare_model_backends(const hafvt::Backend& be, double atol, double rtol);
 
 }  // namespace testutil

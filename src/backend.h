@@ -1,0 +1,124 @@
+// backend.h: where the model's layers run. A Backend is a table of the ops of ops_cpu.h and
+// heads.h (each entry has the parameter list of the CPU op of the same name) plus the memory
+// calls of its address space. Model (model.cpp) makes every layer call through one, so the same
+// sequence of layer calls trains on the CPU or on a CUDA device:
+//   host_backend()            the CPU ops on host memory (the default; Model's plain CPU path)
+//   cuda_backend()            the *_cuda ops of cuda/ops_cuda.h on device memory; nullptr in a
+//                             build without CUDA
+//   emulated_device_backend() the CPU ops on host memory, but marked `device`: Model then takes
+//                             its device path (uploads, gathers by index, the fused head, Adam on
+//                             the backend), so that path is tested on every machine against the
+//                             CPU path and the PyTorch fixture; only the kernels need a GPU.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "adam.h"
+#include "heads.h"
+#include "ops_cpu.h"
+
+namespace hafvt {
+
+struct Backend {
+    const char* name;
+    bool device;  // true: Model keeps its parameters and activations in the backend's memory
+
+    // memory: alloc returns zeroed memory (nullptr for 0 bytes); copies are host<->backend
+    void* (*alloc)(size_t bytes);
+    void (*release)(void* ptr);
+    void (*to_backend)(void* dst, const void* host, size_t bytes);
+    void (*to_host)(void* host, const void* src, size_t bytes);
+    void (*zero)(void* ptr, size_t bytes);
+
+    // the layers (ops_cpu.h, heads.h, adam.h), all pointers in the backend's memory
+    decltype(&hafvt::embedding_forward) embedding_forward;
+    decltype(&hafvt::embedding_backward) embedding_backward;
+    decltype(&hafvt::posadd_forward) posadd_forward;
+    decltype(&hafvt::posadd_backward) posadd_backward;
+    decltype(&hafvt::padmask_forward) padmask_forward;
+    decltype(&hafvt::padmask_backward) padmask_backward;
+    decltype(&hafvt::dropout_forward) dropout_forward;
+    decltype(&hafvt::dropout_backward) dropout_backward;
+    decltype(&hafvt::layernorm_forward) layernorm_forward;
+    decltype(&hafvt::layernorm_backward) layernorm_backward;
+    decltype(&hafvt::linear_forward) linear_forward;
+    decltype(&hafvt::linear_backward) linear_backward;
+    decltype(&hafvt::gelu_forward) gelu_forward;
+    decltype(&hafvt::gelu_backward) gelu_backward;
+    decltype(&hafvt::residual_forward) residual_forward;
+    decltype(&hafvt::residual_backward) residual_backward;
+    decltype(&hafvt::attention_forward) attention_forward;
+    decltype(&hafvt::attention_backward) attention_backward;
+    decltype(&hafvt::l2norm_forward) l2norm_forward;
+    decltype(&hafvt::l2norm_backward) l2norm_backward;
+    decltype(&hafvt::cosine_logits_forward) cosine_logits_forward;
+    decltype(&hafvt::mixture_prob_accumulate) mixture_prob_accumulate;
+    decltype(&hafvt::fused_mixture_head) fused_mixture_head;
+    decltype(&hafvt::adam_update) adam_update;
+};
+
+const Backend& host_backend();
+const Backend& emulated_device_backend();
+const Backend* cuda_backend();  // nullptr without CUDA support in the build
+
+// An owning array in a backend's memory (RAII, movable), zeroed when (re)sized.
+template <typename T>
+class BackendArray {
+public:
+    BackendArray() = default;
+    ~BackendArray() { reset(); }
+    BackendArray(const BackendArray&) = delete;
+    BackendArray& operator=(const BackendArray&) = delete;
+    BackendArray(BackendArray&& o) noexcept { swap(o); }
+    BackendArray& operator=(BackendArray&& o) noexcept {
+        swap(o);
+        return *this;
+    }
+
+    // Reallocates and zeroes when n or the backend differ; keeps the contents otherwise.
+    void resize(const Backend& be, size_t n) {
+        if (be_ == &be && n == n_) return;
+        reset();
+        ptr_ = static_cast<T*>(be.alloc(n * sizeof(T)));
+        be_ = &be;
+        n_ = n;
+    }
+    // At least n elements (grows only; the contents are not kept when it grows).
+    void reserve(const Backend& be, size_t n) {
+        if (be_ != &be || n_ < n) resize(be, n);
+    }
+    void zero() {
+        if (n_) be_->zero(ptr_, n_ * sizeof(T));
+    }
+    // Copies n host elements in (growing to at least n) and returns the backend pointer.
+    T* upload(const Backend& be, const T* host, size_t n) {
+        reserve(be, n);
+        if (n) be.to_backend(ptr_, host, n * sizeof(T));
+        return ptr_;
+    }
+    void download(T* host, size_t n) const {
+        if (n) be_->to_host(host, ptr_, n * sizeof(T));
+    }
+    T* data() { return ptr_; }
+    const T* data() const { return ptr_; }
+    size_t size() const { return n_; }
+
+private:
+    void reset() {
+        if (be_ && ptr_) be_->release(ptr_);
+        ptr_ = nullptr;
+        n_ = 0;
+    }
+    void swap(BackendArray& o) {
+        std::swap(be_, o.be_);
+        std::swap(ptr_, o.ptr_);
+        std::swap(n_, o.n_);
+    }
+    const Backend* be_ = nullptr;
+    T* ptr_ = nullptr;
+    size_t n_ = 0;
+};
+
+}  // namespace hafvt
