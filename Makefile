@@ -6,6 +6,7 @@
 #   make check           the README's test command and .ci/run: make debug, then make fuzz FUZZ_SECONDS=60
 #   make run             generate data/synth if absent, train the default configuration, print results
 #   make bench           CPU benchmarks against OpenBLAS and PyTorch (see tools/bench.sh)
+#   make bench-gpu       on a machine with a GPU: build, make test-gpu, epochs against PyTorch (tools/bench_gpu.sh)
 #   make refs            regenerate tests/ref/hafvt_tiny.safetensors with tools/reference.py
 #   make fuzz            libFuzzer runs of the npy, safetensors and C2DSR readers (FUZZ_SECONDS=60 each)
 #   make clean
@@ -56,7 +57,7 @@ $(FLAGS_STAMP):
 TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 
 .DEFAULT_GOAL := all
-.PHONY: all test test-gpu debug check run bench refs clean deps fuzz fuzz-deps fuzz-run
+.PHONY: all test test-gpu debug check run bench bench-gpu refs clean deps fuzz fuzz-deps fuzz-run
 all: $(BUILD)/hafvt
 
 $(BUILD)/hafvt: $(BUILD)/src/main.o $(OBJS)
@@ -71,15 +72,16 @@ $(BUILD)/src/%.o: src/%.cpp $(FLAGS_STAMP)
 
 $(BUILD)/tests/%.o: tests/%.cpp $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
-	$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) -Itests -c $< -o $@
+	$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) -Itests $(if $(DOCTEST_DIR),-I$(DOCTEST_DIR)) -c $< -o $@
 
 $(BUILD)/cuda/%.o: cuda/%.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-# doctest comes from Debian's doctest-dev; install it when it is missing.
+# doctest comes from Debian's doctest-dev; install it when it is missing. DOCTEST_DIR=D uses
+# D/doctest/doctest.h instead (a machine without the package or a network).
 deps:
-	@test -f /usr/include/doctest/doctest.h || { echo "installing doctest-dev (needed by the tests)"; \
+	@test -f $(or $(DOCTEST_DIR),/usr/include)/doctest/doctest.h || { echo "installing doctest-dev (needed by the tests)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq doctest-dev) >/dev/null \
 	  || { echo "could not install doctest-dev: run 'apt-get install doctest-dev' as root"; exit 1; }; }
 
@@ -87,8 +89,8 @@ deps:
 test: $(BUILD)/test_hafvt $(BUILD)/hafvt
 	HAFVT_BIN=$(BUILD)/hafvt $(BUILD)/test_hafvt $(TEST_ARGS)
 
-test-gpu:
-	$(MAKE) test REQUIRE_GPU=1 && REQUIRE_GPU=1 HAFVT_BIN=$(BUILD)/hafvt $(BUILD)/test_hafvt $(TEST_ARGS)
+test-gpu: $(BUILD)/test_hafvt $(BUILD)/hafvt
+	REQUIRE_GPU=1 HAFVT_BIN=$(BUILD)/hafvt $(BUILD)/test_hafvt $(TEST_ARGS)
 
 # -O2 and $(ARCH): the sanitized suite runs the same SIMD kernels as the plain build, at a speed
 # that lets .ci/run afford it; the objects build on every core.
@@ -115,6 +117,9 @@ run: $(BUILD)/hafvt
 
 bench: $(BUILD)/hafvt
 	bash tools/bench.sh
+
+bench-gpu:
+	bash tools/bench_gpu.sh
 
 refs: $(BUILD)/hafvt
 	bash tools/make_refs.sh

@@ -151,7 +151,7 @@ std::vector<Flag> train_flags(TrainConfig& c) {
         {"log-every", Flag::SIZE, &c.log_every, "progress line every N steps (default: ten per epoch)"},
         {"max-steps", Flag::SIZE, &c.max_steps, "stop after N optimizer steps (benchmarks)"},
         {"skip-test", Flag::BOOL, &c.skip_test, "do not evaluate the test split at the end"},
-        {"device", Flag::STR, &c.device, "cpu, cuda or auto (default auto: CUDA when a device answers)"},
+        {"device", Flag::STR, &c.device, "cpu, cuda, auto (default: CUDA when a device answers) or emulate (the device path on the CPU ops, for tests)"},
         {"tf32", Flag::BOOL, &c.tf32, "CUDA only: TF32 tensor cores for the matmuls (default FP32)"},
     };
 }
@@ -235,7 +235,8 @@ int cmd_eval(int argc, char** argv) {
     World w;
     load_world(c, w, nullptr);
     SequenceSet set = read_sequences(c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, c.T, false);
-    HAFVT_INPUT(o.device == "auto" || o.device == "cpu" || o.device == "cuda", "hafvt eval: --device: expected cpu, cuda or auto, found '", o.device, "'");
+    HAFVT_INPUT(o.device == "auto" || o.device == "cpu" || o.device == "cuda" || o.device == "emulate",
+                "hafvt eval: --device: expected cpu, cuda, auto or emulate, found '", o.device, "'");
     Model model(w.mc, &w.fz, choose_backend(o.device, false));
     load_checkpoint(ckpt, model.params(), nullptr, nullptr);
     model.to_device(nullptr, nullptr);

@@ -440,7 +440,7 @@ def read_features(path, ids_path, asins):
     if ids_path:
         with open(ids_path) as f:
             assert [ln.strip() for ln in f if ln.strip()] == asins, "%s: not the catalog's ASINs" % ids_path
-    t = F.normalize(torch.from_numpy(a), dim=1, eps=1e-12)
+    t = F.normalize(torch.as_tensor(a), dim=1, eps=1e-12)  # on the default device (--device)
     return torch.cat([t, torch.zeros(1, t.shape[1])])
 
 
@@ -658,7 +658,7 @@ def evaluate(peer, seqs, negatives, batch_size):
     in_x = np.array([s[-1] < peer.NX for s in seqs])
     out = {}
     for proto, r in ranks.items():
-        r = torch.cat(r).numpy().astype(np.float64)
+        r = torch.cat(r).cpu().numpy().astype(np.float64)
         out[proto] = {D: 100 * np.mean(1 / r[in_x == (D == "X")]) for D in ("X", "Y")}
     return out
 
@@ -687,8 +687,15 @@ def train_main(argv):
     ap.add_argument("--eval", action="store_true", help="then evaluate the valid split and time it")
     ap.add_argument("--eval-batch", type=int, default=256)
     ap.add_argument("--eval-repeats", type=int, default=3, help="time the evaluation this often, keep the best")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda needs torch >= 2.0: set_default_device)")
     a = ap.parse_args(argv)
     a.modalities, a.views = a.modalities.split(","), a.views.split(",")
+    if a.device != "cpu":
+        if not hasattr(torch, "set_default_device") or not torch.cuda.is_available():
+            print("reference.py train: --device %s needs torch >= 2.0 with CUDA (found torch %s, CUDA %s)"
+                  % (a.device, torch.__version__, torch.cuda.is_available()), file=sys.stderr)
+            return 2
+        torch.set_default_device(a.device)  # every tensor the peer makes lives there
     set_threads(a.threads)
     torch.manual_seed(a.seed)
     asins, NX, NY = read_catalog(a.data)
@@ -704,8 +711,8 @@ def train_main(argv):
     peer = Peer(cfg, frozen, seed=a.seed)
     opt = torch.optim.Adam(list(peer.p.values()), lr=a.lr, betas=(0.9, 0.98), eps=1e-8, weight_decay=a.l2)
     nparam = sum(t.numel() for t in peer.p.values())
-    print("peer: torch %s, %d threads; items X %d Y %d, %d train sequences; q %d, e %d, modalities %s, views %s, %d parameters"
-          % (torch.__version__, torch.get_num_threads(), NX, NY, len(train), a.q, e, ",".join(a.modalities),
+    print("peer: torch %s, %s, %d threads; items X %d Y %d, %d train sequences; q %d, e %d, modalities %s, views %s, %d parameters"
+          % (torch.__version__, a.device, torch.get_num_threads(), NX, NY, len(train), a.q, e, ",".join(a.modalities),
              ",".join(a.views), nparam), flush=True)
 
     # epochs of shuffled batches, the last one shorter (as hafvt's loop)
