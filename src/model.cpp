@@ -58,13 +58,17 @@ struct Model::Encoder {
 
 // The backend copies of one view's inputs: ids, pos (B*T) and valid (1 where a position holds an
 // item). On the host backend the pointers are the batch's own arrays.
+// For evaluation also the rows of the sequences' last positions (b*T + T-1) and their valid flags.
 struct ViewInputs {
-    BackendArray<int32_t> ids_b, pos_b;
-    BackendArray<uint8_t> valid_b;
-    std::vector<uint8_t> valid;
+    BackendArray<int32_t> ids_b, pos_b, last_b;
+    BackendArray<uint8_t> valid_b, last_valid_b;
+    std::vector<uint8_t> valid, last_valid;
+    std::vector<int32_t> last;
     const int32_t* ids = nullptr;
     const int32_t* pos = nullptr;
     const uint8_t* valid_p = nullptr;
+    const int32_t* last_p = nullptr;
+    const uint8_t* last_valid_p = nullptr;
 };
 
 struct Model::Impl {
@@ -239,9 +243,12 @@ static float* param_at(const TensorTable& layout, const float* base, const std::
 // Eq. 1: H = Attention(F) for one view and modality. `in` holds the view's left-padded items,
 // position ids and valid mask on the backend; the parameters are those of `layout` at `P` (host or
 // backend); `train` turns dropout on (masks from seed, step).
+// With `last_only` (evaluation, no dropout) the last block computes its attention over every
+// position, then only the B rows of the last positions go on: e.H holds (B, d).
 static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Backend& K,
                             const TensorTable& layout, const float* P, const float* table,
-                            const ViewInputs& in, size_t B, bool train, uint64_t seed, uint64_t step) {
+                            const ViewInputs& in, size_t B, bool train, uint64_t seed, uint64_t step,
+                            bool last_only = false) {
     ensure_acts(e, cfg, K, B);
     const size_t T = cfg.T, N = B * T, d = e.d, NH = cfg.n_heads;
     const float p = train ? cfg.dropout : 0.0f;
@@ -265,6 +272,24 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
         K.linear_forward(a.qkv.data(), a.ln1.data(), W(k + "attn.wqkv"), W(k + "attn.bqkv"), N, d, 3 * d);
         K.attention_forward(a.atty.data(), a.att.data(), a.qkv.data(), valid, B, T, d, NH, p, seed, step,
                             e.site(1 + 3 * b));
+        if (last_only && b + 1 == cfg.n_blocks) {
+            // the rest of the last block on the last positions only (the other rows are never scored)
+            float* atty = a.fc1.data();  // (B, d) scratch: the gathered attention outputs
+            float* xl = a.gelu.data();   // (B, d) scratch: the gathered block inputs
+            K.embedding_forward(atty, in.last_p, a.atty.data(), 1.0f, -1, B, d);
+            K.embedding_forward(xl, in.last_p, x, 1.0f, -1, B, d);
+            K.linear_forward(a.attproj.data(), atty, W(k + "attn.wo"), W(k + "attn.bo"), B, d, d);
+            K.residual_forward(a.res1.data(), xl, a.attproj.data(), B * d);
+            K.layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), W(k + "ln2.w"), W(k + "ln2.b"), B, d);
+            K.linear_forward(a.fc1.data(), a.ln2.data(), W(k + "ffn.w1"), W(k + "ffn.b1"), B, d, d);
+            K.gelu_forward(a.gelu.data(), a.fc1.data(), B * d);
+            K.linear_forward(a.fc2.data(), a.gelu.data(), W(k + "ffn.w2"), W(k + "ffn.b2"), B, d, d);
+            K.residual_forward(e.xs[b + 1].data(), a.res1.data(), a.fc2.data(), B * d);
+            K.padmask_forward(e.xs[b + 1].data(), in.last_valid_p, B, d);
+            K.layernorm_forward(e.H.data(), e.lnf_mean.data(), e.lnf_rstd.data(), e.xs[b + 1].data(),
+                                W("lnf.w"), W("lnf.b"), B, d);
+            return;
+        }
         K.linear_forward(a.attproj.data(), a.atty.data(), W(k + "attn.wo"), W(k + "attn.bo"), N, d, d);
         K.dropout_forward(a.attproj.data(), a.attproj.data(), N * d, p, seed, step, e.site(2 + 3 * b));
         K.residual_forward(a.res1.data(), x, a.attproj.data(), N * d);
@@ -354,22 +379,34 @@ static const float* candidate_table(const Model::Impl& I, const FrozenTables* fz
 }
 
 // Copies one view's items, positions and valid mask to the backend (host backend: points at them).
-static void load_view(ViewInputs& in, const Backend& K, const ViewBatch& vb, size_t N, int32_t pad) {
+static void load_view(ViewInputs& in, const Backend& K, const ViewBatch& vb, size_t B, size_t T, int32_t pad) {
+    const size_t N = B * T;
     in.valid.resize(N);
     for (size_t n = 0; n < N; n++) in.valid[n] = vb.ids[n] != pad;
+    in.last.resize(B);
+    in.last_valid.resize(B);
+    for (size_t b = 0; b < B; b++) {
+        in.last[b] = (int32_t)(b * T + T - 1);  // left padding: the last item sits at T-1
+        in.last_valid[b] = in.valid[(size_t)in.last[b]];
+    }
     if (!K.device) {
         in.ids = vb.ids.data();
         in.pos = vb.pos.data();
         in.valid_p = in.valid.data();
+        in.last_p = in.last.data();
+        in.last_valid_p = in.last_valid.data();
         return;
     }
     in.ids = in.ids_b.upload(K, vb.ids.data(), N);
     in.pos = in.pos_b.upload(K, vb.pos.data(), N);
     in.valid_p = in.valid_b.upload(K, in.valid.data(), N);
+    in.last_p = in.last_b.upload(K, in.last.data(), B);
+    in.last_valid_p = in.last_valid_b.upload(K, in.last_valid.data(), B);
 }
 
 // Runs every enabled encoder forward on the batch (Eq. 1) and normalizes the E_id rows for the id
-// heads (cos clamps norms at eps). Returns the backend's E_id (null without the id modality).
+// heads (cos clamps norms at eps). Without `train` (evaluation) H holds only the last positions,
+// row b for sequence b. Returns the backend's E_id (null without the id modality).
 static const float* encode_all(Model::Impl& I, const ModelConfig& c, const FrozenTables* fz,
                                const TensorTable& layout, const float* P, const Batch& batch,
                                bool train, uint64_t seed, uint64_t step) {
@@ -377,11 +414,11 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
     const size_t B = batch.B, N = B * c.T;
     HAFVT_CHECK(batch.T == c.T, "batch T ", batch.T, " vs model T ", c.T);
     for (int v = 0; v < 3; v++)
-        if (c.views[v]) load_view(I.in[v], K, batch.view[v], N, c.pad());
+        if (c.views[v]) load_view(I.in[v], K, batch.view[v], B, c.T, c.pad());
     const float* E_id = c.mods[MOD_ID] ? param_at(layout, P, "E_id") : nullptr;
     for (Model::Encoder& e : I.enc) {
         const float* table = e.m == MOD_ID ? E_id : K.device ? I.fz[e.m].data() : fz->table[e.m].data();
-        encoder_forward(e, c, K, layout, P, table, I.in[e.v], B, train, seed, step);
+        encoder_forward(e, c, K, layout, P, table, I.in[e.v], B, train, seed, step, !train);
         if (train) K.zero(e.dH.data(), N * e.d * sizeof(float));
     }
     if (E_id) {
@@ -591,7 +628,7 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     Impl& I = *impl_;
     const Backend& K = *I.be;
     const ModelConfig& c = cfg_;
-    const size_t B = batch.B, T = c.T, M = I.mods.size(), Vmax = std::max(c.NX, c.NY);
+    const size_t B = batch.B, M = I.mods.size(), Vmax = std::max(c.NX, c.NY);
     HAFVT_CHECK(!K.device || I.P.size() == params_.size(), "Model on a device: to_device() was not called");
     const float* P = K.device ? I.P.data() : params_.data();
     encode_all(I, c, frozen_, params_, P, batch, false, 0, 0);
@@ -617,7 +654,7 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
             for (size_t b = 0; b < B; b++)
                 if (domain[b] == D && batch.view[v].nonempty[b]) {
                     rows.push_back(b);
-                    hrows.push_back(b * T + T - 1);  // the view's last position (left padding)
+                    hrows.push_back(b);  // H holds the view's last position of each line
                 }
             const size_t R = rows.size();
             if (R == 0) continue;

@@ -503,7 +503,7 @@ std::vector<Case> malformed_cases() {
         {"flag: --views bogus", no_op, TRAIN + " --views bogus", {"--views:", "expected items from {x,y,xy}", "found 'bogus'"}},
         {"flag: --views with an empty item", no_op, TRAIN + " --views x,,xy", {"--views:", "expected items from {x,y,xy}", "found '' in 'x,,xy'"}},
         {"flag: --protocol bogus", no_op, TRAIN + " --protocol bogus", {"--protocol:", "expected full or c2dsr", "found 'bogus'"}},
-        {"flag: --device bogus", no_op, TRAIN + " --device tpu", {"--device:", "expected cpu, cuda or auto", "found 'tpu'"}},
+        {"flag: --device bogus", no_op, TRAIN + " --device tpu", {"--device:", "expected cpu, cuda, auto or emulate", "found 'tpu'"}},
         {"flag: --data missing", no_op, "train --out $O --q 16", {"--data:", "required"}},
         {"flag: --out is a file", no_op, TRAIN + " --out $D/Alist.txt", {"Alist.txt:", "expected a folder, found a file"}},
         {"flag: --resume with no previous run", no_op, TRAIN + " --resume", {"out/last.safetensors:", "--resume needs the last checkpoint", "found none"}},
