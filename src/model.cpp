@@ -214,24 +214,27 @@ void Model::init_params(uint64_t seed) {
     }
 }
 
-// Allocates one encoder's activations for batches of B sequences (no-op when B is unchanged).
+// Sizes one encoder's activations for batches of B sequences. The buffers only grow: the shorter
+// last batch of an epoch (or of an evaluation) reuses them instead of reallocating, and so does
+// the next full batch. Every forward op writes all of its output, so reused memory is never read
+// stale.
 static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend& K, size_t B) {
     if (e.B == B) return;
     const size_t N = B * cfg.T, d = e.d, NH = cfg.n_heads, T = cfg.T;
     e.B = B;
     e.xs.resize(cfg.n_blocks + 1);
-    for (auto& x : e.xs) x.resize(K, N * d);
+    for (auto& x : e.xs) x.reserve(K, N * d);
     e.blocks.resize(cfg.n_blocks);
     for (auto& a : e.blocks) {
-        a.ln1.resize(K, N * d); a.ln1_mean.resize(K, N); a.ln1_rstd.resize(K, N);
-        a.qkv.resize(K, N * 3 * d);
-        a.att.resize(K, B * NH * T * T);
-        a.atty.resize(K, N * d); a.attproj.resize(K, N * d); a.res1.resize(K, N * d);
-        a.ln2.resize(K, N * d); a.ln2_mean.resize(K, N); a.ln2_rstd.resize(K, N);
-        a.fc1.resize(K, N * d); a.gelu.resize(K, N * d); a.fc2.resize(K, N * d);
+        a.ln1.reserve(K, N * d); a.ln1_mean.reserve(K, N); a.ln1_rstd.reserve(K, N);
+        a.qkv.reserve(K, N * 3 * d);
+        a.att.reserve(K, B * NH * T * T);
+        a.atty.reserve(K, N * d); a.attproj.reserve(K, N * d); a.res1.reserve(K, N * d);
+        a.ln2.reserve(K, N * d); a.ln2_mean.reserve(K, N); a.ln2_rstd.reserve(K, N);
+        a.fc1.reserve(K, N * d); a.gelu.reserve(K, N * d); a.fc2.reserve(K, N * d);
     }
-    e.H.resize(K, N * d); e.lnf_mean.resize(K, N); e.lnf_rstd.resize(K, N);
-    e.dH.resize(K, N * d);
+    e.H.reserve(K, N * d); e.lnf_mean.reserve(K, N); e.lnf_rstd.reserve(K, N);
+    e.dH.reserve(K, N * d);
 }
 
 // The parameter `name` of a table laid out like `layout`, whose data starts at `base` (the host
@@ -615,7 +618,7 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
     // encoders backward
     size_t dmax = 0;
     for (const Encoder& e : I.enc) dmax = std::max(dmax, e.d);
-    I.dx.resize(K, B * T * dmax); I.s1.resize(K, B * T * dmax); I.s2.resize(K, B * T * dmax); I.s3.resize(K, 3 * B * T * dmax);
+    I.dx.reserve(K, B * T * dmax); I.s1.reserve(K, B * T * dmax); I.s2.reserve(K, B * T * dmax); I.s3.reserve(K, 3 * B * T * dmax);
     for (Encoder& e : I.enc)
         encoder_backward(e, c, K, params_, P, G, e.m == MOD_ID ? dE_id : nullptr, I.in[e.v], seed, step,
                          I.dx.data(), I.s1.data(), I.s2.data(), I.s3.data());
