@@ -6,6 +6,7 @@
 # for this measurement only (apt-get install libopenblas0-pthread); numpy and torch are Debian's,
 # run with /usr/bin/python3. About 10-15 minutes on 2 cores.
 #   THREADS (default: all cores); SMALL_STEPS (48), PAPER_STEPS (3): timed steps after one warm-up;
+#   ROUNDS (3): alternating SGEMM rounds of ours and numpy, best per shape and side;
 #   TRAIN=0 skips the training pairs and the lower bound (SGEMM and evaluation only; the evaluation
 #   then needs runs/bench/small/last.safetensors from an earlier full run)
 set -euo pipefail
@@ -24,15 +25,35 @@ echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
 echo "compiler: $(${CXX:-g++} --version | head -1)"
 echo
-echo "== SGEMM, ours (build/hafvt bench-gemm) =="
-"$BIN" bench-gemm
-echo
 if ! "$PY" -c "import numpy" 2>/dev/null; then
+  echo "== SGEMM, ours (build/hafvt bench-gemm) =="
+  "$BIN" bench-gemm
   echo "numpy not found: apt-get install python3-numpy libopenblas0-pthread for the OpenBLAS column"
   exit 0
 fi
-echo "== SGEMM, numpy (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for this command only) =="
-env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" tools/bench_gemm.py | tee "$tmp/gemm_numpy.txt"
+# ROUNDS alternating rounds of ours and numpy (OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for
+# numpy's command only); each side keeps its best GFLOPS per shape over the rounds, so a slow spell
+# of the machine does not land on one side only
+ROUNDS=${ROUNDS:-3}
+for r in $(seq "$ROUNDS"); do
+  "$BIN" bench-gemm >"$tmp/gemm_ours_$r.txt"
+  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" tools/bench_gemm.py >"$tmp/gemm_numpy_$r.txt"
+done
+# the best line per shape (same format as one run: the flops tool below reads it)
+best_lines() { awk '/^gemm / { k = $2 " " $4 " " $6 " " $7; if ($(NF-1) + 0 > best[k] + 0) { best[k] = $(NF-1); line[k] = $0 }
+                               if (!(k in seen)) { seen[k] = 1; order[++n] = k } }
+                    END { for (i = 1; i <= n; i++) print line[order[i]] }' "$@"; }
+echo "== SGEMM, ours (build/hafvt bench-gemm), best of $ROUNDS rounds =="
+head -1 "$tmp/gemm_ours_1.txt"
+best_lines "$tmp"/gemm_ours_*.txt | tee "$tmp/gemm_ours.txt"
+echo
+echo "== SGEMM, numpy, best of $ROUNDS rounds (alternating with ours) =="
+grep -v '^gemm ' "$tmp/gemm_numpy_1.txt"
+best_lines "$tmp"/gemm_numpy_*.txt | tee "$tmp/gemm_numpy.txt"
+echo
+echo "== SGEMM ratio per shape: ours / OpenBLAS GFLOPS =="
+paste -d' ' <(awk '{print $2 "x" $4 "x" $6, $7, $(NF-1)}' "$tmp/gemm_ours.txt") <(awk '{print $(NF-1)}' "$tmp/gemm_numpy.txt") |
+  awk '{ printf "%-22s %-3s %8.1f %8.1f   %.2f\n", $1, $2, $3, $4, $3 / $4 }'
 echo
 
 if ! "$PY" -c "import torch" 2>/dev/null; then
@@ -89,10 +110,13 @@ for proto in c2dsr full; do
   cat "$tmp"/eval_${proto}_*.log | lines_per_s | best >"$tmp/eval_$proto"
 done
 # the peer's evaluation (untrained parameters: the speed does not depend on them)
+# (its first pass in each of 3 fresh processes per batch size, like hafvt's fresh processes)
 for eb in 64 256; do
-  py train --data "data/synth-$SMALL_SIZE" $(features "data/synth-$SMALL_SIZE") --q 64 --threads "$THREADS" --warmup 0 \
-    --steps 0 --eval --eval-batch "$eb" >"$tmp/py_eval$eb.log" 2>&1 || tail -3 "$tmp/py_eval$eb.log"
-  grep -E '^eval' "$tmp/py_eval$eb.log" | sed "s/^/torch ($eb lines per batch): /" || true
+  for i in 1 2 3; do
+    py train --data "data/synth-$SMALL_SIZE" $(features "data/synth-$SMALL_SIZE") --q 64 --threads "$THREADS" --warmup 0 \
+      --steps 0 --eval --eval-batch "$eb" >"$tmp/py_eval${eb}_$i.log" 2>&1 || tail -3 "$tmp/py_eval${eb}_$i.log"
+    grep -E '^eval' "$tmp/py_eval${eb}_$i.log" | sed "s/^/torch ($eb lines per batch, process $i): /" || true
+  done
 done
 echo
 
@@ -100,7 +124,7 @@ read -r s_ours s_ours_step < <(rate "$tmp/ours_small.log") || true
 read -r s_py s_py_step < <(rate "$tmp/py_small.log") || true
 read -r p_ours p_ours_step < <(rate "$tmp/ours_paper.log") || true
 read -r p_py p_py_step < <(rate "$tmp/py_paper.log") || true
-e_py=$(lines_per_s "$tmp/py_eval64.log" "$tmp/py_eval256.log" | best)
+e_py=$(lines_per_s "$tmp"/py_eval*_*.log | best)
 echo "== summary ($(date -u '+%Y-%m-%d'), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $THREADS threads each side) =="
 awk -v OFS= \
   -v s1="$s_ours" -v s2="$s_py" -v p1="$p_ours" -v p2="$p_py" -v sa="$s_ours_step" -v sb="$s_py_step" \
@@ -118,8 +142,8 @@ BEGIN {
   print "ratio = hafvt / PyTorch (above 1: hafvt is faster). Training: steps after the first, batch 256,"
   print "dropout 0.3, all nine encoders. Evaluation: both sides score every item of the target domain"
   print "and rank under both protocols in one pass (hafvt eval prints one protocol), at 64 and 256 lines"
-  print "per batch, the better of the two; hafvt: best of 3 fresh processes, PyTorch: its first pass (its"
-  print "warm best of 3 is in its eval lines above)."
+  print "per batch, the better of the two; each side: best of 3 fresh processes per batch size (PyTorch: the"
+  print "first pass of each process; its warm passes are in its eval lines above)."
 }'
 echo
 [ "${TRAIN:-1}" != 0 ] || exit 0
