@@ -374,21 +374,26 @@ static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Ba
 
 namespace hafvt {
 
-// The item table of modality m on the backend, rows of domain D start at `offset`; for the id
-// modality the normalized copy (made once per step), for img/txt the frozen table (normalized at load).
-static const float* candidate_table(const Model::Impl& I, const FrozenTables* fz, int m) {
-    if (m == MOD_ID) return I.en_id.data();
+// The frozen table of img/txt modality m on the backend (normalized at load), and the item table
+// of modality m that the heads score, rows of domain D start at `offset`: for the id modality the
+// normalized copy of E_id (made once per step), for img/txt the frozen table.
+static const float* frozen_table(const Model::Impl& I, const FrozenTables* fz, int m) {
     return I.be->device ? I.fz[m].data() : fz->table[m].data();
 }
+static const float* candidate_table(const Model::Impl& I, const FrozenTables* fz, int m) {
+    return m == MOD_ID ? I.en_id.data() : frozen_table(I, fz, m);
+}
 
-// Copies one view's items, positions and valid mask to the backend (host backend: points at them).
-static void load_view(ViewInputs& in, const Backend& K, const ViewBatch& vb, size_t B, size_t T, int32_t pad) {
+// Copies one view's items, positions and valid mask to the backend (host backend: points at them);
+// for evaluation also the rows of the last positions and their valid flags.
+static void load_view(ViewInputs& in, const Backend& K, const ViewBatch& vb, size_t B, size_t T, int32_t pad,
+                      bool eval) {
     const size_t N = B * T;
     in.valid.resize(N);
     for (size_t n = 0; n < N; n++) in.valid[n] = vb.ids[n] != pad;
-    in.last.resize(B);
-    in.last_valid.resize(B);
-    for (size_t b = 0; b < B; b++) {
+    in.last.resize(eval ? B : 0);
+    in.last_valid.resize(eval ? B : 0);
+    for (size_t b = 0; b < in.last.size(); b++) {
         in.last[b] = (int32_t)(b * T + T - 1);  // left padding: the last item sits at T-1
         in.last_valid[b] = in.valid[(size_t)in.last[b]];
     }
@@ -403,6 +408,7 @@ static void load_view(ViewInputs& in, const Backend& K, const ViewBatch& vb, siz
     in.ids = in.ids_b.upload(K, vb.ids.data(), N);
     in.pos = in.pos_b.upload(K, vb.pos.data(), N);
     in.valid_p = in.valid_b.upload(K, in.valid.data(), N);
+    if (!eval) return;
     in.last_p = in.last_b.upload(K, in.last.data(), B);
     in.last_valid_p = in.last_valid_b.upload(K, in.last_valid.data(), B);
 }
@@ -417,10 +423,10 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
     const size_t B = batch.B, N = B * c.T;
     HAFVT_CHECK(batch.T == c.T, "batch T ", batch.T, " vs model T ", c.T);
     for (int v = 0; v < 3; v++)
-        if (c.views[v]) load_view(I.in[v], K, batch.view[v], B, c.T, c.pad());
+        if (c.views[v]) load_view(I.in[v], K, batch.view[v], B, c.T, c.pad(), !train);
     const float* E_id = c.mods[MOD_ID] ? param_at(layout, P, "E_id") : nullptr;
     for (Model::Encoder& e : I.enc) {
-        const float* table = e.m == MOD_ID ? E_id : K.device ? I.fz[e.m].data() : fz->table[e.m].data();
+        const float* table = e.m == MOD_ID ? E_id : frozen_table(I, fz, e.m);
         encoder_forward(e, c, K, layout, P, table, I.in[e.v], B, train, seed, step, !train);
         if (train) K.zero(e.dH.data(), N * e.d * sizeof(float));
     }
@@ -644,7 +650,7 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
             domain[b] = (size_t)batch.eval_target[b] < c.NX ? 0 : 1;
         }
     }
-    std::vector<size_t> rows, hrows;
+    std::vector<size_t> rows;  // the lines scored against domain D; row r of H is line rows[r]
     std::vector<float>& acc = I.acc;
     for (int D = 0; D < 2; D++) {
         const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
@@ -653,19 +659,14 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
             // Eq. 10-11: score = P_D + lambda1 P_D' + lambda2 P_XY; an empty view's term is dropped
             const float coef = v == VIEW_XY ? c.lambda2 : (v == D ? 1.0f : c.lambda1);
             rows.clear();
-            hrows.clear();
-            for (size_t b = 0; b < B; b++)
-                if (domain[b] == D && batch.view[v].nonempty[b]) {
-                    rows.push_back(b);
-                    hrows.push_back(b);  // H holds the view's last position of each line
-                }
+            for (size_t b = 0; b < B; b++)  // H holds the view's last position of each line
+                if (domain[b] == D && batch.view[v].nonempty[b]) rows.push_back(b);
             const size_t R = rows.size();
             if (R == 0) continue;
             const float* zp[3];
             float s[3], dsdl[3], logw[3];
-            acc.assign(R * V, 0.0f);
             if (K.device) {
-                std::vector<int32_t> h32(hrows.begin(), hrows.end());
+                std::vector<int32_t> h32(rows.begin(), rows.end());
                 I.rows_b.upload(K, h32.data(), R);
                 head_rows_device(I, params_, v, R, s, dsdl);
                 for (size_t k = 0; k < M; k++) {
@@ -678,9 +679,11 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
                 I.acc_b.reserve(K, R * V);
                 K.zero(I.acc_b.data(), R * V * sizeof(float));
                 K.mixture_prob_accumulate(I.acc_b.data(), zp, I.logw_b.data(), coef, M, R, V);
+                acc.resize(R * V);
                 I.acc_b.download(acc.data(), R * V);
             } else {
-                head_logits(I, c, params_, frozen_, v, D, hrows, zp, s, dsdl, logw);
+                head_logits(I, c, params_, frozen_, v, D, rows, zp, s, dsdl, logw);
+                acc.assign(R * V, 0.0f);
                 mixture_prob_accumulate(acc.data(), zp, logw, coef, M, R, V);
             }
             for (size_t r = 0; r < R; r++) {

@@ -114,8 +114,6 @@ void validate_config(const TrainConfig& c) {
     HAFVT_INPUT(c.eval_batch >= 1 && c.eval_batch <= 65536, "--eval-batch: expected 1..65536, found ", c.eval_batch);
     HAFVT_INPUT(c.lambda1 >= 0.0f && c.lambda2 >= 0.0f, "--lambda1/--lambda2: expected >= 0, found ", c.lambda1, " and ", c.lambda2);
     HAFVT_INPUT(c.protocol == "full" || c.protocol == "c2dsr", "--protocol: expected full or c2dsr, found '", c.protocol, "'");
-    HAFVT_INPUT(c.device == "auto" || c.device == "cpu" || c.device == "cuda" || c.device == "emulate",
-                "--device: expected cpu, cuda, auto or emulate, found '", c.device, "'");
     bool views[3], mods[3];
     parse_list(c.views, "views", kViewNames, views);
     resolve_modalities(c, mods);
@@ -375,6 +373,8 @@ static Json eval_json(const EvalResult& r, long epoch, long step, const LossTerm
 // a device answers, else the CPU, and says why in one line; `cuda` without a device is an error.
 // `emulate` runs the device path with the CPU ops (emulated_device_backend; for tests).
 const Backend& choose_backend(const std::string& want, bool tf32) {
+    HAFVT_INPUT(want == "auto" || want == "cpu" || want == "cuda" || want == "emulate",
+                "--device: expected cpu, cuda, auto or emulate, found '", want, "'");
     if (want == "cpu") return host_backend();
     if (want == "emulate") return emulated_device_backend();
 #ifdef HAFVT_CUDA

@@ -67,7 +67,8 @@ void evaluate(Model& model, const World& w, const SequenceSet& set, const std::v
               bool exclude_history, size_t eval_batch, size_t tail_max, EvalResult out[2]);
 
 // --device: cpu, cuda or auto (CUDA when the build has it and a device answers); prints one line
-// saying which backend runs and why. InputError for `cuda` without a CUDA build or device.
+// saying which backend runs and why. InputError for another name, and for `cuda` without a CUDA
+// build or device.
 const Backend& choose_backend(const std::string& want, bool tf32);
 
 // `hafvt train`: returns the process exit status.
