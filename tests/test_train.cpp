@@ -24,6 +24,16 @@ std::string train_args(const std::string& out, int epochs) {
 
 double num(const Json& j, const char* a, const char* b) { return j.get(a)->get(b)->as_number(); }
 
+// Two run folders hold the same run: the same metrics.jsonl (but for wall-clock seconds) and
+// bitwise equal tensors in the last checkpoint (their metadata differ: each names its own --out).
+void check_same_run(const std::string& a, const std::string& b) {
+    std::vector<Json> ma = testutil::metrics_without_seconds(a);
+    std::vector<Json> mb = testutil::metrics_without_seconds(b);
+    REQUIRE(ma.size() == mb.size());
+    for (size_t i = 0; i < ma.size(); i++) CHECK(ma[i].dump() == mb[i].dump());
+    CHECK(safetensors_read(a + "/last.safetensors").data == safetensors_read(b + "/last.safetensors").data);
+}
+
 }  // namespace
 
 TEST_CASE("training lowers the loss and ranks far better than random") {
@@ -65,14 +75,8 @@ TEST_CASE("two runs with the same seed and threads write the same metrics; anoth
     REQUIRE_MESSAGE(a.status == 0, a.out);
     REQUIRE_MESSAGE(b.status == 0, b.out);
     REQUIRE_MESSAGE(c.status == 0, c.out);
-    std::vector<Json> ma = testutil::metrics_without_seconds(base + "/a");
-    std::vector<Json> mb = testutil::metrics_without_seconds(base + "/b");
-    std::vector<Json> mc = testutil::metrics_without_seconds(base + "/c");
-    REQUIRE(ma.size() == mb.size());
-    for (size_t i = 0; i < ma.size(); i++) CHECK(ma[i].dump() == mb[i].dump());
-    CHECK(ma[0].dump() != mc[0].dump());
-    // the checkpoints' tensors are bitwise equal (their metadata differ: each names its own --out)
-    CHECK(safetensors_read(base + "/a/last.safetensors").data == safetensors_read(base + "/b/last.safetensors").data);
+    check_same_run(base + "/a", base + "/b");
+    CHECK(testutil::metrics_without_seconds(base + "/a")[0].dump() != testutil::metrics_without_seconds(base + "/c")[0].dump());
 }
 
 TEST_CASE("the device path of the training loop (--device emulate) writes the CPU run's metrics and checkpoints") {
@@ -88,11 +92,7 @@ TEST_CASE("the device path of the training loop (--device emulate) writes the CP
     auto rest = run_hafvt(train_args(base + "/emu", 3) + " --device emulate --resume");
     REQUIRE_MESSAGE(rest.status == 0, rest.out);
     CHECK(rest.out.find("device cpu (emulated device)") != std::string::npos);
-    std::vector<Json> mc = testutil::metrics_without_seconds(base + "/cpu");
-    std::vector<Json> me = testutil::metrics_without_seconds(base + "/emu");
-    REQUIRE(mc.size() == me.size());
-    for (size_t i = 0; i < mc.size(); i++) CHECK(mc[i].dump() == me[i].dump());
-    CHECK(safetensors_read(base + "/cpu/last.safetensors").data == safetensors_read(base + "/emu/last.safetensors").data);
+    check_same_run(base + "/cpu", base + "/emu");
     CHECK(safetensors_read(base + "/cpu/best.safetensors").data == safetensors_read(base + "/emu/best.safetensors").data);
     // hafvt eval on the device path prints the CPU's table
     const std::string ev = cat("eval --ckpt ", base, "/cpu/best.safetensors --split valid --protocol c2dsr");
@@ -111,11 +111,7 @@ TEST_CASE("a run stopped after epoch 2 and resumed ends exactly like an uninterr
     auto rest = run_hafvt(train_args(base + "/part", 4) + " --resume");
     REQUIRE_MESSAGE(rest.status == 0, rest.out);
     CHECK(rest.out.find("resumed from") != std::string::npos);
-    std::vector<Json> mf = testutil::metrics_without_seconds(base + "/full");
-    std::vector<Json> mp = testutil::metrics_without_seconds(base + "/part");
-    REQUIRE(mf.size() == mp.size());
-    for (size_t i = 0; i < mf.size(); i++) CHECK(mf[i].dump() == mp[i].dump());
-    CHECK(safetensors_read(base + "/full/last.safetensors").data == safetensors_read(base + "/part/last.safetensors").data);
+    check_same_run(base + "/full", base + "/part");
     // resuming with other settings is refused
     auto other = run_hafvt(train_args(base + "/part", 5) + " --resume --lr 0.01");
     CHECK(other.status == 2);
