@@ -2,11 +2,16 @@
 #   make                 build build/hafvt (with CUDA when nvcc is found; USE_CUDA=0 forces CPU only)
 #   make test            build and run the test suite (installs doctest-dev first when missing)
 #   make test-gpu        the test suite with REQUIRE_GPU=1: CUDA cases fail instead of skipping
-#   make debug           the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make check           the README's test command and .ci/run: make debug, then make fuzz FUZZ_SECONDS=60
+#   make debug           the test suite under AddressSanitizer + UndefinedBehaviorSanitizer, with the
+#                        CUDA kernels run by the host emulation of tests/cuda_emu (two thread orders)
+#   make test-emu        the CUDA cases at the model's real shapes, optimized, on the emulation
+#   make check           the README's test command and .ci/run: make debug, make test-emu, then make
+#                        fuzz FUZZ_SECONDS=60
 #   make run             generate data/synth if absent, train the default configuration, print results
 #   make bench           CPU benchmarks against OpenBLAS and PyTorch (see tools/bench.sh)
-#   make bench-gpu       on a machine with a GPU: build, make test-gpu, epochs against PyTorch (tools/bench_gpu.sh)
+#   make bench-gpu       on a machine with a GPU: build, CUDA cases, compute-sanitizer, 20 training steps,
+#                        epochs against PyTorch; never calls apt (tools/bench_gpu.sh)
+#   make doctest-dir     copy doctest.h to build/doctest, to carry to a machine without doctest-dev
 #   make refs            regenerate tests/ref/hafvt_tiny.safetensors with tools/reference.py
 #   make fuzz            libFuzzer runs of the npy, safetensors and C2DSR readers (FUZZ_SECONDS=60 each)
 #   make clean
@@ -23,7 +28,10 @@ BUILD    ?= build
 
 # ---- CUDA detection: looks for nvcc only, never for a GPU (the program decides at run time) ----
 NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
-ifeq ($(USE_CUDA),0)
+ifeq ($(CUDA_EMU),1)
+  USE_CUDA := 0
+  CUDA_MSG := CUDA: host emulation (tests/cuda_emu): the kernels of cuda/ built with $(CXX), run as fibers
+else ifeq ($(USE_CUDA),0)
   CUDA_MSG := CUDA: off (USE_CUDA=0), building the CPU-only program
 else ifeq ($(strip $(NVCC)),)
   USE_CUDA := 0
@@ -48,16 +56,23 @@ ifeq ($(USE_CUDA),1)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublas -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64
 endif
 
+# CUDA_EMU=1 (test builds only: make debug, make test-emu): the same .cu files compiled by $(CXX)
+# as C++ against the host emulation's cuda_runtime.h and cublas_v2.h, linked with its runtime.
+ifeq ($(CUDA_EMU),1)
+  BASE_CXXFLAGS += -DHAFVT_CUDA=1 -DHAFVT_CUDA_EMU=1 -Itests/cuda_emu
+  CU_OBJS   := $(CU_SRCS:cuda/%.cu=$(BUILD)/cuda/%.o) $(BUILD)/tests/cuda_emu/cuda_emu.o
+endif
+
 OBJS      := $(SRCS:src/%.cpp=$(BUILD)/src/%.o) $(CU_OBJS)
 
 # Objects depend on a stamp named after the flags, so switching e.g. USE_CUDA rebuilds them.
-FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) $(USE_CUDA) $(NVCCFLAGS)' | md5sum | cut -c1-12)
+FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) $(USE_CUDA) $(CUDA_EMU) $(NVCCFLAGS)' | md5sum | cut -c1-12)
 $(FLAGS_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/.flags-* && touch $@
 TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 
 .DEFAULT_GOAL := all
-.PHONY: all test test-gpu debug check run bench bench-gpu refs clean deps fuzz fuzz-deps fuzz-run
+.PHONY: all test test-gpu test-emu debug check run bench bench-gpu refs clean deps fuzz fuzz-deps fuzz-run
 all: $(BUILD)/hafvt
 
 $(BUILD)/hafvt: $(BUILD)/src/main.o $(OBJS)
@@ -74,16 +89,40 @@ $(BUILD)/tests/%.o: tests/%.cpp $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
 	$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) -Itests $(if $(DOCTEST_DIR),-I$(DOCTEST_DIR)) -c $< -o $@
 
+ifeq ($(CUDA_EMU),1)
+$(BUILD)/cuda/%.o: cuda/%.cu $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) -x c++ $(BASE_CXXFLAGS) $(CXXFLAGS) -Icuda -c $< -o $@
+
+$(BUILD)/tests/cuda_emu/%.o: tests/cuda_emu/%.cpp $(FLAGS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) -c $< -o $@
+else
 $(BUILD)/cuda/%.o: cuda/%.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+endif
 
 # doctest comes from Debian's doctest-dev; install it when it is missing. DOCTEST_DIR=D uses
-# D/doctest/doctest.h instead (a machine without the package or a network).
+# D/doctest/doctest.h instead (a machine without the package or a network) and never calls apt.
+INSTALL_DOCTEST = test -f /usr/include/doctest/doctest.h || { echo "installing doctest-dev (needed by the tests)"; \
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq doctest-dev) >/dev/null \
+  || { echo "could not install doctest-dev: run 'apt-get install doctest-dev' as root"; exit 1; }; }
 deps:
-	@test -f $(or $(DOCTEST_DIR),/usr/include)/doctest/doctest.h || { echo "installing doctest-dev (needed by the tests)"; \
-	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq doctest-dev) >/dev/null \
-	  || { echo "could not install doctest-dev: run 'apt-get install doctest-dev' as root"; exit 1; }; }
+ifneq ($(strip $(DOCTEST_DIR)),)
+	@test -f $(DOCTEST_DIR)/doctest/doctest.h || { echo "DOCTEST_DIR=$(DOCTEST_DIR) but there is no" \
+	  "$(DOCTEST_DIR)/doctest/doctest.h (make doctest-dir writes build/doctest/doctest/doctest.h)"; exit 1; }
+else
+	@$(INSTALL_DOCTEST)
+endif
+
+# build/doctest/doctest/doctest.h: a copy of Debian's header (ignored, never committed) to carry to a
+# machine without doctest-dev, which then builds the tests with DOCTEST_DIR=build/doctest.
+.PHONY: doctest-dir
+doctest-dir:
+	@$(INSTALL_DOCTEST)
+	@mkdir -p build/doctest/doctest && cp /usr/include/doctest/doctest.h build/doctest/doctest/doctest.h
+	@echo "wrote build/doctest/doctest/doctest.h: build the tests elsewhere with DOCTEST_DIR=build/doctest"
 
 # The tests run from the repository root; they read ../shared when it exists and skip otherwise.
 test: $(BUILD)/test_hafvt $(BUILD)/hafvt
@@ -93,18 +132,33 @@ test-gpu: $(BUILD)/test_hafvt $(BUILD)/hafvt
 	REQUIRE_GPU=1 HAFVT_BIN=$(BUILD)/hafvt $(BUILD)/test_hafvt $(TEST_ARGS)
 
 # -O2 and $(ARCH): the sanitized suite runs the same SIMD kernels as the plain build, at a speed
-# that lets .ci/run afford it; the objects build on every core.
+# that lets .ci/run afford it; the objects build on every core. It is built against the CUDA
+# emulation (CUDA_EMU=1), so every kernel of cuda/ runs under the sanitizers too: the whole suite
+# with the threads of a block in forward order, then the CUDA cases again in reverse order (a
+# missing barrier changes a result between the two). The "cuda large:" cases (the model's real
+# shapes) run in make test-emu instead, optimized.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DEBUG_FLAGS := -O2 $(ARCH) -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+DEBUG_VARS  := BUILD=build/debug CUDA_EMU=1 CXXFLAGS="$(DEBUG_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 debug: deps
-	$(MAKE) -j$(JOBS) BUILD=build/debug USE_CUDA=0 CXXFLAGS="$(DEBUG_FLAGS)" LDFLAGS="-fsanitize=address,undefined" \
-	  build/debug/test_hafvt build/debug/hafvt
-	$(MAKE) test BUILD=build/debug USE_CUDA=0 CXXFLAGS="$(DEBUG_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
+	$(MAKE) -j$(JOBS) $(DEBUG_VARS) build/debug/test_hafvt build/debug/hafvt
+	$(MAKE) test $(DEBUG_VARS) TEST_ARGS="-tce='cuda large:*' $(TEST_ARGS)"
+	HAFVT_EMU_ORDER=reverse HAFVT_BIN=build/debug/hafvt build/debug/test_hafvt -tc='cuda:*,cuda emu:*' $(TEST_ARGS)
 
-# The README's test command and .ci/run: the whole suite under the sanitizers, then each fuzz
-# target for 60 s (side by side). About 9 minutes on 2 cores from a fresh clone.
+# The CUDA cases in an optimized build against the emulation, with the real shapes of the model
+# ("cuda large:"), in two orders of the threads: forward and a seeded shuffle.
+EMU_VARS := BUILD=build/emu CUDA_EMU=1 CXXFLAGS="-O2 $(ARCH) -g"
+test-emu: deps
+	$(MAKE) -j$(JOBS) $(EMU_VARS) build/emu/test_hafvt build/emu/hafvt
+	HAFVT_EMU_ORDER=forward HAFVT_BIN=build/emu/hafvt build/emu/test_hafvt -tc='cuda*' $(TEST_ARGS)
+	HAFVT_EMU_ORDER=shuffle:7 HAFVT_BIN=build/emu/hafvt build/emu/test_hafvt -tc='cuda large:*' $(TEST_ARGS)
+
+# The README's test command and .ci/run: the whole suite under the sanitizers (with the emulated
+# CUDA cases), the large emulated CUDA cases optimized, then each fuzz target for 60 s (side by
+# side).
 check: deps
 	$(MAKE) debug
+	$(MAKE) test-emu
 	$(MAKE) fuzz FUZZ_SECONDS=60
 
 SYNTH_DIR ?= data/synth
@@ -119,7 +173,7 @@ bench: $(BUILD)/hafvt
 	bash tools/bench.sh
 
 bench-gpu:
-	bash tools/bench_gpu.sh
+	BUILD=$(BUILD) bash tools/bench_gpu.sh
 
 refs: $(BUILD)/hafvt
 	bash tools/make_refs.sh
@@ -179,4 +233,4 @@ fuzz-run: $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 clean:
 	rm -rf build
 
--include $(wildcard $(BUILD)/src/*.d $(BUILD)/tests/*.d)
+-include $(wildcard $(BUILD)/src/*.d $(BUILD)/tests/*.d $(BUILD)/cuda/*.d $(BUILD)/tests/cuda_emu/*.d)

@@ -19,7 +19,7 @@ __global__ void attention_forward_kernel(float* out, float* att, const float* qk
                                          const uint8_t* valid, size_t T, size_t C, size_t NH,
                                          float p_drop, uint64_t seed, uint64_t step,
                                          uint64_t site) {
-    extern __shared__ float sh[];
+    HAFVT_DYNAMIC_SHARED(float, sh);
     float* sc = sh;          // (T,T) scores, then softmax probabilities
     float* pd = sh + T * T;  // (T,T) probabilities after dropout
     const size_t b = blockIdx.x / NH, h = blockIdx.x % NH;
@@ -92,9 +92,8 @@ void attention_forward_cuda(float* out, float* att, const float* qkv, const uint
     HAFVT_CHECK(NH >= 1 && C % NH == 0, "C = ", C, " is not a multiple of NH = ", NH);
     if (B == 0) return;
     size_t shmem = 2 * T * T * sizeof(float);
-    attention_forward_kernel<<<(unsigned)(B * NH), kAttThreads, shmem>>>(
+    HAFVT_LAUNCH(attention_forward_kernel, (unsigned)(B * NH), kAttThreads, shmem,
         out, att, qkv, valid, T, C, NH, p_drop, seed, step, site);
-    HAFVT_LAUNCH_CHECK();
 }
 
 // Reverses, per (b, h):
@@ -105,7 +104,7 @@ __global__ void attention_backward_kernel(float* dqkv, const float* dout, const 
                                           const float* att, const uint8_t* valid, size_t T,
                                           size_t C, size_t NH, float p_drop, uint64_t seed,
                                           uint64_t step, uint64_t site) {
-    extern __shared__ float sh[];
+    HAFVT_DYNAMIC_SHARED(float, sh);
     float* a = sh;              // (T,T) probabilities (zero where not allowed)
     float* pd = sh + T * T;     // (T,T) f * a
     float* ds = sh + 2 * T * T; // (T,T) da, then d(scores) including the scale
@@ -187,9 +186,8 @@ void attention_backward_cuda(float* dqkv, const float* dout, const float* qkv, c
     HAFVT_CHECK(NH >= 1 && C % NH == 0, "C = ", C, " is not a multiple of NH = ", NH);
     if (B == 0) return;
     size_t shmem = 3 * T * T * sizeof(float);  // <= 48 KiB for T <= 64: no opt-in needed
-    attention_backward_kernel<<<(unsigned)(B * NH), kAttThreads, shmem>>>(
+    HAFVT_LAUNCH(attention_backward_kernel, (unsigned)(B * NH), kAttThreads, shmem,
         dqkv, dout, qkv, att, valid, T, C, NH, p_drop, seed, step, site);
-    HAFVT_LAUNCH_CHECK();
 }
 
 }  // namespace hafvt

@@ -9,7 +9,7 @@
 #include "ops_cuda.h"
 
 // Every CUDA runtime call goes through HAFVT_CUDA_CHECK, every cuBLAS call through
-// HAFVT_CUBLAS_CHECK, every kernel launch is followed by HAFVT_LAUNCH_CHECK().
+// HAFVT_CUBLAS_CHECK, every kernel launch through HAFVT_LAUNCH.
 #define HAFVT_CUDA_CHECK(call)                                                                    \
     do {                                                                                          \
         cudaError_t e_ = (call);                                                                  \
@@ -26,9 +26,34 @@
                                     ::hafvt::cat("cuBLAS error ", cublasGetStatusName(s_), " (",  \
                                                  cublasGetStatusString(s_), ") in " #call));      \
     } while (0)
-#define HAFVT_LAUNCH_CHECK() HAFVT_CUDA_CHECK(cudaGetLastError())
+
+// HAFVT_LAUNCH(kernel, grid, block, shared_bytes, args...) launches kernel<<<grid, block,
+// shared_bytes>>>(args...) and checks the launch (cuda_launch_check). It is the one spelling of a
+// launch in cuda/, so that the same sources also build with g++ against the host emulation of
+// tests/cuda_emu (CUDA_EMU), where a launch is a call that runs the blocks as fibers.
+// HAFVT_DYNAMIC_SHARED(type, name) declares the block's dynamic shared memory as `type name[]`.
+#ifdef CUDA_EMU
+#define HAFVT_LAUNCH(kernel, grid, block, shmem, ...)                                             \
+    do {                                                                                          \
+        CUDA_EMU_LAUNCH(kernel, grid, block, shmem)(__VA_ARGS__);                                 \
+        ::hafvt::cuda_launch_check(#kernel, __FILE__, __LINE__);                                  \
+    } while (0)
+#define HAFVT_DYNAMIC_SHARED(type, name) type* name = static_cast<type*>(::cuda_emu::dynamic_shared())
+#else
+#define HAFVT_LAUNCH(kernel, grid, block, shmem, ...)                                             \
+    do {                                                                                          \
+        kernel<<<grid, block, shmem>>>(__VA_ARGS__);                                              \
+        ::hafvt::cuda_launch_check(#kernel, __FILE__, __LINE__);                                  \
+    } while (0)
+#define HAFVT_DYNAMIC_SHARED(type, name) extern __shared__ type name[]
+#endif
 
 namespace hafvt {
+
+// After a launch: a refused launch (bad configuration, too much shared memory) throws at once,
+// naming the kernel. With HAFVT_CUDA_SYNC=1 in the environment (or cuda_set_sync_launches), it
+// also waits for the kernel, so that a fault inside it is reported here and not at a later copy.
+void cuda_launch_check(const char* kernel, const char* file, int line);
 
 constexpr int kWarp = 32;
 constexpr int kBlock = 256;  // threads of the elementwise and per-row kernels
@@ -47,10 +72,8 @@ cublasHandle_t cublas_handle();
 // A grow-only device scratch area of at least `floats` floats. One op uses it at a time: all work
 // is on the default stream, and growing it frees the old area only after a device-wide wait.
 float* cuda_workspace(size_t floats);
+size_t cuda_workspace_floats();  // its capacity now
 
-// dst[0] += sum_i a[i] * b[i] over n elements, accumulated in double in a fixed order by one
-// block (deterministic); used for the scale gradient of the cosine heads (cuda/heads.cu).
-void dot_sum_add_cuda(float* dst, const float* a, const float* b, size_t n);
 // y[i] += alpha * x[i] over n elements (cuda/heads.cu).
 void axpy_cuda(float* y, float alpha, const float* x, size_t n);
 

@@ -1,5 +1,8 @@
 // device.cu: the device check, memory and copies, the global cuBLAS handle with the row-major
 // SGEMM on top of it, and the shared workspace.
+#include <cstdlib>
+#include <cstring>
+
 #include "cuda_common.cuh"
 
 namespace hafvt {
@@ -49,7 +52,23 @@ void* cuda_malloc(size_t bytes) {
     void* p = nullptr;
     cudaError_t e = cudaMalloc(&p, bytes);
     if (e != cudaSuccess) {
-        cudaGetLastError();
+        cudaGetLastError();  // an allocation failure is not sticky: clear it for the next call
+        if (e == cudaErrorMemoryAllocation) {
+            // a configuration too large for this device: the user's to fix (exit 2), not a bug
+            size_t free_b = 0, total_b = 0;
+            const bool info = cudaMemGetInfo(&free_b, &total_b) == cudaSuccess;
+            cudaGetLastError();
+            auto mib = [](size_t b) {
+                char s[32];
+                std::snprintf(s, sizeof s, "%.1f MiB", (double)b / 1048576.0);
+                return std::string(s);
+            };
+            throw_input(__FILE__, __LINE__,
+                        cat("out of device memory: allocating ", mib(bytes), " with ",
+                            info ? cat(mib(free_b), " free of ", mib(total_b), " (cudaMemGetInfo)")
+                                 : std::string("an unknown amount free (cudaMemGetInfo failed)"),
+                            "; try a smaller --batch or --eval-batch"));
+        }
         throw_internal(__FILE__, __LINE__,
                        cat("cudaMalloc of ", bytes, " bytes failed: ", cudaGetErrorString(e)));
     }
@@ -73,6 +92,30 @@ void cuda_memset_zero(void* ptr, size_t bytes) {
     if (bytes) HAFVT_CUDA_CHECK(cudaMemset(ptr, 0, bytes));
 }
 void cuda_synchronize() { HAFVT_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+static int g_sync_launches = -1;  // -1: not yet read from HAFVT_CUDA_SYNC
+
+void cuda_set_sync_launches(bool on) { g_sync_launches = on ? 1 : 0; }
+
+bool cuda_sync_launches() {
+    if (g_sync_launches < 0) {
+        const char* e = std::getenv("HAFVT_CUDA_SYNC");
+        g_sync_launches = e && *e && std::strcmp(e, "0") != 0 ? 1 : 0;
+    }
+    return g_sync_launches == 1;
+}
+
+void cuda_launch_check(const char* kernel, const char* file, int line) {
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        throw_internal(file, line, cat("CUDA error ", cudaGetErrorName(e), " (", cudaGetErrorString(e),
+                                       ") at the launch of ", kernel));
+    if (!cuda_sync_launches()) return;
+    e = cudaDeviceSynchronize();
+    if (e != cudaSuccess)
+        throw_internal(file, line, cat("CUDA error ", cudaGetErrorName(e), " (", cudaGetErrorString(e),
+                                       ") in kernel ", kernel, " (HAFVT_CUDA_SYNC=1)"));
+}
 
 // ---- cuBLAS ----------------------------------------------------------------------------------
 
@@ -114,9 +157,14 @@ void sgemm_cuda(bool transA, bool transB, int M, int N, int K, float alpha, cons
 
 // ---- workspace -------------------------------------------------------------------------------
 
+static float* g_ws = nullptr;
+static size_t g_ws_cap = 0;
+
+size_t cuda_workspace_floats() { return g_ws_cap; }
+
 float* cuda_workspace(size_t floats) {
-    static float* ptr = nullptr;
-    static size_t cap = 0;
+    float*& ptr = g_ws;
+    size_t& cap = g_ws_cap;
     if (floats > cap) {
         if (ptr) {
             HAFVT_CUDA_CHECK(cudaDeviceSynchronize());  // queued kernels may still use it

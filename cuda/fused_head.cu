@@ -28,7 +28,6 @@
 namespace hafvt {
 
 constexpr unsigned kFusedThreads = 256;
-constexpr size_t kDefaultChunk = 8192;
 
 // The row statistics of all heads, each (M,R) in the workspace.
 struct RowStats {
@@ -115,15 +114,20 @@ void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, 
     HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
     HAFVT_CHECK(V >= 1, "a head with no candidates");
     if (R == 0) return;
-    if (Vc == 0) Vc = kDefaultChunk;
-    if (Vc > V) Vc = V;
-    const size_t nchunks = (V + Vc - 1) / Vc;
     bool any_grad = ds != nullptr;
     size_t sumC = 0;
     for (size_t m = 0; m < M; m++) {
         sumC += Cm[m];
         any_grad = any_grad || (dhn && dhn[m]) || (dEn && dEn[m]);
     }
+    if (Vc == 0) {
+        // one chunk when it fits in half of what is free (the workspace itself counts as free)
+        size_t free_b = 0, total_b = 0;
+        HAFVT_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+        Vc = fused_head_chunk(M, R, V, sumC, (free_b + cuda_workspace_floats() * sizeof(float)) / 2);
+    }
+    if (Vc > V) Vc = V;
+    const size_t nchunks = (V + Vc - 1) / Vc;
     const bool backward = dloss && any_grad;
 
     // workspace: Z (M, R, Vc) | 5 row statistics (M, R) | G (R, C_m) per head
@@ -133,8 +137,7 @@ void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, 
     RowStats st{ws + M * Zstride, ws + M * Zstride + MR, ws + M * Zstride + 2 * MR,
                 ws + M * Zstride + 3 * MR, ws + M * Zstride + 4 * MR};
     float* G = ws + M * Zstride + 5 * MR;
-    fused_init_kernel<<<grid_for(MR), kBlock>>>(st, MR);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(fused_init_kernel, grid_for(MR), kBlock, 0, st, MR);
 
     // Z_m (R,vc) = s_m hn_m (R,C_m) @ En_m[j0:j0+vc] (vc,C_m)^T
     auto chunk_logits = [&](size_t j0, size_t vc) {
@@ -150,11 +153,9 @@ void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, 
     for (size_t j0 = 0; j0 < V; j0 += Vc) {
         size_t vc = V - j0 < Vc ? V - j0 : Vc;
         chunk_logits(j0, vc);
-        fused_online_lse_kernel<<<row_grid, kFusedThreads>>>(st, Z, Zstride, y, R, vc, j0);
-        HAFVT_LAUNCH_CHECK();
+        HAFVT_LAUNCH(fused_online_lse_kernel, row_grid, kFusedThreads, 0, st, Z, Zstride, y, R, vc, j0);
     }
-    fused_finalize_kernel<<<grid_for(R), kBlock>>>(loss, st, y, logw, dloss, M, R);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(fused_finalize_kernel, grid_for(R), kBlock, 0, loss, st, y, logw, dloss, M, R);
     if (!backward) return;
 
     // pass 2: dZ per chunk, then the two backward GEMMs of the chunk
@@ -162,8 +163,7 @@ void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, 
     for (size_t j0 = 0; j0 < V; j0 += Vc) {
         size_t vc = V - j0 < Vc ? V - j0 : Vc;
         if (nchunks > 1) chunk_logits(j0, vc);  // one chunk: Z still holds it from pass 1
-        fused_dlogits_kernel<<<row_grid, kFusedThreads>>>(Z, Zstride, st, y, R, vc, j0);
-        HAFVT_LAUNCH_CHECK();
+        HAFVT_LAUNCH(fused_dlogits_kernel, row_grid, kFusedThreads, 0, Z, Zstride, st, y, R, vc, j0);
         float* Gm = G;
         for (size_t m = 0; m < M; m++) {
             int C = (int)Cm[m];

@@ -1,7 +1,8 @@
 // heads.cu: row L2 normalization, the cosine-softmax heads, the mixture cross-entropy, the
 // evaluation mixture and Adam on the GPU (see ops_cpu.h, heads.h, adam.h). Per-row reductions
 // use one warp (L2 norm) or one block (softmax over V candidates) per row; the scale gradient is a
-// single-block fixed-order sum, so everything here is deterministic.
+// two-stage fixed-order sum, so everything here is deterministic.
+#include <algorithm>
 #include <cmath>
 
 #include "cuda_common.cuh"
@@ -10,25 +11,48 @@ namespace hafvt {
 
 // ---- small helpers shared with fused_head.cu -------------------------------------------------
 
-constexpr unsigned kDotThreads = 512;
+constexpr unsigned kDotThreads = 256;
+constexpr unsigned kDotMaxBlocks = 256;
 
-// dst[0] += sum_i a[i] b[i]: one block, each thread a strided double partial, then a tree.
-__global__ void dot_sum_add_kernel(float* dst, const float* a, const float* b, size_t n) {
-    __shared__ double part[kDotThreads];
-    double acc = 0.0;
-    for (size_t i = threadIdx.x; i < n; i += blockDim.x) acc += (double)a[i] * (double)b[i];
-    part[threadIdx.x] = acc;
-    __syncthreads();
+// Tree sum of the block's `part` (blockDim.x doubles, a power of two) into part[0].
+__device__ __forceinline__ void block_tree_sum(double* part) {
     for (unsigned w = blockDim.x / 2; w > 0; w /= 2) {
         if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
         __syncthreads();
     }
+}
+
+// dst[0] += sum_i a[i] b[i] in two deterministic stages. Stage 1: block k of nb sums the elements
+// i = k*blockDim + t (mod nb*blockDim) in double, each thread in increasing i, then a tree;
+// stage 2: one block adds the nb partials with the same tree. nb depends only on n, so the order
+// of every addition is fixed and two runs give bitwise the same result.
+__global__ void dot_partials_kernel(double* partials, const float* a, const float* b, size_t n) {
+    __shared__ double part[kDotThreads];
+    double acc = 0.0;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+        acc += (double)a[i] * (double)b[i];
+    part[threadIdx.x] = acc;
+    __syncthreads();
+    block_tree_sum(part);
+    if (threadIdx.x == 0) partials[blockIdx.x] = part[0];
+}
+
+__global__ void dot_finish_kernel(float* dst, const double* partials, unsigned nb) {
+    __shared__ double part[kDotThreads];
+    part[threadIdx.x] = threadIdx.x < nb ? partials[threadIdx.x] : 0.0;
+    __syncthreads();
+    block_tree_sum(part);
     if (threadIdx.x == 0) dst[0] += (float)part[0];
 }
 
 void dot_sum_add_cuda(float* dst, const float* a, const float* b, size_t n) {
-    dot_sum_add_kernel<<<1, kDotThreads>>>(dst, a, b, n);
-    HAFVT_LAUNCH_CHECK();
+    // the partials have their own buffer: callers pass operands that live in the workspace
+    static double* partials = nullptr;  // never freed, like the cuBLAS handle
+    if (!partials) partials = static_cast<double*>(cuda_malloc(kDotMaxBlocks * sizeof(double)));
+    size_t per_block = (size_t)kDotThreads * 8;
+    unsigned nb = (unsigned)std::min<size_t>(kDotMaxBlocks, std::max<size_t>(1, (n + per_block - 1) / per_block));
+    HAFVT_LAUNCH(dot_partials_kernel, nb, kDotThreads, 0, partials, a, b, n);
+    HAFVT_LAUNCH(dot_finish_kernel, 1, kDotThreads, 0, dst, partials, nb);
 }
 
 __global__ void axpy_kernel(float* y, float alpha, const float* x, size_t n) {
@@ -39,8 +63,7 @@ __global__ void axpy_kernel(float* y, float alpha, const float* x, size_t n) {
 
 void axpy_cuda(float* y, float alpha, const float* x, size_t n) {
     if (n == 0) return;
-    axpy_kernel<<<grid_for(n), kBlock>>>(y, alpha, x, n);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(axpy_kernel, grid_for(n), kBlock, 0, y, alpha, x, n);
 }
 
 // ---- L2 normalization ------------------------------------------------------------------------
@@ -63,9 +86,8 @@ __global__ void l2norm_forward_kernel(float* out, float* norm, const float* inp,
 void l2norm_forward_cuda(float* out, float* norm, const float* inp, size_t N, size_t C) {
     if (N == 0) return;
     unsigned rows_per_block = kBlock / kWarp;
-    l2norm_forward_kernel<<<(unsigned)((N + rows_per_block - 1) / rows_per_block), kBlock>>>(
+    HAFVT_LAUNCH(l2norm_forward_kernel, (unsigned)((N + rows_per_block - 1) / rows_per_block), kBlock, 0,
         out, norm, inp, N, C);
-    HAFVT_LAUNCH_CHECK();
 }
 
 // forward: y = x / max(|x|, eps)
@@ -93,9 +115,8 @@ void l2norm_backward_cuda(float* dinp, const float* dout, const float* out, cons
                           size_t N, size_t C) {
     if (N == 0) return;
     unsigned rows_per_block = kBlock / kWarp;
-    l2norm_backward_kernel<<<(unsigned)((N + rows_per_block - 1) / rows_per_block), kBlock>>>(
+    HAFVT_LAUNCH(l2norm_backward_kernel, (unsigned)((N + rows_per_block - 1) / rows_per_block), kBlock, 0,
         dinp, dout, out, norm, N, C);
-    HAFVT_LAUNCH_CHECK();
 }
 
 // ---- cosine logits ---------------------------------------------------------------------------
@@ -171,8 +192,7 @@ void mixture_ce_forward_cuda(float* loss, float* lse, const float* const* logits
     if (R == 0) return;
     PtrPack pk{};
     for (size_t m = 0; m < M; m++) pk.p[m] = logits[m];
-    mixture_ce_forward_kernel<<<(unsigned)R, kRowThreads>>>(loss, lse, pk, y, logw, M, R, V);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(mixture_ce_forward_kernel, (unsigned)R, kRowThreads, 0, loss, lse, pk, y, logw, M, R, V);
 }
 
 // Derivation (SPEC §3.2, as mixture_ce_backward in heads.cpp): with P = sum_m w_m p_m[y],
@@ -214,9 +234,8 @@ void mixture_ce_backward_cuda(float* const* dlogits, const float* const* logits,
         pk.p[m] = logits[m];
         dpk.p[m] = dlogits[m];
     }
-    mixture_ce_backward_kernel<<<(unsigned)R, kRowThreads>>>(dpk, pk, lse, loss, y, logw, dloss, M,
+    HAFVT_LAUNCH(mixture_ce_backward_kernel, (unsigned)R, kRowThreads, 0, dpk, pk, lse, loss, y, logw, dloss, M,
                                                              R, V);
-    HAFVT_LAUNCH_CHECK();
 }
 
 // out[r,j] += alpha * sum_m w_m softmax(z_m[r])[j]; one block per row, heads added in order.
@@ -239,8 +258,7 @@ void mixture_prob_accumulate_cuda(float* out, const float* const* logits, const 
     if (R == 0) return;
     PtrPack pk{};
     for (size_t m = 0; m < M; m++) pk.p[m] = logits[m];
-    mixture_prob_accumulate_kernel<<<(unsigned)R, kRowThreads>>>(out, pk, logw, alpha, M, V);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(mixture_prob_accumulate_kernel, (unsigned)R, kRowThreads, 0, out, pk, logw, alpha, M, V);
 }
 
 // ---- Adam ------------------------------------------------------------------------------------
@@ -267,10 +285,9 @@ void adam_update_cuda(float* params, float* m, float* v, const float* grads, siz
     // the bias corrections in double on the host, exactly as adam_update computes them
     const double bc1 = 1.0 - std::pow((double)cfg.beta1, (double)t);
     const double bc2 = 1.0 - std::pow((double)cfg.beta2, (double)t);
-    adam_update_kernel<<<grid_for(n), kBlock>>>(params, m, v, grads, n, cfg.beta1, cfg.beta2,
+    HAFVT_LAUNCH(adam_update_kernel, grid_for(n), kBlock, 0, params, m, v, grads, n, cfg.beta1, cfg.beta2,
                                                 cfg.eps, cfg.l2, (float)(cfg.lr / bc1),
                                                 (float)std::sqrt(bc2));
-    HAFVT_LAUNCH_CHECK();
 }
 
 }  // namespace hafvt

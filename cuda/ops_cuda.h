@@ -38,6 +38,11 @@ void cuda_memcpy_d2h(void* dst, const void* src, size_t bytes);
 void cuda_memcpy_d2d(void* dst, const void* src, size_t bytes);
 void cuda_memset_zero(void* ptr, size_t bytes);
 void cuda_synchronize();  // waits for all queued work and reports any asynchronous error
+// Synchronous launches: every kernel launch waits for the kernel and checks it, so that a fault is
+// reported at its own launch (with the kernel's name) instead of at a later, unrelated copy.
+// Off by default; HAFVT_CUDA_SYNC=1 in the environment turns it on at the first launch.
+void cuda_set_sync_launches(bool on);
+bool cuda_sync_launches();
 
 // An owning, zero-initialized device array (RAII, movable, not copyable).
 template <typename T>
@@ -107,8 +112,8 @@ void cuda_set_tf32(bool on);
 
 void embedding_forward_cuda(float* out, const int32_t* ids, const float* table, float scale,
                             int32_t pad, size_t N, size_t C);
-// Deterministic: one thread block owns a range of table rows and adds the rows of dout in
-// increasing n, as the CPU does (no atomics).
+// Deterministic: the rows are sorted by id on the device, then each table element adds its rows
+// of dout in increasing n, as the CPU does (no atomics).
 void embedding_backward_cuda(float* dtable, const float* dout, const int32_t* ids, float scale,
                              int32_t pad, size_t N, size_t C);
 
@@ -176,7 +181,9 @@ void mixture_prob_accumulate_cuda(float* out, const float* const* logits, const 
                                   float alpha, size_t M, size_t R, size_t V);
 
 // The cosine heads of M modalities and the mixture cross-entropy in one call, without the (R,V)
-// logits: the items are processed in chunks of Vc (0 = 8192), so the memory is O(M R Vc).
+// logits: the items are processed in chunks of Vc, so the memory is O(M R Vc). Vc = 0 chooses it
+// from the free device memory (fused_head_chunk in heads.h with half of it): one chunk covering V
+// whenever that fits, so the logits are computed once (3 GEMMs per head, not 4).
 //   hn[m] (R,C[m]), En[m] (V,C[m]): L2-normalized rows      HOST arrays of M device pointers
 //   s[m]: HOST array of M logit scales                      Cm[m]: HOST array of M widths
 //   logw (M), y (R, y < 0 = unsupervised), dloss (R), loss (R, overwritten): device
@@ -188,6 +195,9 @@ void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, 
                              const float* const* hn, const float* const* En, const float* s,
                              const size_t* Cm, const int32_t* y, const float* logw,
                              const float* dloss, size_t M, size_t R, size_t V, size_t Vc);
+
+// dst[0] += sum_i a[i] b[i] (device pointers), in double in a fixed two-stage order.
+void dot_sum_add_cuda(float* dst, const float* a, const float* b, size_t n);
 
 // One Adam update of n parameters at step t (1-based), as adam_update (adam.h).
 void adam_update_cuda(float* params, float* m, float* v, const float* grads, size_t n,

@@ -24,35 +24,74 @@ __global__ void embedding_forward_kernel(float* out, const int32_t* ids, const f
 void embedding_forward_cuda(float* out, const int32_t* ids, const float* table, float scale,
                             int32_t pad, size_t N, size_t C) {
     if (N * C == 0) return;
-    embedding_forward_kernel<<<grid_for(N * C), kBlock>>>(out, ids, table, scale, pad, N, C);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(embedding_forward_kernel, grid_for(N * C), kBlock, 0, out, ids, table, scale, pad, N, C);
 }
 
 // forward: out[n] = table[ids[n]] * scale  =>  dtable[ids[n]] += dout[n] * scale.
-// Ids repeat, so rows of dout cannot be added in parallel. Block (g, cb) owns the table rows
-// with id % G == g and the channels cb*blockDim.. of them; it walks n = 0..N-1 in order and adds
-// the rows whose id it owns, exactly the CPU's order per element. The table height is not
-// needed, and no two blocks write the same element.
-constexpr unsigned kScatterGroups = 64;
-constexpr unsigned kScatterThreads = 128;
+// Ids repeat, so rows of dout cannot be added in parallel, and atomics would add them in a
+// different order on every run. A sorted pass instead: (1) one block sorts the keys
+// (id << 32 | n) of the N rows (PAD and negative ids become the largest key) with a bitonic
+// network, in shared memory up to kSortShared keys, else in the workspace; (2) the first sorted
+// row of each id, per channel, adds that id's rows of dout in increasing n, exactly the CPU's
+// order per element. Work O(N log^2 N + N C); every element of dtable is written by one thread.
+constexpr unsigned kSortThreads = 1024;
+constexpr size_t kSortShared = 4096;  // 32 KiB of keys: below 48 KiB, no opt-in needed
+constexpr uint64_t kNoKey = ~(uint64_t)0;
 
-__global__ void embedding_backward_kernel(float* dtable, const float* dout, const int32_t* ids,
-                                          float scale, int32_t pad, size_t N, size_t C) {
-    size_t c = blockIdx.y * (size_t)blockDim.x + threadIdx.x;
-    if (c >= C) return;
-    for (size_t n = 0; n < N; n++) {
-        int32_t id = ids[n];  // the same address in every thread: one broadcast load
-        if (id == pad || id < 0 || (unsigned)id % kScatterGroups != blockIdx.x) continue;
-        dtable[(size_t)id * C + c] += dout[n * C + c] * scale;
+__global__ void sort_row_keys_kernel(uint64_t* keys, const int32_t* ids, int32_t pad, size_t N,
+                                     size_t P, int in_shared) {
+    HAFVT_DYNAMIC_SHARED(uint64_t, keys_sh);
+    uint64_t* k = in_shared ? keys_sh : keys;  // P keys, P = N rounded up to a power of two
+    for (size_t i = threadIdx.x; i < P; i += blockDim.x) {
+        int32_t id = i < N ? ids[i] : -1;
+        k[i] = i < N && id != pad && id >= 0 ? ((uint64_t)(uint32_t)id << 32) | (uint64_t)i : kNoKey;
+    }
+    __syncthreads();
+    for (size_t size = 2; size <= P; size *= 2) {
+        for (size_t stride = size / 2; stride > 0; stride /= 2) {
+            for (size_t i = threadIdx.x; i < P; i += blockDim.x) {
+                size_t l = i ^ stride;
+                if (l > i) {
+                    uint64_t a = k[i], b = k[l];
+                    if ((a > b) == ((i & size) == 0)) {  // ascending where bit `size` of i is 0
+                        k[i] = b;
+                        k[l] = a;
+                    }
+                }
+            }
+            __syncthreads();
+        }
+    }
+    if (in_shared)
+        for (size_t i = threadIdx.x; i < N; i += blockDim.x) keys[i] = k[i];
+}
+
+__global__ void scatter_sorted_rows_kernel(float* dtable, const float* dout, const uint64_t* keys,
+                                           float scale, size_t N, size_t C) {
+    HAFVT_FOR_EACH(i, N * C) {
+        size_t r = i / C, c = i % C;
+        uint64_t key = keys[r];
+        uint64_t id = key >> 32;
+        if (key == kNoKey || (r > 0 && keys[r - 1] >> 32 == id)) continue;  // not the id's first row
+        float* d = dtable + id * C + c;
+        float v = *d;
+        for (size_t j = r; j < N && keys[j] != kNoKey && keys[j] >> 32 == id; j++)
+            v += dout[(keys[j] & 0xffffffffu) * C + c] * scale;
+        *d = v;
     }
 }
 
 static void scatter_rows_add(float* dtable, const float* dout, const int32_t* ids, float scale,
                              int32_t pad, size_t N, size_t C) {
     if (N * C == 0) return;
-    dim3 grid(kScatterGroups, (unsigned)((C + kScatterThreads - 1) / kScatterThreads));
-    embedding_backward_kernel<<<grid, kScatterThreads>>>(dtable, dout, ids, scale, pad, N, C);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_CHECK(N < ((size_t)1 << 32), "embedding scatter of ", N, " rows");
+    size_t P = 1;
+    while (P < N) P *= 2;
+    uint64_t* keys = reinterpret_cast<uint64_t*>(cuda_workspace(2 * P));
+    const bool in_shared = P <= kSortShared;
+    HAFVT_LAUNCH(sort_row_keys_kernel, 1, kSortThreads, in_shared ? P * sizeof(uint64_t) : 0, keys, ids,
+                 pad, N, P, (int)in_shared);
+    HAFVT_LAUNCH(scatter_sorted_rows_kernel, grid_for(N * C), kBlock, 0, dtable, dout, keys, scale, N, C);
 }
 
 void embedding_backward_cuda(float* dtable, const float* dout, const int32_t* ids, float scale,
@@ -70,8 +109,7 @@ __global__ void posadd_forward_kernel(float* x, const int32_t* pos, const float*
 
 void posadd_forward_cuda(float* x, const int32_t* pos, const float* P, size_t N, size_t C) {
     if (N * C == 0) return;
-    posadd_forward_kernel<<<grid_for(N * C), kBlock>>>(x, pos, P, N, C);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(posadd_forward_kernel, grid_for(N * C), kBlock, 0, x, pos, P, N, C);
 }
 
 // forward: x[n] += P[pos[n]]  =>  dP[pos[n]] += dx[n], row 0 excluded: the embedding scatter
@@ -88,8 +126,7 @@ __global__ void padmask_forward_kernel(float* x, const uint8_t* valid, size_t N,
 
 void padmask_forward_cuda(float* x, const uint8_t* valid, size_t N, size_t C) {
     if (N * C == 0) return;
-    padmask_forward_kernel<<<grid_for(N * C), kBlock>>>(x, valid, N, C);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(padmask_forward_kernel, grid_for(N * C), kBlock, 0, x, valid, N, C);
 }
 void padmask_backward_cuda(float* dx, const uint8_t* valid, size_t N, size_t C) {
     padmask_forward_cuda(dx, valid, N, C);
@@ -109,8 +146,7 @@ void dropout_forward_cuda(float* out, const float* inp, size_t n, float p, uint6
         if (out != inp) cuda_memcpy_d2d(out, inp, n * sizeof(float));
         return;
     }
-    dropout_forward_kernel<<<grid_for(n), kBlock>>>(out, inp, n, p, seed, step, site);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(dropout_forward_kernel, grid_for(n), kBlock, 0, out, inp, n, p, seed, step, site);
 }
 
 // forward: out[i] = inp[i] * f(i)  =>  dinp[i] += dout[i] * f(i)   (f = 1 when p == 0)
@@ -125,8 +161,7 @@ __global__ void dropout_backward_kernel(float* dinp, const float* dout, size_t n
 void dropout_backward_cuda(float* dinp, const float* dout, size_t n, float p, uint64_t seed,
                            uint64_t step, uint64_t site) {
     if (n == 0) return;
-    dropout_backward_kernel<<<grid_for(n), kBlock>>>(dinp, dout, n, p, seed, step, site);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(dropout_backward_kernel, grid_for(n), kBlock, 0, dinp, dout, n, p, seed, step, site);
 }
 
 // ---- layernorm -------------------------------------------------------------------------------
@@ -160,9 +195,8 @@ static unsigned warp_rows_grid(size_t N) {
 void layernorm_forward_cuda(float* out, float* mean, float* rstd, const float* inp,
                             const float* weight, const float* bias, size_t N, size_t C) {
     if (N * C == 0) return;
-    layernorm_forward_kernel<<<warp_rows_grid(N), kBlock>>>(out, mean, rstd, inp, weight, bias, N,
+    HAFVT_LAUNCH(layernorm_forward_kernel, warp_rows_grid(N), kBlock, 0, out, mean, rstd, inp, weight, bias, N,
                                                             C);
-    HAFVT_LAUNCH_CHECK();
 }
 
 // forward: xhat = (x - mean) * rstd;  out = xhat * w + b
@@ -245,20 +279,17 @@ static void column_sums_add(float* dw, float* db, const float* dout, const float
     float* part_b = cuda_workspace(2 * chunks * C);
     float* part_w = dw ? part_b + chunks * C : nullptr;
     dim3 grid((unsigned)((C + kWarp - 1) / kWarp), (unsigned)chunks), block(kWarp, 8);
-    column_partials_kernel<<<grid, block>>>(part_w, part_b, dout, dw ? inp : nullptr, mean, rstd,
+    HAFVT_LAUNCH(column_partials_kernel, grid, block, 0, part_w, part_b, dout, dw ? inp : nullptr, mean, rstd,
                                             N, C, chunk_rows);
-    HAFVT_LAUNCH_CHECK();
-    column_finish_kernel<<<grid_for(C), kBlock>>>(dw, db, part_w, part_b, chunks, C);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(column_finish_kernel, grid_for(C), kBlock, 0, dw, db, part_w, part_b, chunks, C);
 }
 
 void layernorm_backward_cuda(float* dinp, float* dweight, float* dbias, const float* dout,
                              const float* inp, const float* weight, const float* mean,
                              const float* rstd, size_t N, size_t C) {
     if (N * C == 0) return;
-    layernorm_backward_kernel<<<warp_rows_grid(N), kBlock>>>(dinp, dout, inp, weight, mean, rstd,
+    HAFVT_LAUNCH(layernorm_backward_kernel, warp_rows_grid(N), kBlock, 0, dinp, dout, inp, weight, mean, rstd,
                                                              N, C);
-    HAFVT_LAUNCH_CHECK();
     column_sums_add(dweight, dbias, dout, inp, mean, rstd, N, C);
 }
 
@@ -273,8 +304,7 @@ void linear_forward_cuda(float* out, const float* inp, const float* weight, cons
     if (N * OC == 0) return;
     // out (N,OC) = inp (N,C) @ weight (C,OC) + bias
     if (bias) {
-        bias_broadcast_kernel<<<grid_for(N * OC), kBlock>>>(out, bias, N, OC);
-        HAFVT_LAUNCH_CHECK();
+        HAFVT_LAUNCH(bias_broadcast_kernel, grid_for(N * OC), kBlock, 0, out, bias, N, OC);
     }
     sgemm_cuda(false, false, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight, (int)OC,
                bias ? 1.0f : 0.0f, out, (int)OC);
@@ -305,8 +335,7 @@ __global__ void gelu_forward_kernel(float* out, const float* inp, size_t n) {
 
 void gelu_forward_cuda(float* out, const float* inp, size_t n) {
     if (n == 0) return;
-    gelu_forward_kernel<<<grid_for(n), kBlock>>>(out, inp, n);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(gelu_forward_kernel, grid_for(n), kBlock, 0, out, inp, n);
 }
 
 // forward: y = 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3)
@@ -322,8 +351,7 @@ __global__ void gelu_backward_kernel(float* dinp, const float* inp, const float*
 
 void gelu_backward_cuda(float* dinp, const float* inp, const float* dout, size_t n) {
     if (n == 0) return;
-    gelu_backward_kernel<<<grid_for(n), kBlock>>>(dinp, inp, dout, n);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(gelu_backward_kernel, grid_for(n), kBlock, 0, dinp, inp, dout, n);
 }
 
 __global__ void residual_forward_kernel(float* out, const float* a, const float* b, size_t n) {
@@ -332,8 +360,7 @@ __global__ void residual_forward_kernel(float* out, const float* a, const float*
 
 void residual_forward_cuda(float* out, const float* a, const float* b, size_t n) {
     if (n == 0) return;
-    residual_forward_kernel<<<grid_for(n), kBlock>>>(out, a, b, n);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(residual_forward_kernel, grid_for(n), kBlock, 0, out, a, b, n);
 }
 
 // forward: out = a + b  =>  da += dout, db += dout
@@ -346,8 +373,7 @@ __global__ void residual_backward_kernel(float* da, float* db, const float* dout
 
 void residual_backward_cuda(float* da, float* db, const float* dout, size_t n) {
     if (n == 0) return;
-    residual_backward_kernel<<<grid_for(n), kBlock>>>(da, db, dout, n);
-    HAFVT_LAUNCH_CHECK();
+    HAFVT_LAUNCH(residual_backward_kernel, grid_for(n), kBlock, 0, da, db, dout, n);
 }
 
 }  // namespace hafvt

@@ -1,6 +1,7 @@
 // heads.cpp: cosine-softmax heads and the mixture-of-softmax cross-entropy (see heads.h).
 #include "heads.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -146,6 +147,111 @@ void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float
     mixture_ce_backward(dz, zp, lse.data(), loss, y, logw, dloss, M, R, V);  // dz overwrites z
     for (size_t m = 0; m < M; m++)
         cosine_logits_backward(dhn[m], dEn[m], ds ? ds + m : nullptr, dz[m], hn[m], En[m], s[m], R, V, Cm[m]);
+}
+
+size_t fused_head_chunk(size_t M, size_t R, size_t V, size_t sumC, size_t budget_bytes) {
+    const double fixed = 5.0 * M * R + (double)R * sumC, per_col = (double)M * R;
+    const double floats = (double)budget_bytes / sizeof(float);
+    if (per_col == 0 || fixed + per_col * V <= floats) return V;
+    double cols = (floats - fixed) / per_col;
+    size_t vc = cols > 256 ? ((size_t)cols / 256) * 256 : 256;
+    return vc < V ? vc : V;
+}
+
+void fused_mixture_head_chunked(float* loss, float* const* dhn, float* const* dEn, float* ds,
+                                const float* const* hn, const float* const* En, const float* s,
+                                const size_t* Cm, const int32_t* y, const float* logw,
+                                const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
+    HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
+    HAFVT_CHECK(V >= 1, "a head with no candidates");
+    if (R == 0) return;
+    size_t sumC = 0;
+    bool any_grad = ds != nullptr;
+    for (size_t m = 0; m < M; m++) {
+        sumC += Cm[m];
+        any_grad = any_grad || (dhn && dhn[m]) || (dEn && dEn[m]);
+    }
+    if (Vc == 0) Vc = fused_head_chunk(M, R, V, sumC, (size_t)1 << 30);
+    if (Vc > V) Vc = V;
+    const size_t nchunks = (V + Vc - 1) / Vc, MR = M * R;
+    const bool backward = dloss && any_grad;
+    std::vector<float> Z(M * R * Vc), mx(MR, -INFINITY), sum(MR, 0.0f), zy(MR, 0.0f), lse(MR), g(MR);
+    auto chunk_logits = [&](size_t j0, size_t vc) {
+        for (size_t m = 0; m < M; m++)
+            sgemm(false, true, (int)R, (int)vc, (int)Cm[m], s[m], hn[m], (int)Cm[m], En[m] + j0 * Cm[m],
+                  (int)Cm[m], 0.0f, Z.data() + m * R * Vc, (int)vc);
+    };
+    // pass 1: the running logsumexp of every row and head, and the target logits
+    for (size_t j0 = 0; j0 < V; j0 += Vc) {
+        const size_t vc = std::min(Vc, V - j0);
+        chunk_logits(j0, vc);
+        for (size_t k = 0; k < MR; k++) {
+            const size_t m = k / R, r = k % R;
+            const float* z = Z.data() + m * R * Vc + r * vc;
+            float cm = -INFINITY, cs = 0.0f;
+            for (size_t j = 0; j < vc; j++) cm = std::max(cm, z[j]);
+            for (size_t j = 0; j < vc; j++) cs += std::exp(z[j] - cm);
+            const float nm = std::max(mx[k], cm);
+            sum[k] = sum[k] * std::exp(mx[k] - nm) + cs * std::exp(cm - nm);  // exp(-inf) = 0 at first
+            mx[k] = nm;
+            if (y[r] >= 0 && (size_t)y[r] >= j0 && (size_t)y[r] < j0 + vc) zy[k] = z[(size_t)y[r] - j0];
+        }
+    }
+    // per row: lse, the loss, and g_m = dloss * responsibility
+    for (size_t r = 0; r < R; r++) {
+        float a[8], amax = -INFINITY;
+        for (size_t m = 0; m < M; m++) {
+            lse[m * R + r] = mx[m * R + r] + std::log(sum[m * R + r]);
+            a[m] = logw[m] + zy[m * R + r] - lse[m * R + r];
+            amax = std::max(amax, a[m]);
+        }
+        float l = 0.0f;
+        if (y[r] >= 0) {
+            float t = 0.0f;
+            for (size_t m = 0; m < M; m++) t += std::exp(a[m] - amax);
+            l = -(amax + std::log(t));
+        }
+        loss[r] = l;
+        for (size_t m = 0; m < M; m++) g[m * R + r] = (y[r] < 0 || !dloss) ? 0.0f : dloss[r] * std::exp(a[m] + l);
+    }
+    if (!backward) return;
+    // pass 2: dZ = g (softmax - onehot) per chunk, then G_m += dZ En_chunk, dEn_chunk += s dZ^T hn
+    std::vector<float> G(R * sumC, 0.0f);
+    for (size_t j0 = 0; j0 < V; j0 += Vc) {
+        const size_t vc = std::min(Vc, V - j0);
+        if (nchunks > 1) chunk_logits(j0, vc);  // one chunk: Z still holds it from pass 1
+        for (size_t k = 0; k < MR; k++) {
+            const size_t m = k / R, r = k % R;
+            float* z = Z.data() + m * R * Vc + r * vc;
+            for (size_t j = 0; j < vc; j++) {
+                float d = g[k] * std::exp(z[j] - lse[k]);
+                if (y[r] >= 0 && (size_t)y[r] == j0 + j) d -= g[k];
+                z[j] = d;
+            }
+        }
+        float* Gm = G.data();
+        for (size_t m = 0; m < M; m++) {
+            const int C = (int)Cm[m];
+            const float* dZ = Z.data() + m * R * Vc;
+            if ((dhn && dhn[m]) || ds)
+                sgemm(false, false, (int)R, C, (int)vc, 1.0f, dZ, (int)vc, En[m] + j0 * Cm[m], C, 1.0f, Gm, C);
+            if (dEn && dEn[m])
+                sgemm(true, false, (int)vc, C, (int)R, s[m], dZ, (int)vc, hn[m], C, 1.0f, dEn[m] + j0 * Cm[m], C);
+            Gm += R * Cm[m];
+        }
+    }
+    const float* Gm = G.data();
+    for (size_t m = 0; m < M; m++) {
+        const size_t n = R * Cm[m];
+        if (ds) {
+            double acc = 0.0;
+            for (size_t i = 0; i < n; i++) acc += (double)Gm[i] * (double)hn[m][i];
+            ds[m] += (float)acc;
+        }
+        if (dhn && dhn[m])
+            for (size_t i = 0; i < n; i++) dhn[m][i] += s[m] * Gm[i];
+        Gm += n;
+    }
 }
 
 }  // namespace hafvt

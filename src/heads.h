@@ -54,4 +54,21 @@ void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float
                         const size_t* Cm, const int32_t* y, const float* logw, const float* dloss,
                         size_t M, size_t R, size_t V, size_t Vc);
 
+// The chunk (items per pass) of the chunked fused head for M heads of R rows over V items with
+// widths summing to sumC, given `budget_bytes` of memory for its scratch: all of V (one chunk:
+// the logits are computed once, 3 GEMMs per head) when the M (R,V) logit blocks, the 5 row
+// statistics (M,R) and the gradient rows (R,sumC) fit; otherwise the largest multiple of 256
+// columns that fits, at least 256 (logits recomputed in the backward pass, 4 GEMMs per head).
+size_t fused_head_chunk(size_t M, size_t R, size_t V, size_t sumC, size_t budget_bytes);
+
+// The CPU twin of fused_mixture_head_cuda's algorithm (cuda/fused_head.cu), same parameters and
+// results up to rounding: the items in chunks of Vc (0 = fused_head_chunk with a 1 GiB budget),
+// each chunk's logits from one SGEMM per head, folded into a running (online) max and sum of
+// exp per row; the target logits picked up on the way; then per chunk dZ in place and the two
+// backward SGEMMs. Holds M R Vc logits, never M R V (unless Vc >= V).
+void fused_mixture_head_chunked(float* loss, float* const* dhn, float* const* dEn, float* ds,
+                                const float* const* hn, const float* const* En, const float* s,
+                                const size_t* Cm, const int32_t* y, const float* logw,
+                                const float* dloss, size_t M, size_t R, size_t V, size_t Vc);
+
 }  // namespace hafvt

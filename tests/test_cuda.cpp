@@ -39,6 +39,9 @@ TEST_CASE("cuda: not built") {
 #else
 
 #include "../cuda/ops_cuda.h"
+#ifdef HAFVT_CUDA_EMU
+#include <cuda_runtime.h>  // the emulation's (tests/cuda_emu): set_order
+#endif
 #include "adam.h"
 #include "backend.h"
 #include "gemm_cpu.h"
@@ -50,6 +53,14 @@ using testutil::check_tensor;
 using Vec = std::vector<float>;
 
 namespace {
+
+// The CUDA cases are registered as skipped (doctest's skip decorator: they count as skipped in
+// the summary, not as passed) when no device answers, unless REQUIRE_GPU=1 asks for them.
+bool skip_gpu_cases() {
+    static const bool skip = !require_gpu() && !cuda_device_available(nullptr);
+    return skip;
+}
+#define CUDA_TEST_CASE(name) TEST_CASE(name * doctest::skip(skip_gpu_cases()))
 
 // True when the case should run. Otherwise says why (once per program) and the case returns;
 // under REQUIRE_GPU=1 a missing device is a failure.
@@ -82,6 +93,26 @@ Vec normalized_rows(size_t N, size_t C, uint64_t seed) {
     return out;
 }
 
+// Under the emulation (tests/cuda_emu), runs fn once more with the threads of every block in
+// reverse order and returns true; elsewhere returns false. Results must not depend on the order.
+template <typename F>
+bool in_reverse_order(F&& fn) {
+#ifdef HAFVT_CUDA_EMU
+    cuda_emu::Order saved = cuda_emu::order();
+    cuda_emu::set_order(saved == cuda_emu::Order::reverse ? cuda_emu::Order::forward : cuda_emu::Order::reverse);
+    fn();
+    cuda_emu::set_order(saved);
+    return true;
+#else
+    (void)fn;
+    return false;
+#endif
+}
+
+bool bitwise_equal(const Vec& a, const Vec& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
 }  // namespace
 
 TEST_CASE("cuda: device check") {
@@ -92,7 +123,7 @@ TEST_CASE("cuda: device check") {
     else gpu_ready();
 }
 
-TEST_CASE("cuda: sgemm_cuda matches sgemm for all four transposes") {
+CUDA_TEST_CASE("cuda: sgemm_cuda matches sgemm for all four transposes") {
     if (!gpu_ready()) return;
     const int M = 37, N = 29, K = 41;
     for (int ta = 0; ta < 2; ta++) {
@@ -115,7 +146,7 @@ TEST_CASE("cuda: sgemm_cuda matches sgemm for all four transposes") {
     }
 }
 
-TEST_CASE("cuda: embedding and positional table, forward and backward") {
+CUDA_TEST_CASE("cuda: embedding and positional table, forward and backward") {
     if (!gpu_ready()) return;
     const size_t C = 40, V = 11;  // table rows; the last is PAD
     const int32_t pad = 10;
@@ -149,7 +180,116 @@ TEST_CASE("cuda: embedding and positional table, forward and backward") {
     }
 }
 
-TEST_CASE("cuda: padmask and dropout (masks bit-identical to the CPU)") {
+namespace {
+
+// The embedding scatter (and the positional one) with N rows over a table of V rows of width C,
+// ids repeating and with PADs, against the CPU; then bitwise the same on a second run and in
+// the other thread order.
+void check_scatter(size_t N, size_t V, size_t C, uint64_t seed) {
+    CAPTURE(N);
+    CAPTURE(V);
+    CAPTURE(C);
+    const int32_t pad = (int32_t)V - 1;
+    std::vector<int32_t> ids(N), pos(N);
+    for (size_t n = 0; n < N; n++) {
+        uint64_t r = rng_below(seed, 5, n, V + V / 8);
+        ids[n] = r >= V - 1 ? pad : (int32_t)r;  // about 1 in 9 PAD
+        pos[n] = ids[n] == pad ? 0 : (int32_t)(n % 15 + 1);
+    }
+    ids[N / 2] = ids[0];  // a sure repeat
+    Vec dout = randn(N * C, seed + 1), dtable0 = randn(V * C, seed + 2), dP0 = randn(16 * C, seed + 3);
+    Vec dtable = dtable0, dP = dP0;
+    embedding_backward(dtable.data(), dout.data(), ids.data(), 0.5f, pad, N, C);
+    posadd_backward(dP.data(), dout.data(), pos.data(), N, C);
+    DeviceBufferI32 d_ids(ids), d_pos(pos);
+    DeviceBuffer d_dout(dout);
+    Vec first_table, first_P;
+    auto run = [&](const char* what) {
+        CAPTURE(what);
+        DeviceBuffer d_dtable(dtable0), d_dP(dP0);
+        embedding_backward_cuda(d_dtable.data(), d_dout.data(), d_ids.data(), 0.5f, pad, N, C);
+        posadd_backward_cuda(d_dP.data(), d_dout.data(), d_pos.data(), N, C);
+        Vec t = down(d_dtable), q = down(d_dP);
+        if (first_table.empty()) {
+            CHECK(check_tensor("dtable", t, dtable, 1e-5, 1e-5));
+            CHECK(check_tensor("dP", q, dP, 1e-5, 1e-5));
+            first_table = t, first_P = q;
+        } else {
+            CHECK(bitwise_equal(t, first_table));
+            CHECK(bitwise_equal(q, first_P));
+        }
+    };
+    run("first run");
+    run("second run");
+    in_reverse_order([&] { run("threads in reverse order"); });
+}
+
+}  // namespace
+
+// C > 128 (several channel blocks), ids >= 64, repeats; 3,000 rows sort in shared memory,
+// 5,000 (8,192 keys) in the workspace.
+CUDA_TEST_CASE("cuda: embedding scatter with C > 128, ids >= 64 and repeats, bitwise deterministic") {
+    if (!gpu_ready()) return;
+    check_scatter(300, 200, 136, 61);
+    check_scatter(3000, 500, 40, 62);
+    check_scatter(5000, 300, 8, 63);
+}
+
+CUDA_TEST_CASE("cuda large: embedding scatter at the model's size (B 256 x T 15 rows, q 256)") {
+    if (!gpu_ready()) return;
+    check_scatter(3840, 29208, 256, 64);
+}
+
+// dst += sum a b over n elements in two stages (the scale gradient of the heads): against a
+// double sum on the CPU, bitwise the same on a second run and in the other order.
+CUDA_TEST_CASE("cuda: the two-stage dot product is deterministic") {
+    if (!gpu_ready()) return;
+    for (size_t n : {(size_t)1, (size_t)1000, (size_t)300000}) {
+        CAPTURE(n);
+        Vec a = randn(n, 70), b = randn(n, 71);
+        double want = 0.5;
+        for (size_t i = 0; i < n; i++) want += (double)a[i] * (double)b[i];
+        DeviceBuffer d_a(a), d_b(b);
+        Vec first;
+        auto run = [&] {
+            DeviceBuffer d_dst(Vec{0.5f});
+            dot_sum_add_cuda(d_dst.data(), d_a.data(), d_b.data(), n);
+            return down(d_dst);
+        };
+        first = run();
+        CHECK(std::fabs(first[0] - want) <= 1e-6 * (1.0 + std::fabs(want)));
+        CHECK(bitwise_equal(run(), first));
+        in_reverse_order([&] { CHECK(bitwise_equal(run(), first)); });
+    }
+}
+
+// A refused launch throws at once and names the kernel (cuda_launch_check); HAFVT_CUDA_SYNC
+// (cuda_set_sync_launches) makes every launch wait for its kernel.
+CUDA_TEST_CASE("cuda: a failing launch is reported at the launch, naming the kernel") {
+    if (!gpu_ready()) return;
+    const bool saved = cuda_sync_launches();
+    cuda_set_sync_launches(true);
+    CHECK(cuda_sync_launches());
+    Vec x = randn(64, 72);
+    DeviceBuffer d_x(x), d_out(64);
+    gelu_forward_cuda(d_out.data(), d_x.data(), 64);  // a good launch passes the synchronous check
+    Vec want(64);
+    gelu_forward(want.data(), x.data(), 64);
+    CHECK(check_tensor("gelu", down(d_out), want, 1e-6, 1e-5));
+#ifdef HAFVT_CUDA_EMU
+    // the emulation refuses a host pointer given to a kernel, as a device faults on it
+    std::string msg;
+    try {
+        gelu_forward_cuda(d_out.data(), x.data(), 64);
+    } catch (const InternalError& e) {
+        msg = e.what();
+    }
+    CHECK(msg.find("gelu_forward_kernel") != std::string::npos);
+#endif
+    cuda_set_sync_launches(saved);
+}
+
+CUDA_TEST_CASE("cuda: padmask and dropout (masks bit-identical to the CPU)") {
     if (!gpu_ready()) return;
     const size_t N = 7, C = 1431, n = N * C;  // n > 10^4, not a multiple of the block
     const uint64_t seed = 2040, step = 123456789, site = 5;
@@ -186,7 +326,7 @@ TEST_CASE("cuda: padmask and dropout (masks bit-identical to the CPU)") {
     CHECK(check_tensor("masked", down(d_x), x, 0.0));
 }
 
-TEST_CASE("cuda: layernorm forward and backward") {
+CUDA_TEST_CASE("cuda: layernorm forward and backward") {
     if (!gpu_ready()) return;
     struct Shape { size_t N, C; };
     for (Shape sh : {Shape{7, 48}, Shape{300, 256}, Shape{1, 5}}) {  // 300 rows: 3 column chunks
@@ -207,6 +347,7 @@ TEST_CASE("cuda: layernorm forward and backward") {
         CHECK(check_tensor("mean", down(d_mean), mean, 1e-6, 1e-5));
         CHECK(check_tensor("rstd", down(d_rstd), rstd, 1e-6, 1e-5));
 
+        const Vec dw0 = dw, db0 = db;  // the starting gradients, before the CPU adds to dw and db
         layernorm_backward(dinp.data(), dw.data(), db.data(), dout.data(), x.data(), w.data(),
                            mean.data(), rstd.data(), N, C);
         layernorm_backward_cuda(d_dinp.data(), d_dw.data(), d_db.data(), d_dout.data(), d_x.data(),
@@ -215,16 +356,17 @@ TEST_CASE("cuda: layernorm forward and backward") {
         CHECK(check_tensor("dweight", down(d_dw), dw, 1e-4, 1e-4));  // sums over N rows
         CHECK(check_tensor("dbias", down(d_db), db, 1e-4, 1e-4));
 
-        // deterministic: a second backward from the same state adds bitwise the same amount
-        Vec dw1 = down(d_dw);
-        DeviceBuffer d_dw2(dw), d_db2(db), d_dinp2(N * C);
+        // deterministic: a second backward from the same starting gradients gives bitwise the same
+        Vec dw1 = down(d_dw), db1 = down(d_db);
+        DeviceBuffer d_dw2(dw0), d_db2(db0), d_dinp2(N * C);
         layernorm_backward_cuda(d_dinp2.data(), d_dw2.data(), d_db2.data(), d_dout.data(),
                                 d_x.data(), d_w.data(), d_mean.data(), d_rstd.data(), N, C);
         CHECK(check_tensor("dweight rerun", down(d_dw2), dw1, 0.0));
+        CHECK(check_tensor("dbias rerun", down(d_db2), db1, 0.0));
     }
 }
 
-TEST_CASE("cuda: linear forward and backward, with and without bias") {
+CUDA_TEST_CASE("cuda: linear forward and backward, with and without bias") {
     if (!gpu_ready()) return;
     const size_t N = 33, C = 40, OC = 24;
     for (bool with_bias : {true, false}) {
@@ -252,7 +394,7 @@ TEST_CASE("cuda: linear forward and backward, with and without bias") {
     }
 }
 
-TEST_CASE("cuda: gelu and residual") {
+CUDA_TEST_CASE("cuda: gelu and residual") {
     if (!gpu_ready()) return;
     const size_t n = 1000;
     Vec x = randn(n, 27, 3.0f), y = randn(n, 28), dout = randn(n, 29);
@@ -273,41 +415,79 @@ TEST_CASE("cuda: gelu and residual") {
     CHECK(check_tensor("db", down(d_db), db, 0.0));
 }
 
-TEST_CASE("cuda: attention forward and backward (T = 1, PAD rows, 1 and 2 heads, dropout)") {
-    if (!gpu_ready()) return;
-    struct Shape { size_t B, T, C, NH; };
-    for (Shape sh : {Shape{3, 6, 16, 1}, Shape{3, 6, 16, 2}, Shape{2, 1, 8, 2}, Shape{2, 64, 32, 2}}) {
-        for (float p : {0.0f, 0.3f}) {
-            size_t B = sh.B, T = sh.T, C = sh.C, NH = sh.NH;
-            CAPTURE(B);
-            CAPTURE(T);
-            CAPTURE(NH);
-            CAPTURE(p);
-            // row 0 all valid; row 1 left-padded (or all PAD when T = 1); row 2 all PAD
-            std::vector<uint8_t> valid(B * T, 1);
-            for (size_t t = 0; t < T; t++) {
-                if (B > 1 && (T == 1 || t < T / 3 + 1)) valid[T + t] = 0;
-                if (B > 2) valid[2 * T + t] = 0;
-            }
-            Vec qkv = randn(B * T * 3 * C, 33), dout = randn(B * T * C, 34);
-            Vec dqkv = randn(B * T * 3 * C, 35), out(B * T * C), att(B * NH * T * T);
-            DeviceBuffer d_qkv(qkv), d_dout(dout), d_dqkv(dqkv), d_out(B * T * C), d_att(att.size());
-            DeviceBufferU8 d_valid(valid);
-            attention_forward(out.data(), att.data(), qkv.data(), valid.data(), B, T, C, NH, p, 7, 11, 3);
-            attention_forward_cuda(d_out.data(), d_att.data(), d_qkv.data(), d_valid.data(), B, T, C,
-                                   NH, p, 7, 11, 3);
-            CHECK(check_tensor("out", down(d_out), out, 1e-5, 1e-5));
-            CHECK(check_tensor("att", down(d_att), att, 1e-6, 1e-5));
-            attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), valid.data(), B, T, C,
-                               NH, p, 7, 11, 3);
-            attention_backward_cuda(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_att.data(),
-                                    d_valid.data(), B, T, C, NH, p, 7, 11, 3);
-            CHECK(check_tensor("dqkv", down(d_dqkv), dqkv, 1e-5, 1e-4));
-        }
+namespace {
+
+struct AttShape {
+    size_t B, T, C, NH;
+};
+
+// Attention forward and backward on the device against the CPU, then again from the same inputs
+// (and, under the emulation, in the other thread order): bitwise the same, as the kernels claim.
+void check_attention(AttShape sh, float p) {
+    size_t B = sh.B, T = sh.T, C = sh.C, NH = sh.NH;
+    CAPTURE(B);
+    CAPTURE(T);
+    CAPTURE(C);
+    CAPTURE(NH);
+    CAPTURE(p);
+    // row 0 all valid; row 1 left-padded (or all PAD when T = 1); row 2 all PAD
+    std::vector<uint8_t> valid(B * T, 1);
+    for (size_t t = 0; t < T; t++) {
+        if (B > 1 && (T == 1 || t < T / 3 + 1)) valid[T + t] = 0;
+        if (B > 2) valid[2 * T + t] = 0;
     }
+    Vec qkv = randn(B * T * 3 * C, 33), dout = randn(B * T * C, 34);
+    Vec dqkv0 = randn(B * T * 3 * C, 35), dqkv = dqkv0, out(B * T * C), att(B * NH * T * T);
+    DeviceBuffer d_qkv(qkv), d_dout(dout), d_dqkv(dqkv), d_out(B * T * C), d_att(att.size());
+    DeviceBufferU8 d_valid(valid);
+    attention_forward(out.data(), att.data(), qkv.data(), valid.data(), B, T, C, NH, p, 7, 11, 3);
+    attention_forward_cuda(d_out.data(), d_att.data(), d_qkv.data(), d_valid.data(), B, T, C, NH, p, 7, 11, 3);
+    Vec g_out = down(d_out), g_att = down(d_att);
+    CHECK(check_tensor("out", g_out, out, 1e-5, 1e-5));
+    CHECK(check_tensor("att", g_att, att, 1e-6, 1e-5));
+    attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), valid.data(), B, T, C, NH, p, 7, 11, 3);
+    attention_backward_cuda(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_att.data(), d_valid.data(), B, T, C, NH, p,
+                            7, 11, 3);
+    Vec g_dqkv = down(d_dqkv);
+    CHECK(check_tensor("dqkv", g_dqkv, dqkv, 1e-5, 1e-4));
+
+    auto rerun = [&](const char* what) {
+        CAPTURE(what);
+        DeviceBuffer r_out(B * T * C), r_att(att.size()), r_dqkv(dqkv0);
+        attention_forward_cuda(r_out.data(), r_att.data(), d_qkv.data(), d_valid.data(), B, T, C, NH, p, 7, 11, 3);
+        attention_backward_cuda(r_dqkv.data(), d_dout.data(), d_qkv.data(), r_att.data(), d_valid.data(), B, T, C, NH,
+                                p, 7, 11, 3);
+        CHECK(bitwise_equal(down(r_out), g_out));
+        CHECK(bitwise_equal(down(r_att), g_att));
+        CHECK(bitwise_equal(down(r_dqkv), g_dqkv));
+    };
+    rerun("second run");
+    in_reverse_order([&] { rerun("threads in reverse order"); });
 }
 
-TEST_CASE("cuda: l2norm forward and backward (with a zero row)") {
+}  // namespace
+
+CUDA_TEST_CASE("cuda: attention forward and backward (T = 1, PAD rows, 1 and 2 heads, dropout)") {
+    if (!gpu_ready()) return;
+    for (AttShape sh : {AttShape{3, 6, 16, 1}, AttShape{3, 6, 16, 2}, AttShape{2, 1, 8, 2}, AttShape{2, 64, 32, 2}})
+        for (float p : {0.0f, 0.3f}) check_attention(sh, p);
+}
+
+// The head sizes the model runs (q / heads: 32 to 512) at T = 1, 15 (the paper's) and 64 (the
+// kernel's limit).
+CUDA_TEST_CASE("cuda: attention at the model's head sizes 32-128, T = 1, 15 and 64, bitwise deterministic") {
+    if (!gpu_ready()) return;
+    for (AttShape sh : {AttShape{3, 15, 64, 2}, AttShape{2, 15, 128, 1}, AttShape{3, 1, 64, 1}, AttShape{2, 64, 64, 2}})
+        check_attention(sh, 0.3f);
+}
+
+CUDA_TEST_CASE("cuda large: attention with head sizes 256 and 512 at T = 15 and 64") {
+    if (!gpu_ready()) return;
+    for (AttShape sh : {AttShape{3, 15, 512, 2}, AttShape{2, 15, 512, 1}, AttShape{2, 64, 512, 1}})
+        check_attention(sh, 0.3f);
+}
+
+CUDA_TEST_CASE("cuda: l2norm forward and backward (with a zero row)") {
     if (!gpu_ready()) return;
     const size_t N = 5, C = 37;
     Vec x = randn(N * C, 36), dout = randn(N * C, 37), dinp = randn(N * C, 38);
@@ -323,7 +503,7 @@ TEST_CASE("cuda: l2norm forward and backward (with a zero row)") {
     CHECK(check_tensor("dinp", down(d_dinp), dinp, 1e-5, 1e-5));  // the zero row is dout / 1e-12
 }
 
-TEST_CASE("cuda: cosine logits forward and backward") {
+CUDA_TEST_CASE("cuda: cosine logits forward and backward") {
     if (!gpu_ready()) return;
     const size_t R = 9, V = 50, C = 24;
     // s from a clamped log-scale (exp(5) > 100) and from an ordinary one
@@ -350,7 +530,7 @@ TEST_CASE("cuda: cosine logits forward and backward") {
     }
 }
 
-TEST_CASE("cuda: mixture cross-entropy and the evaluation mixture") {
+CUDA_TEST_CASE("cuda: mixture cross-entropy and the evaluation mixture") {
     if (!gpu_ready()) return;
     const size_t M = 3, R = 10, V = 70;
     std::vector<int32_t> y(R);
@@ -388,7 +568,7 @@ TEST_CASE("cuda: mixture cross-entropy and the evaluation mixture") {
     CHECK(check_tensor("dlogits in place", down(d_z), dz, 1e-6, 1e-5));
 }
 
-TEST_CASE("cuda: fused mixture head equals the unfused CPU head") {
+CUDA_TEST_CASE("cuda: fused mixture head equals the unfused CPU head") {
     if (!gpu_ready()) return;
     const size_t M = 3, R = 13, V = 300;
     const size_t Cm[3] = {16, 24, 8};
@@ -452,7 +632,126 @@ TEST_CASE("cuda: fused mixture head equals the unfused CPU head") {
     }
 }
 
-TEST_CASE("cuda: Adam, three steps") {
+namespace {
+
+// The fused head of M modalities (widths Cm) over R rows and V items, for each chunk in `chunks`
+// (0 = chosen from the free memory), against the unfused CPU head: every gradient, a frozen table
+// (dEn null for m = 1), then with ds null (the other gradients unchanged), then the loss-only call
+// (no gradient output touched), and bitwise the same on a second run and in the other order.
+void check_fused(size_t M, size_t R, size_t V, const size_t* Cm, std::vector<size_t> chunks, uint64_t seed) {
+    CAPTURE(M);
+    CAPTURE(R);
+    CAPTURE(V);
+    const float s[3] = {10.0f, 3.0f, 50.0f};
+    Vec logw;
+    for (size_t m = 0; m < M; m++) logw.push_back(std::log((1.0f + m) / (M * (M + 1) / 2.0f)));
+    std::vector<int32_t> y(R);
+    for (size_t r = 0; r < R; r++) y[r] = r % 7 == 3 ? -1 : (int32_t)rng_below(seed, 9, r, V);
+    y[0] = 0;
+    y[R - 1] = (int32_t)V - 1;
+    Vec dloss = randn(R, seed + 1);
+    for (float& d : dloss) d = std::fabs(d) + 0.1f;
+    std::vector<Vec> hn(M), En(M), dhn0(M), dEn0(M);
+    for (size_t m = 0; m < M; m++) {
+        hn[m] = normalized_rows(R, Cm[m], seed + 10 + m);
+        En[m] = normalized_rows(V, Cm[m], seed + 20 + m);
+        dhn0[m] = randn(R * Cm[m], seed + 30 + m);
+        dEn0[m] = randn(V * Cm[m], seed + 40 + m);
+    }
+    // the CPU reference
+    std::vector<Vec> dhn = dhn0, dEn = dEn0;
+    Vec loss(R), ds(M, 0.25f);
+    const float* hp[3] = {};
+    const float* ep[3] = {};
+    float* dhp[3] = {};
+    float* dep[3] = {};
+    for (size_t m = 0; m < M; m++) {
+        hp[m] = hn[m].data(), ep[m] = En[m].data(), dhp[m] = dhn[m].data();
+        dep[m] = m == 1 ? nullptr : dEn[m].data();
+    }
+    fused_mixture_head(loss.data(), dhp, dep, ds.data(), hp, ep, s, Cm, y.data(), logw.data(), dloss.data(), M, R, V, 0);
+
+    std::vector<DeviceBuffer> d_hn, d_En;
+    for (size_t m = 0; m < M; m++) d_hn.emplace_back(hn[m]), d_En.emplace_back(En[m]);
+    DeviceBuffer d_logw(logw), d_dloss(dloss);
+    DeviceBufferI32 d_y(y);
+    const float* g_hp[3] = {};
+    const float* g_ep[3] = {};
+    for (size_t m = 0; m < M; m++) g_hp[m] = d_hn[m].data(), g_ep[m] = d_En[m].data();
+
+    for (size_t Vc : chunks) {
+        CAPTURE(Vc);
+        Vec first_loss, first_ds;
+        std::vector<Vec> first_dhn(M), first_dEn(M);
+        // with_ds false: ds null; with dloss false: the loss-only call
+        auto run = [&](const char* what, bool with_ds, bool with_dloss) {
+            CAPTURE(what);
+            std::vector<DeviceBuffer> g_dhn, g_dEn;
+            for (size_t m = 0; m < M; m++) g_dhn.emplace_back(dhn0[m]), g_dEn.emplace_back(dEn0[m]);
+            DeviceBuffer g_loss(R), g_ds(Vec(M, 0.25f));
+            float* gd_h[3] = {};
+            float* gd_e[3] = {};
+            for (size_t m = 0; m < M; m++) gd_h[m] = g_dhn[m].data(), gd_e[m] = m == 1 ? nullptr : g_dEn[m].data();
+            fused_mixture_head_cuda(g_loss.data(), gd_h, gd_e, with_ds ? g_ds.data() : nullptr, g_hp, g_ep, s, Cm,
+                                    d_y.data(), d_logw.data(), with_dloss ? d_dloss.data() : nullptr, M, R, V, Vc);
+            Vec l = down(g_loss), d = down(g_ds);
+            CHECK(check_tensor("loss", l, loss, 1e-5, 1e-5));
+            if (!with_dloss) {  // nothing but the loss is written
+                CHECK(d == Vec(M, 0.25f));
+                for (size_t m = 0; m < M; m++) {
+                    CHECK(bitwise_equal(down(g_dhn[m]), dhn0[m]));
+                    CHECK(bitwise_equal(down(g_dEn[m]), dEn0[m]));
+                }
+                return;
+            }
+            if (with_ds) CHECK(check_tensor("ds", d, ds, 1e-4, 1e-4));
+            else CHECK(d == Vec(M, 0.25f));
+            for (size_t m = 0; m < M; m++) {
+                CAPTURE(m);
+                Vec h = down(g_dhn[m]), e = down(g_dEn[m]);
+                CHECK(check_tensor("dhn", h, dhn[m], 1e-5, 1e-4));
+                CHECK(check_tensor("dEn", e, m == 1 ? dEn0[m] : dEn[m], 1e-5, 1e-4));
+                if (!with_ds) continue;
+                if (first_dhn[m].empty()) {
+                    first_dhn[m] = h, first_dEn[m] = e;
+                } else {
+                    CHECK(bitwise_equal(h, first_dhn[m]));
+                    CHECK(bitwise_equal(e, first_dEn[m]));
+                }
+            }
+            if (!with_ds) return;
+            if (first_loss.empty()) {
+                first_loss = l, first_ds = d;
+            } else {
+                CHECK(bitwise_equal(l, first_loss));
+                CHECK(bitwise_equal(d, first_ds));
+            }
+        };
+        run("all gradients", true, true);
+        run("ds null", false, true);
+        run("loss only", true, false);
+        run("second run", true, true);
+        in_reverse_order([&] { run("threads in reverse order", true, true); });
+    }
+}
+
+}  // namespace
+
+// Chunks of 128 (three, the last of 44), one exact chunk, and the default (from free memory).
+CUDA_TEST_CASE("cuda: fused head of 1, 2 and 3 modalities, ds null, loss only, bitwise deterministic") {
+    if (!gpu_ready()) return;
+    const size_t Cm[3] = {16, 24, 8};
+    for (size_t M = 1; M <= 3; M++) check_fused(M, 13, 300, Cm, {128, 300, 0}, 80 + M);
+}
+
+// The model's size: V in the tens of thousands, R in the thousands, the default chunk.
+CUDA_TEST_CASE("cuda large: fused head at the model's size (R 1,500, V 20,000, default chunk)") {
+    if (!gpu_ready()) return;
+    const size_t Cm[3] = {16, 8, 8};
+    for (size_t M = 1; M <= 3; M++) check_fused(M, 1500, 20000, Cm, {0}, 90 + M);
+}
+
+CUDA_TEST_CASE("cuda: Adam, three steps") {
     if (!gpu_ready()) return;
     const size_t n = 1003;
     AdamConfig cfg;
@@ -476,12 +775,12 @@ TEST_CASE("cuda: Adam, three steps") {
 // the heads and three Adam steps; atol 1e-4, rtol 1e-3 leaves a factor of about 5 over the
 // float32 round-off measured for the CPU against PyTorch's float64 (tests/test_reference.cpp),
 // while a wrong term is off by 1e-2 or more.
-TEST_CASE("cuda: one whole training step, three Adam steps and the scores match the CPU") {
+CUDA_TEST_CASE("cuda: one whole training step, three Adam steps and the scores match the CPU") {
     if (!gpu_ready()) return;
     testutil::compare_model_backends(*cuda_backend(), 1e-4, 1e-3);
 }
 
-TEST_CASE("cuda: the whole model on the device matches the PyTorch fixture") {
+CUDA_TEST_CASE("cuda: the whole model on the device matches the PyTorch fixture") {
     if (!gpu_ready()) return;
     testutil::check_model_against_pytorch(*cuda_backend());
 }

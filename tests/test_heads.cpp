@@ -191,3 +191,90 @@ TEST_CASE("mixture_prob_accumulate sums weighted softmaxes") {
     CHECK(out[0] == doctest::Approx(1.0 + 2.0 * (0.5 * e0 / sum + 0.5 / 3.0)));
     CHECK(out[4] == doctest::Approx(1.0 + 2.0 * (0.5 / 3.0 + 0.5 / (2 + std::exp(5.0)))));
 }
+
+// The chunked algorithm of the CUDA fused head (online logsumexp over chunks of items, logits
+// recomputed in the backward pass when there is more than one chunk), run on the CPU, against the
+// unfused composition fused_mixture_head: 1, 2 and 3 modalities of different widths, unsupervised
+// rows, targets on chunk borders, a frozen table (dEn null), ds null, and the loss-only call.
+TEST_CASE("fused head: the chunked CPU twin equals the unfused head for every chunk size") {
+    const size_t R = 11, V = 300;
+    const size_t Cs[3] = {16, 24, 8};
+    const float sc[3] = {10.0f, 3.0f, 50.0f};
+    std::vector<int32_t> y = {0, 127, 128, 299, -1, 5, 255, 256, -1, 44, 200};
+    std::vector<float> dloss = fd::randn(R, 7);
+    for (float& d : dloss) d = std::fabs(d) + 0.1f;
+    for (size_t M = 1; M <= 3; M++) {
+        CAPTURE(M);
+        std::vector<std::vector<float>> hn(M), En(M);
+        std::vector<float> logw;
+        for (size_t m = 0; m < M; m++) {
+            std::vector<float> h = fd::randn(R * Cs[m], 20 + m), e = fd::randn(V * Cs[m], 30 + m), nrm(V);
+            hn[m].resize(R * Cs[m]);
+            En[m].resize(V * Cs[m]);
+            l2norm_forward(hn[m].data(), nrm.data(), h.data(), R, Cs[m]);
+            l2norm_forward(En[m].data(), nrm.data(), e.data(), V, Cs[m]);
+            logw.push_back(std::log((1.0f + m) / (M * (M + 1) / 2.0f)));
+        }
+        const float* hp[3] = {};
+        const float* ep[3] = {};
+        for (size_t m = 0; m < M; m++) hp[m] = hn[m].data(), ep[m] = En[m].data();
+        // reference: the unfused head, every gradient
+        std::vector<std::vector<float>> dh0(M), dE0(M);
+        for (size_t m = 0; m < M; m++) dh0[m] = fd::randn(R * Cs[m], 40 + m), dE0[m] = fd::randn(V * Cs[m], 50 + m);
+        std::vector<std::vector<float>> dh = dh0, dE = dE0;
+        std::vector<float> loss(R), ds(M, 0.25f);
+        float* dhp[3] = {};
+        float* dep[3] = {};
+        for (size_t m = 0; m < M; m++) dhp[m] = dh[m].data(), dep[m] = m == 1 ? nullptr : dE[m].data();
+        fused_mixture_head(loss.data(), dhp, dep, ds.data(), hp, ep, sc, Cs, y.data(), logw.data(), dloss.data(), M, R,
+                           V, 0);
+        for (size_t Vc : {(size_t)128, (size_t)300, (size_t)1000, (size_t)0, (size_t)1}) {
+            CAPTURE(Vc);
+            std::vector<std::vector<float>> gh = dh0, gE = dE0;
+            std::vector<float> gloss(R), gds(M, 0.25f);
+            float* ghp[3] = {};
+            float* gep[3] = {};
+            for (size_t m = 0; m < M; m++) ghp[m] = gh[m].data(), gep[m] = m == 1 ? nullptr : gE[m].data();
+            fused_mixture_head_chunked(gloss.data(), ghp, gep, gds.data(), hp, ep, sc, Cs, y.data(), logw.data(),
+                                       dloss.data(), M, R, V, Vc);
+            CHECK(testutil::check_tensor("loss", gloss, loss, 1e-5, 1e-5));
+            CHECK(testutil::check_tensor("ds", gds, ds, 1e-4, 1e-4));
+            for (size_t m = 0; m < M; m++) {
+                CAPTURE(m);
+                CHECK(testutil::check_tensor("dhn", gh[m], dh[m], 1e-5, 1e-4));
+                CHECK(testutil::check_tensor("dEn", gE[m], m == 1 ? dE0[m] : dE[m], 1e-5, 1e-4));
+            }
+            // ds null: the other gradients are the same
+            std::vector<std::vector<float>> nh = dh0;
+            for (size_t m = 0; m < M; m++) ghp[m] = nh[m].data(), gep[m] = nullptr;
+            fused_mixture_head_chunked(gloss.data(), ghp, gep, nullptr, hp, ep, sc, Cs, y.data(), logw.data(),
+                                       dloss.data(), M, R, V, Vc);
+            for (size_t m = 0; m < M; m++) CHECK(testutil::check_tensor("dhn without ds", nh[m], dh[m], 1e-5, 1e-4));
+            // loss only: no gradient output is touched
+            std::vector<float> lloss(R, -1.0f), lds(M, 0.25f);
+            for (size_t m = 0; m < M; m++) ghp[m] = gh[m].data(), gep[m] = m == 1 ? nullptr : gE[m].data();
+            std::vector<std::vector<float>> before_h = gh, before_E = gE;
+            fused_mixture_head_chunked(lloss.data(), ghp, gep, lds.data(), hp, ep, sc, Cs, y.data(), logw.data(),
+                                       nullptr, M, R, V, Vc);
+            CHECK(testutil::check_tensor("loss only", lloss, loss, 1e-5, 1e-5));
+            CHECK(lds == std::vector<float>(M, 0.25f));
+            CHECK(gh == before_h);
+            CHECK(gE == before_E);
+        }
+    }
+}
+
+TEST_CASE("fused head: the chunk covers V when it fits, else the largest multiple of 256") {
+    // M = 3 heads of R = 1000 rows over V = 30000 items, widths 256 + 512 + 512
+    const size_t M = 3, R = 1000, V = 30000, C = 1280;
+    const size_t all = (5 * M * R + R * C + M * R * V) * sizeof(float);
+    CHECK(fused_head_chunk(M, R, V, C, all) == V);
+    CHECK(fused_head_chunk(M, R, V, C, all - 1) < V);
+    size_t half = fused_head_chunk(M, R, V, C, all / 2);
+    CHECK(half % 256 == 0);
+    CHECK(half >= 256);
+    CHECK((5 * M * R + R * C + M * R * half) * sizeof(float) <= all / 2);
+    CHECK((5 * M * R + R * C + M * R * (half + 256)) * sizeof(float) > all / 2);
+    CHECK(fused_head_chunk(M, R, V, C, 0) == 256);  // nothing fits: the smallest chunk
+    CHECK(fused_head_chunk(1, 5, 100, 8, 0) == 100);  // ... unless V itself is smaller
+}
