@@ -29,9 +29,19 @@ void host_release(void* p) {
 void host_copy(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 void host_zero(void* p, size_t bytes) { std::memset(p, 0, bytes); }
 
+// The emulated device's memory is the host's. HAFVT_FAULT=device_alloc@N makes its N-th allocation
+// fail as on a full GPU (cuda_malloc's InputError, exit 2): tests/test_train.cpp checks how train
+// and eval report it.
+void* emulated_alloc(size_t bytes) {
+    if (bytes && fault_injected("device_alloc"))
+        HAFVT_FAIL_INPUT("out of device memory: allocating ", bytes, " bytes (fault injected: HAFVT_FAULT=device_alloc); ",
+                         "try a smaller --batch or --eval-batch");
+    return host_alloc(bytes);
+}
+
 // The CPU ops, with `device` deciding which path of Model runs.
 Backend make_host(const char* name, bool device) {
-    return Backend{name, device, host_alloc, host_release, host_copy, host_copy, host_zero,
+    return Backend{name, device, device ? emulated_alloc : host_alloc, host_release, host_copy, host_copy, host_zero,
                    embedding_forward, embedding_backward, posadd_forward, posadd_backward,
                    padmask_forward, padmask_backward, dropout_forward, dropout_backward,
                    layernorm_forward, layernorm_backward, linear_forward, linear_backward,

@@ -9,6 +9,10 @@
 //                             its device path (uploads, gathers by index, the fused head, Adam on
 //                             the backend), so that path is tested on every machine against the
 //                             CPU path and the PyTorch fixture; only the kernels need a GPU.
+//                             HAFVT_FAULT=device_alloc@N fails its N-th allocation as a full
+//                             GPU does (InputError "out of device memory", exit 2).
+// alloc of a device backend throws InputError when the device is out of memory (a configuration
+// too large for it; cuda_malloc names the size, the free and the total memory).
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -125,7 +125,7 @@ std::vector<Flag> train_flags(TrainConfig& c) {
         {"out", Flag::STR, &c.out, "run directory (default runs/hafvt)"},
         {"modalities", Flag::STR, &c.modalities, "id|id,img|id,txt|id,img,txt (default: id + every feature file)"},
         {"views", Flag::STR, &c.views, "x,y,xy (hierarchical, default) or xy (original framework)"},
-        {"T", Flag::SIZE, &c.T, "max sequence length (default 15)"},
+        {"T", Flag::SIZE, &c.T, "max sequence length (default 15; at most 64 on a GPU)"},
         {"q", Flag::SIZE, &c.q, "ID embedding width (default 256)"},
         {"blocks", Flag::SIZE, &c.blocks, "transformer blocks per encoder (default 2)"},
         {"heads", Flag::SIZE, &c.heads, "attention heads (default 1)"},
@@ -235,7 +235,7 @@ int cmd_eval(int argc, char** argv) {
     World w;
     load_world(c, w, nullptr);
     SequenceSet set = read_sequences(c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, c.T, false);
-    Model model(w.mc, &w.fz, choose_backend(o.device, false));
+    Model model(w.mc, &w.fz, choose_backend(o.device, false, c.T));  // c.T: the checkpoint's
     load_checkpoint(ckpt, model.params(), nullptr, nullptr);
     model.to_device(nullptr, nullptr);
     // the run's saved negatives when they fit this split, else the same draw from the run's seed

@@ -13,6 +13,7 @@
 // index and calls the fused head, which never holds them.
 #include "model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -56,14 +57,37 @@ struct Model::Encoder {
     uint64_t site(size_t k) const { return (uint64_t)index * 64 + k; }
 };
 
-// The backend copies of one view's inputs: ids, pos (B*T) and valid (1 where a position holds an
-// item). On the host backend the pointers are the batch's own arrays.
-// For evaluation also the rows of the sequences' last positions (b*T + T-1) and their valid flags.
+// Many small host arrays copied to a backend in ONE copy (the device path's inputs of a training
+// step or of a score() call: each tiny copy costs a synchronization with the device). add()
+// appends an array to a host buffer at a 64-byte aligned offset and returns that offset; upload()
+// copies the whole buffer; at<T>(offset) is where the array then lies on the backend (whose
+// allocations are at least 64-byte aligned).
+struct Staging {
+    std::vector<uint8_t> host;
+    BackendArray<uint8_t> dev;
+    void clear() { host.clear(); }
+    template <typename T>
+    size_t add(const T* p, size_t n) {
+        const size_t off = (host.size() + 63) & ~(size_t)63;
+        host.resize(off + n * sizeof(T));
+        if (n) std::memcpy(host.data() + off, p, n * sizeof(T));
+        return off;
+    }
+    void upload(const Backend& K) { dev.upload(K, host.data(), host.size()); }
+    template <typename T>
+    T* at(size_t off) {
+        return reinterpret_cast<T*>(dev.data() + off);
+    }
+};
+
+// One view's inputs: ids, pos (B*T) and valid (1 where a position holds an item); for evaluation
+// also the rows of the sequences' last positions (b*T + T-1) and their valid flags. On the host
+// backend the pointers are the batch's own arrays (and the host vectors below); on a device
+// backend they point into Impl::stage, at the offsets *_at.
 struct ViewInputs {
-    BackendArray<int32_t> ids_b, pos_b, last_b;
-    BackendArray<uint8_t> valid_b, last_valid_b;
     std::vector<uint8_t> valid, last_valid;
     std::vector<int32_t> last;
+    size_t ids_at = 0, pos_at = 0, valid_at = 0, last_at = 0, last_valid_at = 0;
     const int32_t* ids = nullptr;
     const int32_t* pos = nullptr;
     const uint8_t* valid_p = nullptr;
@@ -78,6 +102,7 @@ struct Model::Impl {
     std::vector<int> mods;        // enabled modalities
     float logw[3] = {0, 0, 0};    // log mixture weights of the enabled modalities, by modality
     ViewInputs in[3];
+    std::vector<size_t> rows[3][2];  // forward_backward: the supervised (b*T + t) per view and target domain
     // scratch for the encoder backward (N, d_max) and (N, 3 d_max)
     Arr dx, s1, s2, s3;
     // normalized E_id rows (NX+NY, q) with norms, and their gradient
@@ -85,8 +110,17 @@ struct Model::Impl {
     // device path: parameters, gradients, Adam moments and frozen tables in the backend's memory,
     // the log mixture weights of the enabled modalities in order, and the heads' scratch
     Arr P, G, Am, Av, fz[3], logw_b;
-    Arr hg_b[3], hn_b[3], hnorm_b[3], dhn_b[3], dhg_b[3], logits_b[3], loss_b, dloss_b, ds_b, acc_b;
-    BackendArray<int32_t> rows_b, y_b;
+    Arr hg_b[3], hn_b[3], hnorm_b[3], dhn_b[3], dhg_b[3], logits_b[3], loss_b, ds_b, acc_b, out_b;
+    // device path: the inputs of a step or a score() call, copied to the backend in one copy
+    Staging stage;
+    // device path: the log scales, read in one copy per step: their offsets from the first one in
+    // the parameter table (staged with the inputs at scale_at), gathered into scales_b, their
+    // values on the host by (view, modality), and the slot of each (view, modality) in that list
+    std::vector<int32_t> scale_off;
+    size_t scale_at = 0, scale_base = 0;
+    int scale_slot[3][3];
+    Arr scales_b;
+    std::vector<float> scales;
     // host path: head scratch, grown on demand
     std::vector<float> logits[3], hg[3], hn[3], hnorm[3], dhn[3], dhg[3], loss, lse, dloss;
     std::vector<float> acc;  // score(): one view's mixture probabilities (R, V), kept between calls
@@ -100,7 +134,7 @@ static void grow(std::vector<float>& v, size_t n) {
 Model::Model(const ModelConfig& cfg, const FrozenTables* frozen) : Model(cfg, frozen, host_backend()) {}
 
 Model::Model(const ModelConfig& cfg, const FrozenTables* frozen, const Backend& backend)
-    : cfg_(cfg), frozen_(frozen), impl_(new Impl) {
+    : cfg_(cfg), frozen_(frozen), impl_(std::make_unique<Impl>()) {
     impl_->be = &backend;
     HAFVT_CHECK(cfg.mods[MOD_ID] || cfg.mods[MOD_IMG] || cfg.mods[MOD_TXT], "no modality enabled");
     HAFVT_CHECK(!(cfg.mods[MOD_IMG] || cfg.mods[MOD_TXT]) || (frozen && cfg.e > 0), "feature tables missing");
@@ -156,10 +190,20 @@ Model::Model(const ModelConfig& cfg, const FrozenTables* frozen, const Backend& 
         I.logw_b.upload(backend, lw.data(), lw.size());
         for (int m : I.mods)
             if (m != MOD_ID) I.fz[m].upload(backend, frozen->table[m].data(), frozen->table[m].size());
+        // the log scales' offsets from the first one, in (view, modality) order (forward_backward
+        // and score gather them to read them in one copy)
+        std::memset(I.scale_slot, -1, sizeof I.scale_slot);
+        for (const Encoder& e : I.enc) {
+            const size_t at = (size_t)(params_.get(scale_name(e.v, e.m)).data - params_.data());
+            if (I.scale_off.empty()) I.scale_base = at;
+            HAFVT_CHECK(at - I.scale_base <= (size_t)INT32_MAX, "log scale offset ", at - I.scale_base, " beyond int32");
+            I.scale_slot[e.v][e.m] = (int)I.scale_off.size();
+            I.scale_off.push_back((int32_t)(at - I.scale_base));
+        }
     }
 }
 
-Model::~Model() { delete impl_; }
+Model::~Model() = default;
 
 const Backend& Model::backend() const { return *impl_->be; }
 
@@ -384,9 +428,10 @@ static const float* candidate_table(const Model::Impl& I, const FrozenTables* fz
     return m == MOD_ID ? I.en_id.data() : frozen_table(I, fz, m);
 }
 
-// Copies one view's items, positions and valid mask to the backend (host backend: points at them);
-// for evaluation also the rows of the last positions and their valid flags.
-static void load_view(ViewInputs& in, const Backend& K, const ViewBatch& vb, size_t B, size_t T, int32_t pad,
+// One view's items, positions and valid mask, and for evaluation the rows of the last positions and
+// their valid flags: pointed at on the host backend, added to `st` for the device (bind_view then
+// points at the backend's copies).
+static void load_view(ViewInputs& in, Staging* st, const ViewBatch& vb, size_t B, size_t T, int32_t pad,
                       bool eval) {
     const size_t N = B * T;
     in.valid.resize(N);
@@ -397,7 +442,7 @@ static void load_view(ViewInputs& in, const Backend& K, const ViewBatch& vb, siz
         in.last[b] = (int32_t)(b * T + T - 1);  // left padding: the last item sits at T-1
         in.last_valid[b] = in.valid[(size_t)in.last[b]];
     }
-    if (!K.device) {
+    if (!st) {
         in.ids = vb.ids.data();
         in.pos = vb.pos.data();
         in.valid_p = in.valid.data();
@@ -405,25 +450,56 @@ static void load_view(ViewInputs& in, const Backend& K, const ViewBatch& vb, siz
         in.last_valid_p = in.last_valid.data();
         return;
     }
-    in.ids = in.ids_b.upload(K, vb.ids.data(), N);
-    in.pos = in.pos_b.upload(K, vb.pos.data(), N);
-    in.valid_p = in.valid_b.upload(K, in.valid.data(), N);
-    if (!eval) return;
-    in.last_p = in.last_b.upload(K, in.last.data(), B);
-    in.last_valid_p = in.last_valid_b.upload(K, in.last_valid.data(), B);
+    in.ids_at = st->add(vb.ids.data(), N);
+    in.pos_at = st->add(vb.pos.data(), N);
+    in.valid_at = st->add(in.valid.data(), N);
+    in.last_at = st->add(in.last.data(), in.last.size());
+    in.last_valid_at = st->add(in.last_valid.data(), in.last_valid.size());
+}
+
+static void bind_view(ViewInputs& in, Staging& st) {
+    in.ids = st.at<int32_t>(in.ids_at);
+    in.pos = st.at<int32_t>(in.pos_at);
+    in.valid_p = st.at<uint8_t>(in.valid_at);
+    in.last_p = st.at<int32_t>(in.last_at);
+    in.last_valid_p = st.at<uint8_t>(in.last_valid_at);
+}
+
+// The inputs of every enabled view: on a device backend they are staged (Impl::stage, cleared
+// first) for upload_inputs, with the caller adding its own arrays in between.
+static void load_inputs(Model::Impl& I, const ModelConfig& c, const Batch& batch, bool eval) {
+    HAFVT_CHECK(batch.T == c.T, "batch T ", batch.T, " vs model T ", c.T);
+    Staging* st = I.be->device ? &I.stage : nullptr;
+    if (st) st->clear();
+    for (int v = 0; v < 3; v++)
+        if (c.views[v]) load_view(I.in[v], st, batch.view[v], batch.B, c.T, c.pad(), eval);
+    if (st) I.scale_at = st->add(I.scale_off.data(), I.scale_off.size());
+}
+
+// Device path: copies everything staged to the backend (the one host-to-device copy of a step or
+// a score() call), points the views at it, and reads every log scale in one copy (a gather of the
+// parameter table's scattered log scales, then one download).
+static void upload_inputs(Model::Impl& I, const ModelConfig& c, const float* P) {
+    const Backend& K = *I.be;
+    I.stage.upload(K);
+    for (int v = 0; v < 3; v++)
+        if (c.views[v]) bind_view(I.in[v], I.stage);
+    const size_t n = I.scale_off.size();
+    I.scales_b.reserve(K, n);
+    K.embedding_forward(I.scales_b.data(), I.stage.at<int32_t>(I.scale_at), P + I.scale_base, 1.0f, -1, n, 1);
+    I.scales.resize(n);
+    I.scales_b.download(I.scales.data(), n);
 }
 
 // Runs every enabled encoder forward on the batch (Eq. 1) and normalizes the E_id rows for the id
 // heads (cos clamps norms at eps). Without `train` (evaluation) H holds only the last positions,
-// row b for sequence b. Returns the backend's E_id (null without the id modality).
+// row b for sequence b. The inputs are loaded (load_inputs, and upload_inputs on a device).
+// Returns the backend's E_id (null without the id modality).
 static const float* encode_all(Model::Impl& I, const ModelConfig& c, const FrozenTables* fz,
                                const TensorTable& layout, const float* P, const Batch& batch,
                                bool train, uint64_t seed, uint64_t step) {
     const Backend& K = *I.be;
     const size_t B = batch.B, N = B * c.T;
-    HAFVT_CHECK(batch.T == c.T, "batch T ", batch.T, " vs model T ", c.T);
-    for (int v = 0; v < 3; v++)
-        if (c.views[v]) load_view(I.in[v], K, batch.view[v], B, c.T, c.pad(), !train);
     const float* E_id = c.mods[MOD_ID] ? param_at(layout, P, "E_id") : nullptr;
     for (Model::Encoder& e : I.enc) {
         const float* table = e.m == MOD_ID ? E_id : frozen_table(I, fz, e.m);
@@ -437,13 +513,6 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
         K.l2norm_forward(I.en_id.data(), I.en_id_norm.data(), E_id, NI, c.q);
     }
     return E_id;
-}
-
-// One parameter's value read back from the backend (the log scales, one float each).
-static float read_param(const Backend& K, const TensorTable& layout, const float* P, const std::string& name) {
-    float x = 0.0f;
-    K.to_host(&x, param_at(layout, P, name), sizeof(float));
-    return x;
 }
 
 // Host path. Eq. 2, 4-6 for view v against the items of domain D: gathers the rows `hrows` of
@@ -468,10 +537,10 @@ static void head_logits(Model::Impl& I, const ModelConfig& c, const TensorTable&
     }
 }
 
-// Device path of the same: the rows (b*T + t indices, already in I.rows_b) of each enabled
+// Device path of the same: the rows (b*T + t indices, `rows` on the backend) of each enabled
 // modality's H gathered on the backend (an embedding lookup with H as the table) and normalized
-// into I.hn_b[k]; s[k], dsdl[k] from the backend's log scales.
-static void head_rows_device(Model::Impl& I, const TensorTable& layout, int v, size_t R, float s[3], float dsdl[3]) {
+// into I.hn_b[k]; s[k], dsdl[k] from the log scales read by upload_inputs.
+static void head_rows_device(Model::Impl& I, int v, const int32_t* rows, size_t R, float s[3], float dsdl[3]) {
     const Backend& K = *I.be;
     for (size_t k = 0; k < I.mods.size(); k++) {
         const int m = I.mods[k];
@@ -480,9 +549,9 @@ static void head_rows_device(Model::Impl& I, const TensorTable& layout, int v, s
         I.hg_b[k].reserve(K, R * d);
         I.hn_b[k].reserve(K, R * d);
         I.hnorm_b[k].reserve(K, R);
-        K.embedding_forward(I.hg_b[k].data(), I.rows_b.data(), e.H.data(), 1.0f, -1, R, d);
+        K.embedding_forward(I.hg_b[k].data(), rows, e.H.data(), 1.0f, -1, R, d);
         K.l2norm_forward(I.hn_b[k].data(), I.hnorm_b[k].data(), I.hg_b[k].data(), R, d);
-        s[k] = logit_scale(read_param(K, layout, I.P.data(), scale_name(v, m)), &dsdl[k]);
+        s[k] = logit_scale(I.scales[(size_t)I.scale_slot[v][m]], &dsdl[k]);
     }
 }
 
@@ -495,46 +564,71 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
     HAFVT_CHECK(!K.device || I.P.size() == params_.size(), "Model on a device: to_device() was not called");
     float* P = K.device ? I.P.data() : params_.data();
     float* G = K.device ? I.G.data() : grads_.data();
+    const float lambda[3] = {1.0f, c.lambda1, c.lambda2};  // weights of the X, Y, XY terms (Eq. 9)
+
+    // The supervised (b*T + t) of each view per target domain. The device path stages them with
+    // their targets and loss weights next to the views' inputs: a step makes three copies in all,
+    // these inputs up, the log scales down (upload_inputs), the row losses down (at the end).
+    load_inputs(I, c, batch, false);
+    size_t count[3] = {0, 0, 0}, rows_at[3][2] = {}, y_at[3][2] = {}, dloss_at[3][2] = {}, loss_at[3][2] = {};
+    size_t loss_rows = 0;
+    for (int v = 0; v < 3; v++) {
+        I.rows[v][0].clear();
+        I.rows[v][1].clear();
+        if (!c.views[v]) continue;
+        const ViewBatch& vb = batch.view[v];
+        for (size_t n = 0; n < B * T; n++)
+            if (vb.target[n] >= 0) I.rows[v][(size_t)vb.target[n] < c.NX ? 0 : 1].push_back(n);
+        count[v] = I.rows[v][0].size() + I.rows[v][1].size();
+        if (!K.device) continue;
+        for (int D = 0; D < 2; D++) {
+            const std::vector<size_t>& rows = I.rows[v][D];
+            const size_t R = rows.size(), off = D == 0 ? 0 : c.NX;
+            std::vector<int32_t> rows32(rows.begin(), rows.end());
+            I.y.resize(R);
+            for (size_t r = 0; r < R; r++) I.y[r] = vb.target[rows[r]] - (int32_t)off;
+            // backward: dL/dl = lambda_v / count_v for each position of view v
+            I.dloss.assign(R, lambda[v] / (float)count[v]);
+            rows_at[v][D] = I.stage.add(rows32.data(), R);
+            y_at[v][D] = I.stage.add(I.y.data(), R);
+            dloss_at[v][D] = I.stage.add(I.dloss.data(), R);
+            loss_at[v][D] = loss_rows;
+            loss_rows += R;
+        }
+    }
+    if (K.device) upload_inputs(I, c, P);
+
     K.zero(G, grads_.size() * sizeof(float));
     const float* E_id = encode_all(I, c, frozen_, params_, P, batch, true, seed, step);  // Eq. 1
     float* dE_id = E_id ? param_at(params_, G, "E_id") : nullptr;
     const size_t NI = c.num_items();
     if (E_id) I.den_id.resize(K, NI * c.q), I.den_id.zero();
+    if (K.device) {
+        I.loss_b.reserve(K, loss_rows);
+        I.ds_b.reserve(K, 6 * M);  // ds of each (view, domain) head, M each
+        K.zero(I.ds_b.data(), 6 * M * sizeof(float));
+    }
 
     LossTerms lt;
-    const float lambda[3] = {1.0f, c.lambda1, c.lambda2};  // weights of the X, Y, XY terms (Eq. 9)
-    float dlog_scale[3][3] = {};                            // device path: gradients of the log scales
-    std::vector<size_t> rows[2];  // supervised (b*T + t) per target domain
     for (int v = 0; v < 3; v++) {
         if (!c.views[v]) continue;
         const ViewBatch& vb = batch.view[v];
-        rows[0].clear();
-        rows[1].clear();
-        for (size_t n = 0; n < B * T; n++)
-            if (vb.target[n] >= 0) rows[(size_t)vb.target[n] < c.NX ? 0 : 1].push_back(n);
-        size_t count = rows[0].size() + rows[1].size();
-        lt.count[v] = count;
-        if (count == 0) continue;  // a term with no positions contributes 0
+        lt.count[v] = count[v];
+        if (count[v] == 0) continue;  // a term with no positions contributes 0
         double view_sum = 0.0;
         for (int D = 0; D < 2; D++) {
-            const size_t R = rows[D].size();
+            const std::vector<size_t>& rows = I.rows[v][D];
+            const size_t R = rows.size();
             if (R == 0) continue;
             const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
             const char* dn = D == 0 ? "X" : "Y";
-            grow(I.loss, R); grow(I.lse, M * R); grow(I.dloss, R);
-            I.y.resize(R);
-            for (size_t r = 0; r < R; r++) I.y[r] = vb.target[rows[D][r]] - (int32_t)off;
-            // backward: dL/dl = lambda_v / count_v for each position of view v
-            for (size_t r = 0; r < R; r++) I.dloss[r] = lambda[v] / (float)count;
             float s[3], dsdl[3];
             if (K.device) {
                 // The fused head (Eq. 2, 4-8 and their backward) on the gathered, normalized rows;
                 // it adds into dhn and, for the id modality, into the normalized E_id's gradient.
-                std::vector<int32_t> rows32(rows[D].begin(), rows[D].end());
-                I.rows_b.upload(K, rows32.data(), R);
-                I.y_b.upload(K, I.y.data(), R);
-                I.dloss_b.upload(K, I.dloss.data(), R);
-                head_rows_device(I, params_, v, R, s, dsdl);
+                // The row losses stay on the backend until the end of the step.
+                const int32_t* rows_p = I.stage.at<int32_t>(rows_at[v][D]);
+                head_rows_device(I, v, rows_p, R, s, dsdl);
                 const float* hn[3];
                 const float* En[3];
                 float* dhn[3];
@@ -551,35 +645,37 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
                     dEn[k] = m == MOD_ID ? I.den_id.data() + off * d : nullptr;  // frozen tables get none
                     Cm[k] = d;
                 }
-                I.loss_b.reserve(K, R);
-                I.ds_b.reserve(K, M);
-                K.zero(I.ds_b.data(), M * sizeof(float));
-                K.fused_mixture_head(I.loss_b.data(), dhn, dEn, I.ds_b.data(), hn, En, s, Cm, I.y_b.data(),
-                                     I.logw_b.data(), I.dloss_b.data(), M, R, V, 0);
-                I.loss_b.download(I.loss.data(), R);
-                float ds[3];
-                I.ds_b.download(ds, M);
+                float* ds = I.ds_b.data() + (size_t)(v * 2 + D) * M;
+                K.fused_mixture_head(I.loss_b.data() + loss_at[v][D], dhn, dEn, ds, hn, En, s, Cm,
+                                     I.stage.at<int32_t>(y_at[v][D]), I.logw_b.data(),
+                                     I.stage.at<float>(dloss_at[v][D]), M, R, V, 0);
+                const int32_t* scale_off = I.stage.at<int32_t>(I.scale_at);
                 for (size_t k = 0; k < M; k++) {
                     const int m = I.mods[k];
                     const size_t d = c.width(m);
-                    dlog_scale[v][m] += ds[k] * dsdl[k];
+                    // the log scale's gradient, on the backend: G[log_s] += ds * ds/dlog_s (a
+                    // one-row scatter; the same sum, in the same order, as the host path)
+                    K.embedding_backward(G + I.scale_base, ds + k, scale_off + I.scale_slot[v][m], dsdl[k], -1, 1, 1);
                     I.dhg_b[k].reserve(K, R * d);
                     K.zero(I.dhg_b[k].data(), R * d * sizeof(float));
                     K.l2norm_backward(I.dhg_b[k].data(), I.dhn_b[k].data(), I.hn_b[k].data(), I.hnorm_b[k].data(), R, d);
                     // scatter-add into dH: the backward of the gather
                     Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
-                    K.embedding_backward(e.dH.data(), I.dhg_b[k].data(), I.rows_b.data(), 1.0f, -1, R, d);
+                    K.embedding_backward(e.dH.data(), I.dhg_b[k].data(), rows_p, 1.0f, -1, R, d);
                 }
-                for (size_t r = 0; r < R; r++) view_sum += I.loss[r];
-                if (trace) (*trace)[cat("loss_rows.", kViewNames[v], ".", dn)].assign(I.loss.data(), I.loss.data() + R);
                 continue;
             }
             // Host path: the supervised rows of H, normalized and scored against the domain's items
             // (Eq. 2, 4-6); the backward overwrites the logits with their gradient (dz aliases zp)
+            grow(I.loss, R); grow(I.lse, M * R); grow(I.dloss, R);
+            I.y.resize(R);
+            for (size_t r = 0; r < R; r++) I.y[r] = vb.target[rows[r]] - (int32_t)off;
+            // backward: dL/dl = lambda_v / count_v for each position of view v
+            for (size_t r = 0; r < R; r++) I.dloss[r] = lambda[v] / (float)count[v];
             const float* zp[3];
             float* dz[3];
             float logw[3];
-            head_logits(I, c, params_, frozen_, v, D, rows[D], zp, s, dsdl, logw);
+            head_logits(I, c, params_, frozen_, v, D, rows, zp, s, dsdl, logw);
             for (size_t k = 0; k < M; k++) dz[k] = I.logits[k].data();
             // Eq. 7-8: l = -log sum_m w_m p_m(y)
             mixture_ce_forward(I.loss.data(), I.lse.data(), zp, I.y.data(), logw, M, R, V);
@@ -604,20 +700,17 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
                 grads_.get(scale_name(v, m)).data[0] += ds * dsdl[k];
                 l2norm_backward(I.dhg[k].data(), I.dhn[k].data(), I.hn[k].data(), I.hnorm[k].data(), R, d);
                 for (size_t r = 0; r < R; r++) {
-                    float* dst = e.dH.data() + rows[D][r] * d;
+                    float* dst = e.dH.data() + rows[r] * d;
                     const float* src = &I.dhg[k][r * d];
                     for (size_t j = 0; j < d; j++) dst[j] += src[j];
                 }
             }
         }
-        lt.view[v] = view_sum / (double)count;
+        if (K.device) continue;  // the device path's losses are summed below, after the backward
+        lt.view[v] = view_sum / (double)count[v];
         lt.total += lambda[v] * lt.view[v];
         if (trace) (*trace)[cat("loss.", kViewNames[v])] = {(float)lt.view[v]};
     }
-    if (K.device)  // the log scales' gradients, summed over both domains on the host
-        for (int v = 0; v < 3; v++)
-            for (int m : I.mods)
-                if (c.views[v]) K.to_backend(param_at(params_, G, scale_name(v, m)), &dlog_scale[v][m], sizeof(float));
     // E_id receives the heads' gradient through the normalization
     if (E_id) K.l2norm_backward(dE_id, I.den_id.data(), I.en_id.data(), I.en_id_norm.data(), NI, c.q);
 
@@ -630,6 +723,26 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
                          I.dx.data(), I.s1.data(), I.s2.data(), I.s3.data());
     // the PAD row of E_id is held at zero
     if (dE_id) K.zero(dE_id + (size_t)c.pad() * c.q, c.q * sizeof(float));
+
+    if (K.device) {
+        // the row losses of every head in one copy, once the device has queued the whole step;
+        // summed as the host path sums them
+        grow(I.loss, loss_rows);
+        I.loss_b.download(I.loss.data(), loss_rows);
+        for (int v = 0; v < 3; v++) {
+            if (!c.views[v] || count[v] == 0) continue;
+            double view_sum = 0.0;
+            for (int D = 0; D < 2; D++) {
+                const float* loss = I.loss.data() + loss_at[v][D];
+                const size_t R = I.rows[v][D].size();
+                for (size_t r = 0; r < R; r++) view_sum += loss[r];
+                if (trace && R) (*trace)[cat("loss_rows.", kViewNames[v], ".", D == 0 ? "X" : "Y")].assign(loss, loss + R);
+            }
+            lt.view[v] = view_sum / (double)count[v];
+            lt.total += lambda[v] * lt.view[v];
+            if (trace) (*trace)[cat("loss.", kViewNames[v])] = {(float)lt.view[v]};
+        }
+    }
     return lt;
 }
 
@@ -640,7 +753,6 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     const size_t B = batch.B, M = I.mods.size(), Vmax = std::max(c.NX, c.NY);
     HAFVT_CHECK(!K.device || I.P.size() == params_.size(), "Model on a device: to_device() was not called");
     const float* P = K.device ? I.P.data() : params_.data();
-    encode_all(I, c, frozen_, params_, P, batch, false, 0, 0);
     scores.assign(B * Vmax, 0.0f);
     domain.assign(B, 0);
     for (size_t b = 0; b < B; b++) {
@@ -650,7 +762,34 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
             domain[b] = (size_t)batch.eval_target[b] < c.NX ? 0 : 1;
         }
     }
-    std::vector<size_t> rows;  // the lines scored against domain D; row r of H is line rows[r]
+    // The lines scored against domain D in view v: row r of H is line rows[D][v][r]. The device
+    // path adds each view's probabilities on the backend into the rows of its domain's block of
+    // out_b (B_D lines x V_D items: line b is row place[b] of its domain's block) and reads all of
+    // it in one copy at the end: a call makes three copies, the inputs up, the log scales down
+    // (upload_inputs) and the scores down.
+    std::vector<size_t> rows[2][3];
+    size_t lines[2] = {0, 0}, rows_at[2][3] = {}, place_at[2][3] = {};
+    std::vector<int32_t> place(B);
+    for (size_t b = 0; b < B; b++) place[b] = (int32_t)lines[domain[b]]++;
+    load_inputs(I, c, batch, true);
+    for (int D = 0; D < 2; D++)
+        for (int v = 0; v < 3; v++) {
+            if (!c.views[v]) continue;
+            for (size_t b = 0; b < B; b++)  // H holds the view's last position of each line
+                if (domain[b] == D && batch.view[v].nonempty[b]) rows[D][v].push_back(b);
+            if (!K.device) continue;
+            std::vector<int32_t> h32(rows[D][v].begin(), rows[D][v].end()), p32;
+            for (size_t b : rows[D][v]) p32.push_back(place[b]);
+            rows_at[D][v] = I.stage.add(h32.data(), h32.size());
+            place_at[D][v] = I.stage.add(p32.data(), p32.size());
+        }
+    const size_t block_at[2] = {0, lines[0] * c.NX}, out_n = lines[0] * c.NX + lines[1] * c.NY;
+    if (K.device) {
+        upload_inputs(I, c, P);
+        I.out_b.reserve(K, out_n);
+        K.zero(I.out_b.data(), out_n * sizeof(float));
+    }
+    encode_all(I, c, frozen_, params_, P, batch, false, 0, 0);
     std::vector<float>& acc = I.acc;
     for (int D = 0; D < 2; D++) {
         const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
@@ -658,17 +797,12 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
             if (!c.views[v]) continue;
             // Eq. 10-11: score = P_D + lambda1 P_D' + lambda2 P_XY; an empty view's term is dropped
             const float coef = v == VIEW_XY ? c.lambda2 : (v == D ? 1.0f : c.lambda1);
-            rows.clear();
-            for (size_t b = 0; b < B; b++)  // H holds the view's last position of each line
-                if (domain[b] == D && batch.view[v].nonempty[b]) rows.push_back(b);
-            const size_t R = rows.size();
+            const size_t R = rows[D][v].size();
             if (R == 0) continue;
             const float* zp[3];
             float s[3], dsdl[3], logw[3];
             if (K.device) {
-                std::vector<int32_t> h32(rows.begin(), rows.end());
-                I.rows_b.upload(K, h32.data(), R);
-                head_rows_device(I, params_, v, R, s, dsdl);
+                head_rows_device(I, v, I.stage.at<int32_t>(rows_at[D][v]), R, s, dsdl);
                 for (size_t k = 0; k < M; k++) {
                     const size_t d = c.width(I.mods[k]);
                     I.logits_b[k].reserve(K, R * V);
@@ -679,18 +813,28 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
                 I.acc_b.reserve(K, R * V);
                 K.zero(I.acc_b.data(), R * V * sizeof(float));
                 K.mixture_prob_accumulate(I.acc_b.data(), zp, I.logw_b.data(), coef, M, R, V);
-                acc.resize(R * V);
-                I.acc_b.download(acc.data(), R * V);
-            } else {
-                head_logits(I, c, params_, frozen_, v, D, rows, zp, s, dsdl, logw);
-                acc.assign(R * V, 0.0f);
-                mixture_prob_accumulate(acc.data(), zp, logw, coef, M, R, V);
+                // out[place[b]] += acc[r] (a row scatter: the host path's sum, in its order)
+                K.embedding_backward(I.out_b.data() + block_at[D], I.acc_b.data(), I.stage.at<int32_t>(place_at[D][v]),
+                                     1.0f, -1, R, V);
+                continue;
             }
+            head_logits(I, c, params_, frozen_, v, D, rows[D][v], zp, s, dsdl, logw);
+            acc.assign(R * V, 0.0f);
+            mixture_prob_accumulate(acc.data(), zp, logw, coef, M, R, V);
             for (size_t r = 0; r < R; r++) {
-                float* dst = scores.data() + rows[r] * Vmax;
+                float* dst = scores.data() + rows[D][v][r] * Vmax;
                 const float* src = acc.data() + r * V;
                 for (size_t j = 0; j < V; j++) dst[j] += src[j];
             }
+        }
+    }
+    if (K.device) {
+        acc.resize(out_n);
+        I.out_b.download(acc.data(), out_n);
+        for (size_t b = 0; b < B; b++) {
+            const size_t V = domain[b] == 0 ? c.NX : c.NY;
+            const float* src = acc.data() + block_at[domain[b]] + (size_t)place[b] * V;
+            std::copy(src, src + V, scores.data() + b * Vmax);
         }
     }
 }

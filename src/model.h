@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -101,7 +102,9 @@ private:
     ModelConfig cfg_;
     const FrozenTables* frozen_;
     TensorTable params_, grads_;
-    Impl* impl_;
+    // Owned: a constructor that throws (a device allocation failing) frees what it allocated.
+    // Impl is complete only in model.cpp, where the destructor is defined.
+    std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace hafvt

@@ -504,6 +504,12 @@ std::vector<Case> malformed_cases() {
         {"flag: --views with an empty item", no_op, TRAIN + " --views x,,xy", {"--views:", "expected items from {x,y,xy}", "found '' in 'x,,xy'"}},
         {"flag: --protocol bogus", no_op, TRAIN + " --protocol bogus", {"--protocol:", "expected full or c2dsr", "found 'bogus'"}},
         {"flag: --device bogus", no_op, TRAIN + " --device tpu", {"--device:", "expected cpu, cuda, auto or emulate", "found 'tpu'"}},
+        // the GPU attention takes T <= 64: refused in every build (a build without CUDA or a
+        // machine without a device would refuse --device cuda anyway, but for that reason)
+        {"flag: --device cuda with --T above 64", no_op, TRAIN + " --device cuda --T 65",
+         {"--T:", "expected <= 64 with --device cuda", "found 65", "use --device cpu"}},
+        {"eval: --device cuda with a checkpoint of --T 65", [](const Ctx& x) { st_set_config(x.C, "T", 65); },
+         EVAL + " --device cuda", {"--T:", "expected <= 64 with --device cuda", "found 65", "use --device cpu"}},
         {"flag: --data missing", no_op, "train --out $O --q 16", {"--data:", "required"}},
         {"flag: --out is a file", no_op, TRAIN + " --out $D/Alist.txt", {"Alist.txt:", "expected a folder, found a file"}},
         {"flag: --resume with no previous run", no_op, TRAIN + " --resume", {"out/last.safetensors:", "--resume needs the last checkpoint", "found none"}},

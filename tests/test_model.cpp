@@ -2,7 +2,10 @@
 // encoders and the id heads) against central finite differences of its loss, with and without
 // dropout, and the properties of the evaluation score. The whole-model check perturbs each
 // parameter tensor along a random direction (fd::check_direction); the element-wise checks of
-// every layer are in test_ops.cpp and test_heads.cpp.
+// every layer are in test_ops.cpp and test_heads.cpp. The device path of Model (backend.h) is
+// compared with the host path bit for bit on the emulated device, and within the GPU test's
+// tolerances on a backend with other round-off; a device allocation that fails leaks nothing; a
+// training step and a score() call copy between host and device three times each.
 #include <cmath>
 #include <cstring>
 
@@ -152,8 +155,10 @@ namespace testutil {
 
 // Three training steps (all nine encoders, 2 attention heads, dropout on, forward, backward, Adam)
 // and one evaluation, on the host backend and on `be` from the same parameters: the losses, every
-// gradient, the parameters after each Adam step and the scores agree within atol + rtol |want|.
+// gradient, the parameters after each Adam step and the scores agree within atol + rtol |want|
+// (with a tolerance, the key bias after Adam only within a bound: see below).
 void compare_model_backends(const Backend& be, double atol, double rtol) {
+    const bool exact = atol == 0.0 && rtol == 0.0;
     Tiny w(true, true, 0.3f, 2);
     Model host(w.cfg, &w.fz), dev(w.cfg, &w.fz, be);
     exercised_params(host, w);
@@ -178,7 +183,28 @@ void compare_model_backends(const Backend& be, double atol, double rtol) {
         dev.to_host(&dm, &dv);
         for (size_t i = 0; i < host.params().entries().size(); i++) {
             Tensor p = host.params().at(i), q = dev.params().at(i);
-            CHECK(check_tensor(cat("param ", p.name, " after step ", t), q.data, p.data, p.numel(), atol, rtol));
+            const std::string what = cat("param ", p.name, " after step ", t);
+            const bool bqkv = p.name.size() > 9 && p.name.compare(p.name.size() - 9, 9, "attn.bqkv") == 0;
+            if (exact || !bqkv) {
+                CHECK(check_tensor(what, q.data, p.data, p.numel(), atol, rtol));
+                continue;
+            }
+            // The key bias [d, 2d) of bqkv: its gradient is exactly 0 in exact arithmetic (softmax
+            // is invariant to it), so each side's value is round-off of either sign, and Adam,
+            // which divides m by sqrt(v), turns it into a step of about +-lr: two right backends
+            // with different summation orders (a GPU) end up 2 lr apart. Of the two ways out,
+            // exercising the bias away from zero so that l2 * w outweighs the round-off (what
+            // `hafvt reference-input` does for the PyTorch fixture) or leaving the slice out here,
+            // this takes the second: how large that round-off is depends on the device (its
+            // reduction order, TF32), so no fixed offset is sure to outweigh it everywhere. Its
+            // gradient is still compared above; after Adam it is only bounded: each step moves it
+            // by at most lr |m^/sqrt(v^)| <= 1.003 lr (Cauchy-Schwarz, t <= 3, these betas) on
+            // either side, so the two differ by at most about 2 lr t; the check allows 3 lr t.
+            // At tolerance 0 (the emulated device) everything is compared bit for bit.
+            const size_t d = p.numel() / 3;
+            CHECK(check_tensor(what + " (query bias)", q.data, p.data, d, atol, rtol));
+            CHECK(check_tensor(what + " (value bias)", q.data + 2 * d, p.data + 2 * d, d, atol, rtol));
+            CHECK(check_tensor(what + " (key bias, within 3 lr t)", q.data + d, p.data + d, d, atol + 3.0 * ac.lr * (double)t, rtol));
         }
     }
     std::vector<std::vector<int32_t>> lines = {{0, 7, 1, 6}, {4, 5, 3}, {9, 2, 10}};
@@ -199,4 +225,151 @@ TEST_CASE("model: the device path (emulated device backend) computes the host pa
     // Same CPU ops in the same order, so any difference is a bug in the device path's own logic:
     // uploads, the gathers and scatters by row index, the fused head's inputs, Adam on the copies.
     testutil::compare_model_backends(emulated_device_backend(), 0.0, 0.0);
+}
+
+namespace {
+
+// ---- test backends: the emulated device backend (backend.h) with one part replaced ------------
+
+// Counts the host<->backend copies and the live allocations, and can make the k-th allocation
+// fail as a full device does (cuda_malloc's InputError). Function pointers cannot capture, so the
+// state is global; each test resets it.
+namespace wrapped {
+long up = 0, down = 0, live = 0, allocs = 0, fail_at = -1;  // fail_at: the allocation that throws
+void reset() { up = down = live = allocs = 0, fail_at = -1; }
+void* alloc(size_t bytes) {
+    if (bytes && fail_at >= 0 && allocs >= fail_at)
+        throw InputError(cat("out of device memory: allocating ", bytes, " bytes with 0 MiB free (test backend, allocation ",
+                             allocs + 1, "); try a smaller --batch or --eval-batch"));
+    void* p = emulated_device_backend().alloc(bytes);
+    if (p) live++, allocs++;
+    return p;
+}
+void release(void* p) {
+    if (p) live--;
+    emulated_device_backend().release(p);
+}
+void to_backend(void* dst, const void* host, size_t bytes) {
+    up++;
+    emulated_device_backend().to_backend(dst, host, bytes);
+}
+void to_host(void* host, const void* src, size_t bytes) {
+    down++;
+    emulated_device_backend().to_host(host, src, bytes);
+}
+const Backend& backend() {
+    static const Backend b = [] {
+        Backend x = emulated_device_backend();
+        x.name = "emulated device, counted";
+        x.alloc = alloc;
+        x.release = release;
+        x.to_backend = to_backend;
+        x.to_host = to_host;
+        return x;
+    }();
+    return b;
+}
+}  // namespace wrapped
+
+// Other round-off than the host's, as a GPU's summation order gives: the attention backward's
+// dqkv scaled by 1 +- 2^-20 per element (a few float32 ulps, a fixed pattern from the index).
+// Every gradient is then right to about 1e-6 relative; the key bias's, exactly 0 in exact
+// arithmetic, becomes round-off of another sign than the host's.
+namespace roundoff {
+void attention_backward(float* dqkv, const float* datty, const float* qkv, const float* att, const uint8_t* valid,
+                        size_t B, size_t T, size_t C, size_t NH, float p, uint64_t seed, uint64_t step, uint64_t site) {
+    hafvt::attention_backward(dqkv, datty, qkv, att, valid, B, T, C, NH, p, seed, step, site);
+    for (size_t i = 0; i < B * T * 3 * C; i++)
+        dqkv[i] *= (rng_u64(1, 2, i) & 1) ? 1.0f + 0x1p-20f : 1.0f - 0x1p-20f;
+}
+const Backend& backend() {
+    static const Backend b = [] {
+        Backend x = emulated_device_backend();
+        x.name = "emulated device, other round-off";
+        x.attention_backward = attention_backward;
+        return x;
+    }();
+    return b;
+}
+}  // namespace roundoff
+
+}  // namespace
+
+TEST_CASE("model: the device path with another round-off (as on a GPU) agrees within the GPU test's tolerances") {
+    // test_cuda.cpp compares the CUDA backend at atol 1e-4, rtol 1e-3: the same comparison must
+    // pass for a backend that is right but sums in another order.
+    testutil::compare_model_backends(roundoff::backend(), 1e-4, 1e-3);
+}
+
+TEST_CASE("model: an allocation failing on the device throws InputError and leaks nothing") {
+    Tiny w(true, true, 0.3f, 2);
+    std::vector<std::vector<int32_t>> lines = {{0, 7, 1, 6}, {4, 5, 3}};
+    Batch eb;
+    make_eval_batch(eb, lines, 0, 2, true, w.cat, w.cfg.T);
+    // the allocations of a whole life: construction, to_device, a step, Adam, a score
+    auto life = [&] {
+        Model m(w.cfg, &w.fz, wrapped::backend());
+        exercised_params(m, w);
+        TensorTable am = m.params().like(), av = m.params().like();
+        m.to_device(&am, &av);
+        m.forward_backward(w.batch, 11, 1);
+        m.adam_step(am, av, AdamConfig(), 1);
+        std::vector<float> s;
+        std::vector<int> d;
+        m.score(eb, s, d);
+    };
+    wrapped::reset();
+    life();
+    const long total = wrapped::allocs;
+    CHECK(wrapped::live == 0);
+    MESSAGE("a model's life allocates ", total, " times on the backend");
+    // the constructor allocates (the mixture weights and the two frozen tables), so the first
+    // cases throw from inside it
+    REQUIRE(total >= 4);
+    for (long k = 0; k < total; k++) {
+        CAPTURE(k);
+        wrapped::reset();
+        wrapped::fail_at = k;
+        bool thrown = false;
+        try {
+            life();
+        } catch (const InputError& e) {
+            thrown = std::string(e.what()).find("out of device memory") != std::string::npos;
+        }
+        CHECK(thrown);
+        CHECK(wrapped::live == 0);
+    }
+    wrapped::reset();
+    wrapped::fail_at = 0;
+    testutil::expect_input_error([&] { Model m(w.cfg, &w.fz, wrapped::backend()); },
+                                 {"out of device memory", "try a smaller --batch or --eval-batch"});
+    CHECK(wrapped::live == 0);
+    wrapped::reset();
+}
+
+TEST_CASE("model: a training step and a score() call copy between host and device a few times, not per head") {
+    // All nine encoders, three modalities, both domains in every view: the per-head copies of the
+    // device path would be 9 log scales, 6 x (rows, y, dloss, loss, ds) and 9 log-scale gradients.
+    Tiny w(true, true, 0.3f, 2);
+    Model m(w.cfg, &w.fz, wrapped::backend());
+    exercised_params(m, w);
+    TensorTable am = m.params().like(), av = m.params().like();
+    m.to_device(&am, &av);
+    std::vector<std::vector<int32_t>> lines = {{0, 7, 1, 6}, {4, 5, 3}, {9, 2, 10}};
+    Batch eb;
+    make_eval_batch(eb, lines, 0, 3, true, w.cat, w.cfg.T);
+    std::vector<float> s;
+    std::vector<int> d;
+    for (long t = 1; t <= 2; t++) {  // the second step runs on grown buffers, as training does
+        wrapped::reset();
+        m.forward_backward(w.batch, 11, (uint64_t)t);
+        m.adam_step(am, av, AdamConfig(), t);
+        MESSAGE("training step ", t, ": ", wrapped::up, " copies to the device, ", wrapped::down, " to the host");
+        CHECK(wrapped::up + wrapped::down <= 3);
+    }
+    wrapped::reset();
+    m.score(eb, s, d);
+    MESSAGE("score(): ", wrapped::up, " copies to the device, ", wrapped::down, " to the host");
+    CHECK(wrapped::up + wrapped::down <= 3);
+    wrapped::reset();
 }
