@@ -1,7 +1,8 @@
 # HAF-VT: one Makefile for the trainer, the tests and the tools.
 #   make                 build build/hafvt (with CUDA when nvcc is found; USE_CUDA=0 forces CPU only)
 #   make test            build and run the test suite (installs doctest-dev first when missing)
-#   make test-gpu        the test suite with REQUIRE_GPU=1: CUDA cases fail instead of skipping
+#   make test-gpu        the test suite with REQUIRE_GPU=1 (CUDA cases fail instead of skipping) and
+#                        HAFVT_CUDA_SYNC=1 (every kernel launch checked at once)
 #   make debug           the test suite under AddressSanitizer + UndefinedBehaviorSanitizer, with the
 #                        CUDA kernels run by the host emulation of tests/cuda_emu (two thread orders)
 #   make test-emu        the CUDA cases at the model's real shapes, optimized, on the emulation
@@ -129,7 +130,7 @@ test: $(BUILD)/test_hafvt $(BUILD)/hafvt
 	HAFVT_BIN=$(BUILD)/hafvt $(BUILD)/test_hafvt $(TEST_ARGS)
 
 test-gpu: $(BUILD)/test_hafvt $(BUILD)/hafvt
-	REQUIRE_GPU=1 HAFVT_BIN=$(BUILD)/hafvt $(BUILD)/test_hafvt $(TEST_ARGS)
+	REQUIRE_GPU=1 HAFVT_CUDA_SYNC=1 HAFVT_BIN=$(BUILD)/hafvt $(BUILD)/test_hafvt $(TEST_ARGS)
 
 # -O2 and $(ARCH): the sanitized suite runs the same SIMD kernels as the plain build, at a speed
 # that lets .ci/run afford it; the objects build on every core. It is built against the CUDA
@@ -142,8 +143,10 @@ DEBUG_FLAGS := -O2 $(ARCH) -g -fno-omit-frame-pointer -fsanitize=address,undefin
 DEBUG_VARS  := BUILD=build/debug CUDA_EMU=1 CXXFLAGS="$(DEBUG_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 debug: deps
 	$(MAKE) -j$(JOBS) $(DEBUG_VARS) build/debug/test_hafvt build/debug/hafvt
-	$(MAKE) test $(DEBUG_VARS) TEST_ARGS="-tce='cuda large:*' $(TEST_ARGS)"
+	rm -f build/debug/kernels_ran.txt
+	HAFVT_EMU_KERNELS_LOG=$(CURDIR)/build/debug/kernels_ran.txt $(MAKE) test $(DEBUG_VARS) TEST_ARGS="-tce='cuda large:*' $(TEST_ARGS)"
 	HAFVT_EMU_ORDER=reverse HAFVT_BIN=build/debug/hafvt build/debug/test_hafvt -tc='cuda:*,cuda emu:*' $(TEST_ARGS)
+	@bash tests/cuda_emu/kernels_ran.sh build/debug/kernels_ran.txt
 
 # The CUDA cases in an optimized build against the emulation, with the real shapes of the model
 # ("cuda large:"), in two orders of the threads: forward and a seeded shuffle.

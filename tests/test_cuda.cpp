@@ -1,14 +1,18 @@
 // test_cuda.cpp: every CUDA op against the CPU op of the same name on small random cases (the
 // edge cases of the CPU gradient tests: T = 1, an all-PAD row, 1 and 2 heads, a zero vector in
-// l2norm, a clamped scale, dropout on and off), plus sgemm_cuda against sgemm for all transposes,
-// the fused head against the unfused CPU sequence, three Adam steps, and the whole model (one
-// training step against the CPU, and the PyTorch fixture).
+// l2norm, a clamped scale, dropout on and off) and at the shapes the model runs ("cuda large:"),
+// plus sgemm_cuda against sgemm for all transposes, the fused head against the unfused CPU head,
+// three Adam steps, and the whole model (one training step against the CPU, and the PyTorch
+// fixture). The kernels that claim determinism (attention, the fused head, the embedding
+// scatter, the dot product) are run twice and compared bitwise, and under the host emulation
+// (tests/cuda_emu) once more with the threads of every block in reverse order.
 //
-// Compiled by g++ in every build. Without a CUDA device the cases print why (once) and skip;
-// with REQUIRE_GPU=1 in the environment they fail instead. In a build without CUDA one case says
+// Compiled by g++ in every build, and run against the host emulation in make debug and make
+// test-emu, against a GPU in make test-gpu. Without a device the cases count as skipped
+// (cuda_test_util.h); with REQUIRE_GPU=1 they fail instead. In a build without CUDA one case says
 // so, and fails only under REQUIRE_GPU=1. Tolerances are |got - want| <= atol + rtol |want|; the
 // GPU sums in a different order than the CPU (and cuBLAS blocks K differently), so nothing is
-// compared bitwise except the dropout masks and pure copies.
+// compared bitwise with the CPU except the dropout masks and pure copies.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -18,16 +22,10 @@
 #include <vector>
 
 #include "common.h"
+#include "cuda_test_util.h"
 #include "test_util.h"
 
-namespace {
-
-bool require_gpu() {
-    const char* e = std::getenv("REQUIRE_GPU");
-    return e && *e && std::strcmp(e, "0") != 0;
-}
-
-}  // namespace
+using testutil::require_gpu;
 
 #ifndef HAFVT_CUDA
 
@@ -38,7 +36,6 @@ TEST_CASE("cuda: not built") {
 
 #else
 
-#include "../cuda/ops_cuda.h"
 #ifdef HAFVT_CUDA_EMU
 #include <cuda_runtime.h>  // the emulation's (tests/cuda_emu): set_order
 #endif
@@ -54,28 +51,7 @@ using Vec = std::vector<float>;
 
 namespace {
 
-// The CUDA cases are registered as skipped (doctest's skip decorator: they count as skipped in
-// the summary, not as passed) when no device answers, unless REQUIRE_GPU=1 asks for them.
-bool skip_gpu_cases() {
-    static const bool skip = !require_gpu() && !cuda_device_available(nullptr);
-    return skip;
-}
-#define CUDA_TEST_CASE(name) TEST_CASE(name * doctest::skip(skip_gpu_cases()))
-
-// True when the case should run. Otherwise says why (once per program) and the case returns;
-// under REQUIRE_GPU=1 a missing device is a failure.
-bool gpu_ready() {
-    static bool told = false;
-    std::string why;
-    if (cuda_device_available(&why)) return true;
-    if (require_gpu()) {
-        FAIL_CHECK("REQUIRE_GPU=1 but no usable CUDA device: " << why);
-    } else if (!told) {
-        MESSAGE("CUDA cases skipped: " << why);
-        told = true;
-    }
-    return false;
-}
+using testutil::gpu_ready;
 
 // n draws of N(0, sd^2), a pure function of (seed, n).
 Vec randn(size_t n, uint64_t seed, float sd = 1.0f) {
@@ -120,7 +96,7 @@ TEST_CASE("cuda: device check") {
     bool ok = cuda_device_available(&why);
     CHECK(!why.empty());
     if (ok) MESSAGE("CUDA device: " << why);
-    else gpu_ready();
+    else if (!gpu_ready()) MESSAGE("CUDA cases skipped: " << why);
 }
 
 CUDA_TEST_CASE("cuda: sgemm_cuda matches sgemm for all four transposes") {

@@ -1,8 +1,13 @@
 // test_train.cpp: training end to end through the binary on the tiny synthetic dataset: the loss
 // falls and the test MRR beats random ranking by far; two runs with the same seed and thread
 // count write the same metrics.jsonl; a run stopped after epoch k and resumed ends exactly where
-// an uninterrupted run ends.
+// an uninterrupted run ends. Also what --device decides for a --T above the GPU attention's limit,
+// and how train and eval report a device out of memory.
+#include <sys/stat.h>
+
 #include <cmath>
+#include <cstdlib>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -10,6 +15,8 @@
 #include "json.h"
 #include "safetensors.h"
 #include "test_util.h"
+#include "cuda_test_util.h"
+#include "train.h"
 
 using namespace hafvt;
 using testutil::run_hafvt;
@@ -116,4 +123,211 @@ TEST_CASE("a run stopped after epoch 2 and resumed ends exactly like an uninterr
     auto other = run_hafvt(train_args(base + "/part", 5) + " --resume --lr 0.01");
     CHECK(other.status == 2);
     CHECK(other.out.find("--resume with other settings") != std::string::npos);
+}
+
+// ---- --device: the T limit of the GPU attention ---------------------------------------------
+
+namespace {
+int probes = 0;
+bool probe_yes(std::string* why) {
+    probes++;
+    *why = "Test GPU (compute capability 9.0, 1000 MiB)";
+    return true;
+}
+bool probe_no(std::string* why) {
+    probes++;
+    *why = "no CUDA device: the driver reports 0 devices";
+    return false;
+}
+}  // namespace
+
+TEST_CASE("--device: the GPU attention's T limit refuses --device cuda and sends auto to the CPU") {
+    using P = bool (*)(std::string*);
+    std::string line;
+    // cuda with --T above the limit: refused before any probe, in every build
+    for (P probe : {P(probe_yes), P(probe_no), P(nullptr)}) {
+        probes = 0;
+        testutil::expect_input_error([&] { decide_device("cuda", kCudaMaxT + 1, false, probe, &line); },
+                                     {"--T:", "expected <= 64", "--device cuda", "found 65", "use --device cpu"});
+        CHECK(probes == 0);
+    }
+    CHECK(decide_device("cuda", kCudaMaxT, false, probe_yes, &line) == DeviceKind::CUDA);
+    CHECK(line.find("device: CUDA, Test GPU") == 0);
+    // auto: the CPU, with one line saying why
+    CHECK(decide_device("auto", kCudaMaxT, true, probe_yes, &line) == DeviceKind::CUDA);
+    CHECK(line.find("TF32") != std::string::npos);
+    CHECK(decide_device("auto", 100, false, probe_yes, &line) == DeviceKind::CPU);
+    CHECK(line == "device: --T 100 is above 64, the longest sequence the GPU attention takes; running on the CPU, "
+                  "not on Test GPU (compute capability 9.0, 1000 MiB)");
+    CHECK(decide_device("auto", 100, false, probe_no, &line) == DeviceKind::CPU);
+    CHECK(line.find("device: no CUDA device") == 0);
+    CHECK(decide_device("auto", 100, false, nullptr, &line) == DeviceKind::CPU);
+    CHECK(line.find("device: this build has no CUDA") == 0);
+    // cpu and emulate take any T, print nothing and probe nothing
+    probes = 0;
+    CHECK(decide_device("cpu", 512, false, probe_yes, &line) == DeviceKind::CPU);
+    CHECK(line.empty());
+    CHECK(decide_device("emulate", 512, false, probe_yes, &line) == DeviceKind::EMULATE);
+    CHECK(line.empty());
+    CHECK(probes == 0);
+    // the other refusals are unchanged
+    testutil::expect_input_error([&] { decide_device("cuda", 15, false, probe_no, &line); }, {"--device cuda:", "expected a CUDA device"});
+    testutil::expect_input_error([&] { decide_device("cuda", 15, false, nullptr, &line); }, {"--device cuda:", "expected a CUDA build"});
+    testutil::expect_input_error([&] { decide_device("tpu", 15, false, nullptr, &line); }, {"--device:", "found 'tpu'"});
+
+    // through the binary: --device auto with --T 65 trains on the CPU and says why in one line
+    // (which reason depends on the build and the machine; with a CUDA device it is --T)
+    std::string run = testutil::temp_dir("t65") + "/run";
+    auto r = run_hafvt(train_args(run, 1) + " --T 65 --max-steps 1 --skip-test --device auto");
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    CHECK(r.out.find("device: CUDA") == std::string::npos);
+    CHECK(r.out.find("; running on the CPU") != std::string::npos);
+    if (r.out.find("device: this build has no CUDA") == std::string::npos && r.out.find("device: no CUDA device") == std::string::npos)
+        CHECK(r.out.find("device: --T 65 is above 64") != std::string::npos);
+}
+
+// ---- a device out of memory -----------------------------------------------------------------
+
+TEST_CASE("a device allocation failing (out of memory) is bad input: exit 2, one line, message intact") {
+    // HAFVT_FAULT=device_alloc@N fails the N-th allocation of the emulated device (backend.cpp) with
+    // the InputError of cuda_malloc on a full GPU
+    auto with_fault = [](long n, const std::string& args) {
+        testutil::RunResult r;
+        r.status = testutil::run_shell(cat("HAFVT_FAULT=device_alloc@", n, " timeout 300 ", testutil::hafvt_bin(), " ", args), &r.out);
+        return r;
+    };
+    auto check_oom = [](const testutil::RunResult& r) {
+        INFO(r.out);
+        CHECK(r.status == 2);
+        CHECK(r.out.find("error: out of device memory: allocating ") != std::string::npos);
+        CHECK(r.out.find("try a smaller --batch or --eval-batch") != std::string::npos);
+        CHECK(r.out.find("internal error") == std::string::npos);
+    };
+    std::string base = testutil::temp_dir("oom");
+    // in the model's constructor: before the run folder exists
+    auto a = with_fault(1, train_args(base + "/a", 1) + " --device emulate --max-steps 1 --skip-test");
+    check_oom(a);
+    struct stat st;
+    CHECK(::stat((base + "/a").c_str(), &st) != 0);
+    // in the first training step's activations
+    check_oom(with_fault(20, train_args(base + "/b", 1) + " --device emulate --max-steps 1 --skip-test"));
+    // hafvt eval, in the constructor and in the first batch
+    auto ok = run_hafvt(train_args(base + "/c", 1) + " --max-steps 1 --skip-test");
+    REQUIRE_MESSAGE(ok.status == 0, ok.out);
+    const std::string ev = cat("eval --ckpt ", base, "/c/last.safetensors --split valid --device emulate");
+    check_oom(with_fault(1, ev));
+    check_oom(with_fault(12, ev));
+    auto e = with_fault(1000000, ev);  // never reached: the evaluation runs
+    CHECK_MESSAGE(e.status == 0, e.out);
+}
+
+#ifdef HAFVT_CUDA
+// cuda_malloc itself (cuda/device.cu), where a device answers: a real GPU, or the host emulation of
+// tests/cuda_emu (make debug), whose memory is HAFVT_EMU_MEM_MB.
+CUDA_TEST_CASE("a full device: cuda_malloc throws InputError with the sizes, and train/eval exit 2") {
+    if (!testutil::gpu_ready()) return;
+    testutil::expect_input_error([] { cuda_malloc((size_t)1 << 50); },
+                                 {"out of device memory: allocating 1073741824.0 MiB with ", " MiB free of ",
+                                  " MiB (cudaMemGetInfo); try a smaller --batch or --eval-batch"});
+    void* p = cuda_malloc(1024);  // the failure is not sticky
+    CHECK(p != nullptr);
+    cuda_free(p);
+#ifdef HAFVT_CUDA_EMU
+    // through the binary on an emulated device of 1 MiB (the tiny model's tables need more)
+    auto on_small_device = [](const std::string& args) {
+        testutil::RunResult r;
+        r.status = testutil::run_shell("HAFVT_EMU_GPU=1 HAFVT_EMU_MEM_MB=1 timeout 300 " + testutil::hafvt_bin() + " " + args, &r.out);
+        INFO(r.out);
+        CHECK(r.status == 2);
+        CHECK(r.out.find("error: out of device memory: allocating ") != std::string::npos);
+        CHECK(r.out.find(" MiB free of 1.0 MiB (cudaMemGetInfo); try a smaller --batch or --eval-batch") != std::string::npos);
+        CHECK(r.out.find("internal error") == std::string::npos);
+    };
+    std::string base = testutil::temp_dir("fulldev");
+    on_small_device(train_args(base + "/a", 1) + " --device cuda --max-steps 1 --skip-test");
+    auto ok = run_hafvt(train_args(base + "/b", 1) + " --max-steps 1 --skip-test");
+    REQUIRE_MESSAGE(ok.status == 0, ok.out);
+    on_small_device(cat("eval --ckpt ", base, "/b/last.safetensors --split valid --device cuda"));
+#endif
+}
+
+// kCudaMaxT (train.h), the --T limit of --device, is the CUDA attention's own limit.
+CUDA_TEST_CASE("--device: kCudaMaxT is the longest T the CUDA attention takes") {
+    if (!testutil::gpu_ready()) return;
+    const size_t T = kCudaMaxT + 1, C = 8;
+    auto zeros = [](size_t bytes) {
+        void* p = cuda_malloc(bytes);
+        cuda_memset_zero(p, bytes);
+        return p;
+    };
+    float* qkv = (float*)zeros(T * 3 * C * sizeof(float));
+    float* out = (float*)zeros(T * C * sizeof(float));
+    float* att = (float*)zeros(T * T * sizeof(float));
+    uint8_t* valid = (uint8_t*)zeros(T);
+    CHECK_NOTHROW(attention_forward_cuda(out, att, qkv, valid, 1, kCudaMaxT, C, 1, 0.0f, 0, 0, 0));
+    cuda_synchronize();
+    CHECK_THROWS(attention_forward_cuda(out, att, qkv, valid, 1, kCudaMaxT + 1, C, 1, 0.0f, 0, 0, 0));
+    for (void* p : {(void*)qkv, (void*)out, (void*)att, (void*)valid}) cuda_free(p);
+}
+#endif
+
+namespace {
+
+// The losses of a run's progress lines ("epoch e/E step k/n | loss X ..."), in order.
+std::vector<double> step_losses(const std::string& out) {
+    std::vector<double> v;
+    size_t pos = 0;
+    while ((pos = out.find("| loss ", pos)) != std::string::npos) {
+        pos += 7;
+        v.push_back(std::atof(out.c_str() + pos));
+    }
+    return v;
+}
+
+// The numbers of an evaluation table's rows ("valid full X 70 24.28 ..."), in order.
+std::vector<double> table_numbers(const std::string& out) {
+    std::vector<double> v;
+    size_t pos = 0;
+    while ((pos = out.find("\nvalid ", pos)) != std::string::npos) {
+        size_t end = out.find('\n', pos + 1);
+        std::istringstream line(out.substr(pos + 1, end - pos - 1));
+        std::string split, proto, dom;
+        line >> split >> proto >> dom;
+        for (double x; line >> x;) v.push_back(x);
+        pos = end;
+    }
+    return v;
+}
+
+}  // namespace
+
+// Training through the binary on the device path with the CUDA kernels (the host emulation in
+// make debug, a GPU in make test-gpu): the step losses match a CPU run of the same seed within
+// float round-off, and hafvt eval on the device prints the CPU's table (ranks may differ only
+// where two scores tie within round-off).
+CUDA_TEST_CASE("training and evaluation on --device cuda match the CPU run") {
+    if (!testutil::gpu_ready()) return;
+    std::string base = testutil::temp_dir("cudatrain");
+    // HAFVT_EMU_GPU=1: a child of an emulated build sees the emulated device (cuda_emu.cpp)
+    auto on = [](const std::string& device, const std::string& args) {
+        testutil::RunResult r;
+        r.status = testutil::run_shell("HAFVT_EMU_GPU=1 timeout 600 " + testutil::hafvt_bin() + " " + args +
+                                           " --device " + device, &r.out);
+        INFO(r.out);
+        REQUIRE(r.status == 0);
+        return r.out;
+    };
+    const std::string steps = " --max-steps 3 --log-every 1 --skip-test";
+    std::string cpu = on("cpu", train_args(base + "/cpu", 1) + steps);
+    std::string gpu = on("cuda", train_args(base + "/gpu", 1) + steps);
+    CHECK(gpu.find("device: CUDA") != std::string::npos);
+    std::vector<double> a = step_losses(cpu), b = step_losses(gpu);
+    REQUIRE(a.size() == 3);
+    REQUIRE(b.size() == 3);
+    for (size_t i = 0; i < a.size(); i++) CHECK(std::fabs(a[i] - b[i]) <= 2e-3 * std::fabs(a[i]));
+    const std::string ev = cat("eval --ckpt ", base, "/cpu/last.safetensors --split valid --protocol full");
+    std::vector<double> ta = table_numbers(on("cpu", ev)), tb = table_numbers(on("cuda", ev));
+    REQUIRE(ta.size() == 14);  // X and Y rows: targets and 6 metrics
+    REQUIRE(tb.size() == ta.size());
+    for (size_t i = 0; i < ta.size(); i++) CHECK(std::fabs(ta[i] - tb[i]) <= 1.0);
 }
