@@ -614,7 +614,10 @@ namespace {
 // (0 = chosen from the free memory), against the unfused CPU head: every gradient, a frozen table
 // (dEn null for m = 1), then with ds null (the other gradients unchanged), then the loss-only call
 // (no gradient output touched), and bitwise the same on a second run and in the other order.
-void check_fused(size_t M, size_t R, size_t V, const size_t* Cm, std::vector<size_t> chunks, uint64_t seed) {
+// gtol: the tolerance (atol = gtol, rtol = 10 gtol) of dhn and dEn, sums over V (dhn) or R (dEn)
+// float terms scaled by s up to 50, whose float32 round-off on the CPU side grows with the length.
+void check_fused(size_t M, size_t R, size_t V, const size_t* Cm, std::vector<size_t> chunks, uint64_t seed,
+                 double gtol) {
     CAPTURE(M);
     CAPTURE(R);
     CAPTURE(V);
@@ -685,8 +688,8 @@ void check_fused(size_t M, size_t R, size_t V, const size_t* Cm, std::vector<siz
             for (size_t m = 0; m < M; m++) {
                 CAPTURE(m);
                 Vec h = down(g_dhn[m]), e = down(g_dEn[m]);
-                CHECK(check_tensor("dhn", h, dhn[m], 1e-5, 1e-4));
-                CHECK(check_tensor("dEn", e, m == 1 ? dEn0[m] : dEn[m], 1e-5, 1e-4));
+                CHECK(check_tensor("dhn", h, dhn[m], gtol, 10 * gtol));
+                CHECK(check_tensor("dEn", e, m == 1 ? dEn0[m] : dEn[m], gtol, 10 * gtol));
                 if (!with_ds) continue;
                 if (first_dhn[m].empty()) {
                     first_dhn[m] = h, first_dEn[m] = e;
@@ -717,14 +720,15 @@ void check_fused(size_t M, size_t R, size_t V, const size_t* Cm, std::vector<siz
 CUDA_TEST_CASE("cuda: fused head of 1, 2 and 3 modalities, ds null, loss only, bitwise deterministic") {
     if (!gpu_ready()) return;
     const size_t Cm[3] = {16, 24, 8};
-    for (size_t M = 1; M <= 3; M++) check_fused(M, 13, 300, Cm, {128, 300, 0}, 80 + M);
+    for (size_t M = 1; M <= 3; M++) check_fused(M, 13, 300, Cm, {128, 300, 0}, 80 + M, 1e-5);
 }
 
 // The model's size: V in the tens of thousands, R in the thousands, the default chunk.
 CUDA_TEST_CASE("cuda large: fused head at the model's size (R 1,500, V 20,000, default chunk)") {
     if (!gpu_ready()) return;
     const size_t Cm[3] = {16, 8, 8};
-    for (size_t M = 1; M <= 3; M++) check_fused(M, 1500, 20000, Cm, {0}, 90 + M);
+    // sums of 20,000 terms: the tolerance of the whole-model comparison (atol 1e-4, rtol 1e-3)
+    for (size_t M = 1; M <= 3; M++) check_fused(M, 1500, 20000, Cm, {0}, 90 + M, 1e-4);
 }
 
 CUDA_TEST_CASE("cuda: Adam, three steps") {
