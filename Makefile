@@ -66,7 +66,8 @@ endif
 
 OBJS      := $(SRCS:src/%.cpp=$(BUILD)/src/%.o) $(CU_OBJS)
 
-# Objects depend on a stamp named after the flags, so switching e.g. USE_CUDA rebuilds them.
+# Objects depend on a stamp named after the flags, so switching e.g. USE_CUDA rebuilds them, and on
+# the headers they include (the .d files of g++ and nvcc -MMD).
 FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) $(USE_CUDA) $(CUDA_EMU) $(NVCCFLAGS)' | md5sum | cut -c1-12)
 $(FLAGS_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/.flags-* && touch $@
@@ -101,7 +102,7 @@ $(BUILD)/tests/cuda_emu/%.o: tests/cuda_emu/%.cpp $(FLAGS_STAMP)
 else
 $(BUILD)/cuda/%.o: cuda/%.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 endif
 
 # doctest comes from Debian's doctest-dev; install it when it is missing. DOCTEST_DIR=D uses
