@@ -40,4 +40,13 @@ inline bool gpu_ready() {
 }  // namespace testutil
 
 #define CUDA_TEST_CASE(name) TEST_CASE(name * doctest::skip(::testutil::skip_gpu_cases()))
+#else
+// A build without CUDA: the cases are registered as skipped, and fail under REQUIRE_GPU=1.
+namespace testutil {
+inline bool gpu_ready() {
+    if (require_gpu()) FAIL_CHECK("REQUIRE_GPU=1 but this build has no CUDA support");
+    return false;
+}
+}  // namespace testutil
+#define CUDA_TEST_CASE(name) TEST_CASE(name * doctest::skip(!::testutil::require_gpu()))
 #endif
