@@ -1,6 +1,7 @@
 // backend.cpp: the three backends of backend.h.
 #include "backend.h"
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -87,5 +88,56 @@ const Backend* cuda_backend() {
 #else
 const Backend* cuda_backend() { return nullptr; }
 #endif
+
+// --device: the backend of the model (backend.h). `auto` takes CUDA when this is a CUDA build, a
+// device answers and the GPU attention takes --T, else the CPU, and says why in one line; `cuda`
+// without a device, or with a longer --T, is an error. `emulate` runs the device path with the CPU
+// ops (emulated_device_backend; for tests).
+DeviceKind decide_device(const std::string& want, size_t T, bool tf32, bool (*probe)(std::string* why),
+                         std::string* line) {
+    line->clear();
+    HAFVT_INPUT(want == "auto" || want == "cpu" || want == "cuda" || want == "emulate",
+                "--device: expected cpu, cuda, auto or emulate, found '", want, "'");
+    if (want == "cpu") return DeviceKind::CPU;
+    if (want == "emulate") return DeviceKind::EMULATE;
+    HAFVT_INPUT(want != "cuda" || T <= kCudaMaxT, "--T: expected <= ", kCudaMaxT, " with --device cuda (the GPU attention keeps a ",
+                "sequence's T x T scores in shared memory), found ", T, "; use --device cpu (or auto) for longer sequences");
+    if (!probe) {
+        HAFVT_INPUT(want != "cuda", "--device cuda: expected a CUDA build, found a CPU-only build (USE_CUDA=0 or no nvcc)");
+        *line = "device: this build has no CUDA (USE_CUDA=0 or no nvcc); running on the CPU";
+        return DeviceKind::CPU;
+    }
+    std::string why;
+    if (!probe(&why)) {
+        HAFVT_INPUT(want != "cuda", "--device cuda: expected a CUDA device, found none (", why, "); use --device cpu or auto");
+        *line = cat("device: no CUDA device (", why, "); running on the CPU");
+        return DeviceKind::CPU;
+    }
+    if (T > kCudaMaxT) {
+        *line = cat("device: --T ", T, " is above ", kCudaMaxT, ", the longest sequence the GPU attention takes; running on the CPU, not on ", why);
+        return DeviceKind::CPU;
+    }
+    *line = cat("device: CUDA, ", why, "; matmuls in ", tf32 ? "TF32 (--tf32)" : "FP32");
+    return DeviceKind::CUDA;
+}
+
+const Backend& choose_backend(const std::string& want, bool tf32, size_t T) {
+#ifdef HAFVT_CUDA
+    bool (*probe)(std::string*) = cuda_device_available;
+#else
+    bool (*probe)(std::string*) = nullptr;
+#endif
+    std::string line;
+    const DeviceKind kind = decide_device(want, T, tf32, probe, &line);
+    if (!line.empty()) std::printf("%s\n", line.c_str());
+    if (kind == DeviceKind::EMULATE) return emulated_device_backend();
+    if (kind == DeviceKind::CPU) return host_backend();
+#ifdef HAFVT_CUDA
+    cuda_set_tf32(tf32);
+    return *cuda_backend();
+#else
+    throw_internal(__FILE__, __LINE__, "the CUDA backend chosen in a build without CUDA");
+#endif
+}
 
 }  // namespace hafvt

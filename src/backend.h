@@ -16,6 +16,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -66,6 +67,26 @@ struct Backend {
 const Backend& host_backend();
 const Backend& emulated_device_backend();
 const Backend* cuda_backend();  // nullptr without CUDA support in the build
+
+// The longest sequence (--T) the CUDA attention kernels take: cuda/attention.cu holds a sequence's
+// T x T scores of one head in shared memory (its kMaxT).
+constexpr size_t kCudaMaxT = 64;
+
+// What --device decides, as a pure function of what it looks at (unit-tested in every build):
+// `want` (cpu, cuda, auto or emulate), the model's T, and `probe`, which says whether a CUDA device
+// answers (cuda_device_available; null in a build without CUDA) and is called only when needed.
+// Returns the backend to run on and sets *line to the line to print ("" for none). InputError for
+// another name, for `cuda` with --T above kCudaMaxT (in any build: no GPU could run it), and for
+// `cuda` without a CUDA build or device. `auto` falls back to the CPU, saying why in *line, when
+// there is no CUDA build or device or when --T is above kCudaMaxT.
+enum class DeviceKind { CPU, CUDA, EMULATE };
+DeviceKind decide_device(const std::string& want, size_t T, bool tf32, bool (*probe)(std::string* why),
+                         std::string* line);
+
+// --device for a model of sequence length T: decide_device with this build's probe; prints its
+// line, and sets up the CUDA backend (TF32 or not) when it is chosen.
+const Backend& choose_backend(const std::string& want, bool tf32, size_t T);
+
 
 // An owning array in a backend's memory (RAII, movable), zeroed when (re)sized.
 template <typename T>

@@ -21,6 +21,7 @@
 #include "reference_input.h"
 #include "safetensors.h"
 #include "synth.h"
+#include "evaluation.h"
 #include "text_features.h"
 #include "train.h"
 
@@ -180,34 +181,6 @@ int cmd_train(int argc, char** argv) {
     return run_train(c);
 }
 
-// The run configuration stored in a checkpoint, with --data/--img/--txt overrides.
-TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides) {
-    std::string cfg_s;
-    TrainState st;
-    read_checkpoint_meta(ckpt, &cfg_s, &st);
-    TrainConfig c = config_from_json(Json::parse(cfg_s, ckpt + " (config)"), ckpt);
-    if (!overrides.data.empty()) c.data = overrides.data;
-    if (!overrides.img.empty()) c.img = overrides.img;
-    if (!overrides.txt.empty()) c.txt = overrides.txt;
-    if (!overrides.img_ids.empty()) c.img_ids = overrides.img_ids;
-    if (!overrides.txt_ids.empty()) c.txt_ids = overrides.txt_ids;
-    if (overrides.alpha != -1) c.alpha = overrides.alpha;
-    if (overrides.beta != -1) c.beta = overrides.beta;
-    if (overrides.eval_batch > 0) c.eval_batch = overrides.eval_batch;
-    // a hand-edited or foreign config must not reach the model's internal checks
-    try {
-        validate_config(c);
-    } catch (const InputError& e) {
-        HAFVT_FAIL_INPUT(ckpt, ": the config stored in the checkpoint is invalid: ", e.what());
-    }
-    return c;
-}
-
-std::string dir_of(const std::string& path) {
-    size_t s = path.rfind('/');
-    return s == std::string::npos ? "." : path.substr(0, s);
-}
-
 int cmd_eval(int argc, char** argv) {
     TrainConfig o;
     std::string ckpt, split = "test", protocol = "full";
@@ -227,34 +200,10 @@ int cmd_eval(int argc, char** argv) {
     };
     o.eval_batch = 0;
     if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;
-    HAFVT_INPUT(!ckpt.empty(), "hafvt eval: --ckpt F is required");
-    HAFVT_INPUT(split == "valid" || split == "test", "hafvt eval: --split: expected valid or test, found '", split, "'");
-    HAFVT_INPUT(protocol == "full" || protocol == "c2dsr", "hafvt eval: --protocol: expected full or c2dsr, found '", protocol, "'");
     if (o.threads > 0) omp_set_num_threads(o.threads);
-    TrainConfig c = config_of_checkpoint(ckpt, o);
-    World w;
-    load_world(c, w, nullptr);
-    SequenceSet set = read_sequences(c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, c.T, false);
-    Model model(w.mc, &w.fz, choose_backend(o.device, false, c.T));  // c.T: the checkpoint's
-    load_checkpoint(ckpt, model.params(), nullptr, nullptr);
-    model.to_device(nullptr, nullptr);
-    // the run's saved negatives when they fit this split, else the same draw from the run's seed
-    std::vector<int32_t> neg;
-    std::string neg_path = dir_of(ckpt) + "/negatives_" + split + ".npy";
-    FILE* probe = std::fopen(neg_path.c_str(), "rb");
-    if (probe) {
-        std::fclose(probe);
-        neg = load_negatives(neg_path, set, w.cat);
-    } else {
-        neg = draw_negatives(set, w.cat, c.seed, split == "valid" ? 0 : 1);
-    }
-    EvalResult r[2];
-    Timer t;
-    evaluate(model, w, set, neg, o.exclude_history, c.eval_batch, c.tail_max, r);
-    EvalResult& x = r[protocol == "c2dsr" ? 0 : 1];
-    x.split = split;
-    std::printf("%s", format_results({x}).c_str());
-    std::printf("%zu lines in %.1f s (%.0f lines/s)\n", set.seqs.size(), t.seconds(), (double)set.seqs.size() / t.seconds());
+    EvalOutcome e = run_eval(ckpt, split, protocol, o);
+    std::printf("%s", format_results({e.result}).c_str());
+    std::printf("%zu lines in %.1f s (%.0f lines/s)\n", e.lines, e.seconds, (double)e.lines / e.seconds);
     return 0;
 }
 
@@ -279,54 +228,13 @@ int cmd_recommend(int argc, char** argv) {
     std::vector<std::string> hist;
     if (!parse_flags("recommend", "--ckpt F --data DIR --domain X|Y --k 10 [ITEM ...]  (ITEMs: ASINs or merged ids; "
                      "read from stdin when none are given)", argc, argv, flags, &hist)) return 0;
-    HAFVT_INPUT(!ckpt.empty(), "hafvt recommend: --ckpt F is required");
-    HAFVT_INPUT(dom == "X" || dom == "Y" || dom == "x" || dom == "y", "hafvt recommend: --domain: expected X or Y, found '", dom, "'");
-    HAFVT_INPUT(k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
-    TrainConfig c = config_of_checkpoint(ckpt, o);
-    World w;
-    load_world(c, w, nullptr);
     if (hist.empty()) {
         std::string tok;
         while (std::cin >> tok) hist.push_back(tok);
     }
-    HAFVT_INPUT(!hist.empty(), "hafvt recommend: expected a history of ASINs or merged ids (arguments or stdin), found none");
-    std::vector<int32_t> ids;
-    for (size_t i = 0; i < hist.size(); i++) {
-        const std::string& t = hist[i];
-        int32_t id = w.cat.find(t);
-        if (id < 0) {
-            char* end = nullptr;
-            long x = std::strtol(t.c_str(), &end, 10);
-            HAFVT_INPUT(!t.empty() && *end == '\0' && x >= 0 && (size_t)x < w.cat.num_items(), "hafvt recommend: history item ",
-                        i + 1, ": expected an ASIN of the catalog or a merged id 0..", w.cat.num_items() - 1, ", found '", t, "'");
-            id = (int32_t)x;
-        }
-        ids.push_back(id);
-    }
-    Model model(w.mc, &w.fz);
-    load_checkpoint(ckpt, model.params(), nullptr, nullptr);
-    const int D = (dom == "X" || dom == "x") ? 0 : 1;
-    std::vector<std::vector<int32_t>> seqs = {ids};
-    Batch b;
-    make_eval_batch(b, seqs, 0, 1, false, w.cat, c.T);
-    std::vector<float> scores;
-    std::vector<int> domain;
-    model.score(b, scores, domain, D);
-    const size_t V = D == 0 ? w.cat.NX : w.cat.NY, off = D == 0 ? 0 : w.cat.NX;
-    std::vector<int32_t> order(V);
-    for (size_t j = 0; j < V; j++) order[j] = (int32_t)j;
-    if (exclude)
-        for (int32_t id : ids)
-            if ((size_t)id >= off && (size_t)id < off + V) scores[(size_t)id - off] = -INFINITY;
-    k = std::min(k, V);
-    std::partial_sort(order.begin(), order.begin() + (long)k, order.end(), [&](int32_t a, int32_t b2) {
-        return scores[(size_t)a] > scores[(size_t)b2] || (scores[(size_t)a] == scores[(size_t)b2] && a < b2);
-    });
+    std::vector<Recommendation> top = recommend(ckpt, o, dom, k, exclude, hist);
     std::printf("rank\tmerged_id\tasin\tscore\n");
-    for (size_t r = 0; r < k; r++) {
-        size_t id = off + (size_t)order[r];
-        std::printf("%zu\t%zu\t%s\t%.6g\n", r + 1, id, w.cat.asin[id].c_str(), scores[(size_t)order[r]]);
-    }
+    for (const Recommendation& r : top) std::printf("%zu\t%zu\t%s\t%.6g\n", r.rank, r.merged_id, r.asin.c_str(), r.score);
     return 0;
 }
 

@@ -1,13 +1,10 @@
-// train.cpp: the training loop of SPEC §3.3, evaluation under both protocols of §4, and the run
-// directory of §6 (config.json, metrics.jsonl, train.log, best/last checkpoints, negatives).
+// train.cpp: the settings of a run (JSON round trip, validation), the data it loads, and the
+// training loop of SPEC §3.3 with its run directory of §6 (config.json, metrics.jsonl, train.log,
+// best/last checkpoints, negatives); evaluation is in evaluation.cpp, the folder and memory probes
+// in run_dir.cpp.
 #include "train.h"
 
-#include <dirent.h>
 #include <omp.h>
-#include <signal.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -21,10 +18,9 @@
 #include "backend.h"
 #include "checkpoint.h"
 #include "common.h"
+#include "evaluation.h"
 #include "npy.h"
-#ifdef HAFVT_CUDA
-#include "../cuda/ops_cuda.h"
-#endif
+#include "run_dir.h"
 
 namespace hafvt {
 
@@ -194,90 +190,7 @@ void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
     w.fingerprint = buf;
 }
 
-// ---- evaluation ------------------------------------------------------------------------------
-
-void evaluate(Model& model, const World& w, const SequenceSet& set, const std::vector<int32_t>& negatives,
-              bool exclude_history, size_t eval_batch, size_t tail_max, EvalResult out[2]) {
-    RankStats dom[2][2], head[2][2], tail[2][2];  // [protocol][domain]
-    Batch batch;
-    std::vector<float> scores;
-    std::vector<int> domain;
-    std::vector<int32_t> neg_local(kNumNegatives), skip;
-    const size_t L = set.seqs.size(), Vmax = std::max(w.cat.NX, w.cat.NY);
-    for (size_t b0 = 0; b0 < L; b0 += eval_batch) {
-        size_t b1 = std::min(L, b0 + eval_batch);
-        make_eval_batch(batch, set.seqs, b0, b1, true, w.cat, w.mc.T);
-        model.score(batch, scores, domain);
-        for (size_t i = b0; i < b1; i++) {
-            const std::vector<int32_t>& s = set.seqs[i];
-            const int32_t target = s.back();
-            const int D = domain[i - b0];
-            const int32_t off = D == 0 ? 0 : (int32_t)w.cat.NX;
-            const size_t V = D == 0 ? w.cat.NX : w.cat.NY;
-            const float* sc = scores.data() + (i - b0) * Vmax;
-            for (size_t k = 0; k < kNumNegatives; k++) neg_local[k] = negatives[i * kNumNegatives + k] - off;
-            size_t r_c2dsr = rank_sampled(sc, target - off, neg_local.data(), kNumNegatives);
-            skip.clear();
-            if (exclude_history) {
-                // the input items of the target's domain (the last T of them were the input)
-                size_t start = s.size() - 1 > w.mc.T ? s.size() - 1 - w.mc.T : 0;
-                for (size_t k = start; k + 1 < s.size(); k++)
-                    if ((s[k] >= off) && (size_t)(s[k] - off) < V) skip.push_back(s[k] - off);
-                std::sort(skip.begin(), skip.end());
-                skip.erase(std::unique(skip.begin(), skip.end()), skip.end());
-            }
-            size_t r_full = rank_full(sc, V, target - off, exclude_history ? &skip : nullptr);
-            const bool is_tail = w.train_count[(size_t)target] <= tail_max;
-            size_t ranks[2] = {r_c2dsr, r_full};
-            for (int p = 0; p < 2; p++) {
-                dom[p][D].add(ranks[p]);
-                (is_tail ? tail : head)[p][D].add(ranks[p]);
-            }
-        }
-    }
-    const char* names[2] = {"c2dsr", "full"};
-    for (int p = 0; p < 2; p++) {
-        out[p].protocol = names[p];
-        for (int D = 0; D < 2; D++) {
-            out[p].dom[D] = dom[p][D].finalized();
-            out[p].head[D] = head[p][D].finalized();
-            out[p].tail[D] = tail[p][D].finalized();
-        }
-    }
-}
-
-static Json stats_json(const RankStats& r) {
-    Json j = Json::object();
-    j.set("n", r.n).set("mrr", r.mrr).set("ndcg5", r.ndcg5).set("ndcg10", r.ndcg10);
-    j.set("hr1", r.hr1).set("hr5", r.hr5).set("hr10", r.hr10);
-    return j;
-}
-
-std::string format_results(const std::vector<EvalResult>& results) {
-    std::string s = cat("split  protocol  domain  targets     MRR  NDCG@5 NDCG@10    HR@1    HR@5   HR@10   (percent)\n");
-    for (const EvalResult& r : results)
-        for (int D = 0; D < 2; D++) {
-            const RankStats& x = r.dom[D];
-            char line[200];
-            std::snprintf(line, sizeof line, "%-6s %-9s %-7s %7zu %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f\n",
-                          r.split.c_str(), r.protocol.c_str(), D == 0 ? "X" : "Y", x.n, x.mrr, x.ndcg5,
-                          x.ndcg10, x.hr1, x.hr5, x.hr10);
-            s += line;
-        }
-    return s;
-}
-
-}  // namespace hafvt
-
-namespace hafvt {
-
 // ---- the training loop -----------------------------------------------------------------------
-
-static double peak_rss_gib() {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / (1024.0 * 1024.0);  // ru_maxrss is in KiB on Linux
-}
 
 // A number with a fixed count of decimals, for the progress lines.
 static std::string fix(double x, int decimals = 2) {
@@ -290,157 +203,6 @@ static std::string fmt_time(double s) {
     long t = (long)(s + 0.5);
     return t >= 3600 ? cat(t / 3600, "h", (t / 60) % 60 < 10 ? "0" : "", (t / 60) % 60, "m")
                      : cat(t / 60, ":", t % 60 < 10 ? "0" : "", t % 60);
-}
-
-static void make_dirs(const std::string& path) {
-    std::string p;
-    for (size_t i = 0; i <= path.size(); i++) {
-        if (i == path.size() || path[i] == '/') {
-            if (!p.empty() && p != ".") {
-                struct stat st;
-                if (stat(p.c_str(), &st) != 0) {
-                    HAFVT_INPUT(mkdir(p.c_str(), 0755) == 0, p, ": cannot create the folder (", std::strerror(errno), ")");
-                } else {
-                    HAFVT_INPUT(S_ISDIR(st.st_mode), p, ": expected a folder, found a file");
-                }
-            }
-        }
-        if (i < path.size()) p += path[i];
-    }
-}
-
-static bool file_exists(const std::string& p) {
-    struct stat st;
-    return stat(p.c_str(), &st) == 0;
-}
-
-// A process killed between AtomicFile's write and rename leaves `name.tmp.<pid>` behind. Nothing
-// reads those, but they would pile up: remove the ones whose writer no longer exists.
-static std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
-    std::vector<std::string> removed;
-    DIR* d = opendir(dir.c_str());
-    if (!d) return removed;
-    while (const dirent* e = readdir(d)) {
-        const std::string name = e->d_name;
-        const size_t t = name.rfind(".tmp.");
-        if (t == std::string::npos || t == 0 || t + 5 >= name.size()) continue;
-        char* end = nullptr;
-        const long pid = std::strtol(name.c_str() + t + 5, &end, 10);
-        if (*end != '\0' || pid <= 0 || pid == (long)getpid()) continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;  // its writer may still be running
-        if (std::remove((dir + "/" + name).c_str()) == 0) removed.push_back(name);
-    }
-    closedir(d);
-    return removed;
-}
-
-// The run's text outputs live in memory and are rewritten whole (temporary name + rename) at
-// every evaluation, so a kill never leaves a torn line.
-struct RunFiles {
-    std::string dir, log;
-    std::vector<std::string> metrics;  // one JSON object per line
-    void say(const std::string& line) {
-        std::printf("%s\n", line.c_str());
-        std::fflush(stdout);
-        log += line + "\n";
-    }
-    void flush() const {
-        std::string m;
-        for (const auto& l : metrics) m += l + "\n";
-        write_file_atomic(dir + "/metrics.jsonl", m);
-        write_file_atomic(dir + "/train.log", log);
-    }
-};
-
-static Json eval_json(const EvalResult& r, long epoch, long step, const LossTerms* loss, double seconds) {
-    Json j = Json::object();
-    j.set("epoch", epoch).set("step", step).set("split", r.split).set("protocol", r.protocol);
-    j.set("X", stats_json(r.dom[0])).set("Y", stats_json(r.dom[1]));
-    Json ht = Json::object();
-    ht.set("X_head", stats_json(r.head[0])).set("X_tail", stats_json(r.tail[0]));
-    ht.set("Y_head", stats_json(r.head[1])).set("Y_tail", stats_json(r.tail[1]));
-    j.set("head_tail", ht);
-    if (loss) {
-        Json l = Json::object();
-        l.set("total", loss->total).set("x", loss->view[0]).set("y", loss->view[1]).set("xy", loss->view[2]);
-        j.set("loss", l);
-    }
-    j.set("seconds", seconds);
-    return j;
-}
-
-// --device: the backend of the model (backend.h). `auto` takes CUDA when this is a CUDA build, a
-// device answers and the GPU attention takes --T, else the CPU, and says why in one line; `cuda`
-// without a device, or with a longer --T, is an error. `emulate` runs the device path with the CPU
-// ops (emulated_device_backend; for tests).
-DeviceKind decide_device(const std::string& want, size_t T, bool tf32, bool (*probe)(std::string* why),
-                         std::string* line) {
-    line->clear();
-    HAFVT_INPUT(want == "auto" || want == "cpu" || want == "cuda" || want == "emulate",
-                "--device: expected cpu, cuda, auto or emulate, found '", want, "'");
-    if (want == "cpu") return DeviceKind::CPU;
-    if (want == "emulate") return DeviceKind::EMULATE;
-    HAFVT_INPUT(want != "cuda" || T <= kCudaMaxT, "--T: expected <= ", kCudaMaxT, " with --device cuda (the GPU attention keeps a ",
-                "sequence's T x T scores in shared memory), found ", T, "; use --device cpu (or auto) for longer sequences");
-    if (!probe) {
-        HAFVT_INPUT(want != "cuda", "--device cuda: expected a CUDA build, found a CPU-only build (USE_CUDA=0 or no nvcc)");
-        *line = "device: this build has no CUDA (USE_CUDA=0 or no nvcc); running on the CPU";
-        return DeviceKind::CPU;
-    }
-    std::string why;
-    if (!probe(&why)) {
-        HAFVT_INPUT(want != "cuda", "--device cuda: expected a CUDA device, found none (", why, "); use --device cpu or auto");
-        *line = cat("device: no CUDA device (", why, "); running on the CPU");
-        return DeviceKind::CPU;
-    }
-    if (T > kCudaMaxT) {
-        *line = cat("device: --T ", T, " is above ", kCudaMaxT, ", the longest sequence the GPU attention takes; running on the CPU, not on ", why);
-        return DeviceKind::CPU;
-    }
-    *line = cat("device: CUDA, ", why, "; matmuls in ", tf32 ? "TF32 (--tf32)" : "FP32");
-    return DeviceKind::CUDA;
-}
-
-const Backend& choose_backend(const std::string& want, bool tf32, size_t T) {
-#ifdef HAFVT_CUDA
-    bool (*probe)(std::string*) = cuda_device_available;
-#else
-    bool (*probe)(std::string*) = nullptr;
-#endif
-    std::string line;
-    const DeviceKind kind = decide_device(want, T, tf32, probe, &line);
-    if (!line.empty()) std::printf("%s\n", line.c_str());
-    if (kind == DeviceKind::EMULATE) return emulated_device_backend();
-    if (kind == DeviceKind::CPU) return host_backend();
-#ifdef HAFVT_CUDA
-    cuda_set_tf32(tf32);
-    return *cuda_backend();
-#else
-    throw_internal(__FILE__, __LINE__, "the CUDA backend chosen in a build without CUDA");
-#endif
-}
-
-// Bytes the machine can give us: MemAvailable, or HAFVT_MEMORY_LIMIT_MB when set (tests).
-static double available_bytes() {
-    if (const char* lim = std::getenv("HAFVT_MEMORY_LIMIT_MB")) return std::atof(lim) * 1048576.0;
-    FILE* f = std::fopen("/proc/meminfo", "r");
-    double kb = 0;
-    char line[256];
-    while (f && std::fgets(line, sizeof line, f))
-        if (std::sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
-    if (f) std::fclose(f);
-    return kb > 0 ? kb * 1024.0 : 1e18;  // unknown: do not refuse
-}
-
-// Resident memory of this process (VmRSS): the program, the sequences and the frozen tables.
-static double resident_bytes() {
-    FILE* f = std::fopen("/proc/self/status", "r");
-    double kb = 0;
-    char line[256];
-    while (f && std::fgets(line, sizeof line, f))
-        if (std::sscanf(line, "VmRSS: %lf kB", &kb) == 1) break;
-    if (f) std::fclose(f);
-    return kb * 1024.0;
 }
 
 // The peak memory of a run, estimated before anything large is allocated: what is resident now

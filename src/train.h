@@ -1,4 +1,4 @@
-// train.h: the training loop (SPEC §3.3), evaluation (§4) and the run directory (§6).
+// train.h: the settings of a run, the data it loads, and the training loop (SPEC §3.3, §6).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -11,8 +11,6 @@
 #include "model.h"
 
 namespace hafvt {
-
-struct Backend;
 
 // Every setting of SPEC §3 and §5; each is a flag of `hafvt train` (see main.cpp).
 struct TrainConfig {
@@ -61,34 +59,7 @@ struct World {
 };
 void load_world(const TrainConfig& c, World& w, const SequenceSet* train);
 
-// Scores every line of `set` once and ranks under both protocols: out[0] = c2dsr (with the given
-// negatives, [lines, 999] merged ids), out[1] = full.
-void evaluate(Model& model, const World& w, const SequenceSet& set, const std::vector<int32_t>& negatives,
-              bool exclude_history, size_t eval_batch, size_t tail_max, EvalResult out[2]);
-
-// The longest sequence (--T) the CUDA attention kernels take: cuda/attention.cu holds a sequence's
-// T x T scores of one head in shared memory (its kMaxT).
-constexpr size_t kCudaMaxT = 64;
-
-// What --device decides, as a pure function of what it looks at (unit-tested in every build):
-// `want` (cpu, cuda, auto or emulate), the model's T, and `probe`, which says whether a CUDA device
-// answers (cuda_device_available; null in a build without CUDA) and is called only when needed.
-// Returns the backend to run on and sets *line to the line to print ("" for none). InputError for
-// another name, for `cuda` with --T above kCudaMaxT (in any build: no GPU could run it), and for
-// `cuda` without a CUDA build or device. `auto` falls back to the CPU, saying why in *line, when
-// there is no CUDA build or device or when --T is above kCudaMaxT.
-enum class DeviceKind { CPU, CUDA, EMULATE };
-DeviceKind decide_device(const std::string& want, size_t T, bool tf32, bool (*probe)(std::string* why),
-                         std::string* line);
-
-// --device for a model of sequence length T: decide_device with this build's probe; prints its
-// line, and sets up the CUDA backend (TF32 or not) when it is chosen.
-const Backend& choose_backend(const std::string& want, bool tf32, size_t T);
-
 // `hafvt train`: returns the process exit status.
 int run_train(const TrainConfig& c);
-
-// The per-domain table printed at the end of training and by `hafvt eval`.
-std::string format_results(const std::vector<EvalResult>& results);
 
 }  // namespace hafvt

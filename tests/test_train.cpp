@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "backend.h"
 #include "cli_util.h"
 #include "json.h"
 #include "safetensors.h"
