@@ -107,6 +107,13 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
     TrainState st;
     read_checkpoint_meta(ckpt, &cfg_s, &st);
     TrainConfig c = config_from_json(Json::parse(cfg_s, ckpt + " (config)"), ckpt);
+    // a hand-edited or foreign config must not reach the model's internal checks: a checkpoint
+    // problem, named by the stored keys
+    try {
+        validate_config(c, Source::STORED);
+    } catch (const InputError& e) {
+        HAFVT_FAIL_INPUT(ckpt, ": the config stored in the checkpoint is invalid: ", e.what());
+    }
     if (!overrides.data.empty()) c.data = overrides.data;
     if (!overrides.img.empty()) c.img = overrides.img;
     if (!overrides.txt.empty()) c.txt = overrides.txt;
@@ -115,12 +122,7 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
     if (overrides.alpha != -1) c.alpha = overrides.alpha;
     if (overrides.beta != -1) c.beta = overrides.beta;
     if (overrides.eval_batch > 0) c.eval_batch = overrides.eval_batch;
-    // a hand-edited or foreign config must not reach the model's internal checks
-    try {
-        validate_config(c);
-    } catch (const InputError& e) {
-        HAFVT_FAIL_INPUT(ckpt, ": the config stored in the checkpoint is invalid: ", e.what());
-    }
+    validate_config(c, Source::FLAGS);  // with the flags the user typed
     return c;
 }
 

@@ -24,113 +24,6 @@
 
 namespace hafvt {
 
-// ---- configuration ---------------------------------------------------------------------------
-
-Json config_to_json(const TrainConfig& c) {
-    Json j = Json::object();
-    j.set("data", c.data).set("train_file", c.train_file).set("img", c.img).set("txt", c.txt);
-    j.set("img_ids", c.img_ids).set("txt_ids", c.txt_ids).set("out", c.out);
-    j.set("T", c.T).set("q", c.q).set("blocks", c.blocks).set("heads", c.heads).set("dropout", c.dropout);
-    j.set("modalities", c.modalities).set("views", c.views).set("alpha", c.alpha).set("beta", c.beta);
-    j.set("lambda1", c.lambda1).set("lambda2", c.lambda2).set("lr", c.lr).set("l2", c.l2);
-    j.set("batch", c.batch).set("epochs", c.epochs).set("patience", c.patience).set("eval_every", c.eval_every);
-    j.set("loss_window", c.loss_window).set("seed", (unsigned long long)c.seed).set("protocol", c.protocol);
-    j.set("exclude_history", c.exclude_history).set("eval_batch", c.eval_batch).set("tail_max", c.tail_max);
-    return j;
-}
-
-TrainConfig config_from_json(const Json& j, const std::string& what) {
-    HAFVT_INPUT(j.is_object(), what, ": expected a JSON object of settings");
-    TrainConfig c;
-    auto str = [&](const char* k, std::string& v) { if (const Json* x = j.get(k)) { HAFVT_INPUT(x->is_string(), what, ": '", k, "' must be a string"); v = x->as_string(); } };
-    // a number outside its setting's type would make the cast undefined: refuse it
-    auto num = [&](const char* k, auto& v) {
-        using V = std::remove_reference_t<decltype(v)>;
-        if (const Json* x = j.get(k)) {
-            double d = x->is_number() ? x->as_number() : NAN;
-            bool fits = std::is_floating_point<V>::value ? std::fabs(d) <= 3.4e38
-                      : d >= (double)std::numeric_limits<V>::min() && d < (double)std::numeric_limits<V>::max();
-            HAFVT_INPUT(fits, what, ": '", k, "': expected a number within the range of its setting, found ", x->dump());
-            v = (V)d;
-        }
-    };
-    auto flag = [&](const char* k, bool& v) { if (const Json* x = j.get(k)) { HAFVT_INPUT(x->is_bool(), what, ": '", k, "' must be true or false"); v = x->as_bool(); } };
-    str("data", c.data); str("train_file", c.train_file); str("img", c.img); str("txt", c.txt);
-    str("img_ids", c.img_ids); str("txt_ids", c.txt_ids); str("out", c.out);
-    num("T", c.T); num("q", c.q); num("blocks", c.blocks); num("heads", c.heads); num("dropout", c.dropout);
-    str("modalities", c.modalities); str("views", c.views); num("alpha", c.alpha); num("beta", c.beta);
-    num("lambda1", c.lambda1); num("lambda2", c.lambda2); num("lr", c.lr); num("l2", c.l2);
-    num("batch", c.batch); num("epochs", c.epochs); num("patience", c.patience); num("eval_every", c.eval_every);
-    num("loss_window", c.loss_window); num("seed", c.seed); str("protocol", c.protocol);
-    flag("exclude_history", c.exclude_history); num("eval_batch", c.eval_batch); num("tail_max", c.tail_max);
-    return c;
-}
-
-// "x,y,xy" -> flags; InputError naming the flag on anything else.
-static void parse_list(const std::string& s, const char* flag, const char* const* names, bool* on) {
-    on[0] = on[1] = on[2] = false;
-    size_t pos = 0;
-    HAFVT_INPUT(!s.empty(), "--", flag, ": expected a comma-separated list, found nothing");
-    while (pos <= s.size()) {
-        size_t comma = s.find(',', pos);
-        std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-        bool found = false;
-        for (int i = 0; i < 3; i++)
-            if (item == names[i]) on[i] = found = true;
-        HAFVT_INPUT(found, "--", flag, ": expected items from {", names[0], ",", names[1], ",", names[2],
-                    "}, found '", item, "' in '", s, "'");
-        if (comma == std::string::npos) break;
-        pos = comma + 1;
-    }
-}
-
-static void resolve_modalities(const TrainConfig& c, bool* mods) {
-    if (c.modalities.empty()) {
-        mods[MOD_ID] = true;
-        mods[MOD_IMG] = !c.img.empty();
-        mods[MOD_TXT] = !c.txt.empty();
-    } else {
-        parse_list(c.modalities, "modalities", kModNames, mods);
-    }
-}
-
-void validate_config(const TrainConfig& c) {
-    HAFVT_INPUT(!c.data.empty(), "--data: required (a C2DSR dataset folder)");
-    HAFVT_INPUT(c.T >= 1 && c.T <= 512, "--T: expected 1..512, found ", c.T);
-    HAFVT_INPUT(c.q >= 1 && c.q <= 8192, "--q: expected 1..8192, found ", c.q);
-    HAFVT_INPUT(c.blocks >= 1 && c.blocks <= 32, "--blocks: expected 1..32, found ", c.blocks);
-    HAFVT_INPUT(c.heads >= 1 && c.q % c.heads == 0, "--heads: expected a divisor of --q ", c.q, ", found ", c.heads);
-    HAFVT_INPUT(c.dropout >= 0.0f && c.dropout < 1.0f, "--dropout: expected 0 <= p < 1, found ", c.dropout);
-    HAFVT_INPUT(c.lr > 0.0f && c.lr < 10.0f, "--lr: expected 0 < lr < 10, found ", c.lr);
-    HAFVT_INPUT(c.l2 >= 0.0f && c.l2 < 1.0f, "--l2: expected 0 <= l2 < 1, found ", c.l2);
-    HAFVT_INPUT(c.batch >= 1 && c.batch <= 65536, "--batch: expected 1..65536, found ", c.batch);
-    HAFVT_INPUT(c.epochs >= 1 && c.epochs <= 100000, "--epochs: expected 1..100000, found ", c.epochs);
-    HAFVT_INPUT(c.patience >= 1, "--patience: expected at least 1, found ", c.patience);
-    HAFVT_INPUT(c.eval_every >= 1, "--eval-every: expected at least 1, found ", c.eval_every);
-    HAFVT_INPUT(c.eval_batch >= 1 && c.eval_batch <= 65536, "--eval-batch: expected 1..65536, found ", c.eval_batch);
-    HAFVT_INPUT(c.lambda1 >= 0.0f && c.lambda2 >= 0.0f, "--lambda1/--lambda2: expected >= 0, found ", c.lambda1, " and ", c.lambda2);
-    HAFVT_INPUT(c.protocol == "full" || c.protocol == "c2dsr", "--protocol: expected full or c2dsr, found '", c.protocol, "'");
-    bool views[3], mods[3];
-    parse_list(c.views, "views", kViewNames, views);
-    resolve_modalities(c, mods);
-    HAFVT_INPUT(!mods[MOD_IMG] || !c.img.empty(), "--modalities '", c.modalities,
-                "' includes img: expected the image features with --img F.npy, found no --img");
-    HAFVT_INPUT(!mods[MOD_TXT] || !c.txt.empty(), "--modalities '", c.modalities,
-                "' includes txt: expected the text features with --txt F.npy, found no --txt");
-    HAFVT_INPUT(c.img_ids.empty() || !c.img.empty(), "--img-ids given: expected --img F.npy with it, found no --img");
-    HAFVT_INPUT(c.txt_ids.empty() || !c.txt.empty(), "--txt-ids given: expected --txt F.npy with it, found no --txt");
-    // -1 is the "unset" default; any other negative weight is a mistake, not a default
-    HAFVT_INPUT((c.alpha == -1 || c.alpha >= 0) && (c.beta == -1 || c.beta >= 0),
-                "--alpha/--beta: expected weights in [0, 1], found ", c.alpha, " and ", c.beta);
-    float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
-    HAFVT_INPUT(a <= 1.0f && b <= 1.0f, "--alpha/--beta: expected weights in [0, 1], found ", a, " and ", b);
-    HAFVT_INPUT(a + b <= 1.0f + 1e-6f, "--alpha ", a, " + --beta ", b, " = ", a + b,
-                ": expected a sum of at most 1 (the text weight is 1 - alpha - beta)");
-    float w[3] = {a, b, 1.0f - a - b};
-    HAFVT_INPUT((mods[0] && w[0] > 0) || (mods[1] && w[1] > 0) || (mods[2] && w[2] > 0),
-                "--alpha/--beta: every enabled modality has weight 0");
-}
-
 // ---- data ------------------------------------------------------------------------------------
 
 static uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
@@ -141,7 +34,7 @@ static uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull)
 void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
     w.cat = read_catalog(c.data);
     bool views[3], mods[3];
-    parse_list(c.views, "views", kViewNames, views);
+    parse_name_list(c.views, setting_name("views"), kViewNames, views);
     resolve_modalities(c, mods);
     ModelConfig& mc = w.mc;
     mc.NX = w.cat.NX;
@@ -169,7 +62,7 @@ void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
         FeatureInfo fi = load_features(w.fz.table[m], *paths[m], *ids[m], w.cat);
         HAFVT_INPUT(mc.e == 0 || mc.e == fi.e, *paths[m], ": expected width ", mc.e,
                     " (that of the other feature file), found ", fi.e);
-        HAFVT_INPUT(fi.e % c.heads == 0, *paths[m], ": width ", fi.e, " is not divisible by --heads ", c.heads);
+        HAFVT_INPUT(fi.e % c.heads == 0, *paths[m], ": width ", fi.e, " is not divisible by ", setting_name("heads"), " ", c.heads);
         mc.e = fi.e;
         if (fi.zero_rows) std::printf("%s: %zu all-zero rows (missing features, cosine 0)\n", paths[m]->c_str(), fi.zero_rows);
     }
@@ -224,16 +117,7 @@ static void check_memory(const TrainConfig& c, const ModelConfig& mc, RunFiles& 
                 fix(have / MiB, 0), " MiB"));
     HAFVT_INPUT(more <= have, "memory: this configuration needs about ", fix(more / MiB, 0), " MiB more than the ",
                 fix(in_use / MiB, 0), " MiB in use, expected at most the ", fix(have / MiB, 0),
-                " MiB available; try a smaller --batch (now ", c.batch, ") or --eval-batch (now ", c.eval_batch, ")");
-}
-
-// The settings a resumed run must share with the run it continues.
-static std::string resume_key(const Json& cfg) {
-    Json k = Json::object();
-    for (const char* name : {"fingerprint", "seed", "T", "q", "blocks", "heads", "dropout", "views", "modalities_resolved",
-                             "weights", "lambda1", "lambda2", "lr", "l2", "batch", "loss_window", "e"})
-        if (const Json* v = cfg.get(name)) k.set(name, *v);
-    return k.dump();
+                " MiB available; try a smaller ", setting_name("batch"), " (now ", c.batch, ") or ", setting_name("eval_batch"), " (now ", c.eval_batch, ")");
 }
 
 int run_train(const TrainConfig& c) {
@@ -276,11 +160,11 @@ int run_train(const TrainConfig& c) {
     st.seed = c.seed;
     const std::string last_path = c.out + "/last.safetensors", best_path = c.out + "/best.safetensors";
     if (c.resume) {
-        HAFVT_INPUT(file_exists(last_path), last_path, ": --resume needs the last checkpoint of a run in --out, found none");
+        HAFVT_INPUT(file_exists(last_path), last_path, ": ", setting_name("resume"), " needs the last checkpoint of a run in ", setting_name("out"), ", found none");
         std::string old_cfg;
         read_checkpoint_meta(last_path, &old_cfg, &st);
         HAFVT_INPUT(resume_key(Json::parse(old_cfg, last_path)) == resume_key(cfg), last_path,
-                    ": --resume with other settings or data than the run being continued (expected ",
+                    ": ", setting_name("resume"), " with other settings or data than the run being continued (expected ",
                     resume_key(Json::parse(old_cfg, last_path)), ", found ", resume_key(cfg), ")");
         load_checkpoint(last_path, model.params(), &adam_m, &adam_v);
         // keep the metrics of the epochs the checkpoint covers
@@ -346,7 +230,7 @@ int run_train(const TrainConfig& c) {
                 if (!std::isfinite(lt.view[v])) {
                     std::string msg = cat("error: the ", names[v], " loss term is ", lt.view[v], " at step ", st.step + 1,
                                           " (epoch ", epoch, "); stopping. The last good checkpoint is ", last_path,
-                                          " (end of epoch ", st.epoch, "). Try a lower --lr.");
+                                          " (end of epoch ", st.epoch, "). Try a lower ", setting_name("lr"), ".");
                     run.say(msg);
                     std::fprintf(stderr, "%s\n", msg.c_str());
                     run.flush();
@@ -370,7 +254,7 @@ int run_train(const TrainConfig& c) {
                             ") | ", (long)rate, " seq/s | peak ", fix(peak_rss_gib()), " GiB | epoch ETA ", fmt_time(eta)));
             }
             if (c.max_steps && (size_t)steps_this_run >= c.max_steps) {
-                run.say(cat("stopping after --max-steps ", c.max_steps, ": ", (long)(seqs / et.seconds()), " seq/s this epoch"));
+                run.say(cat("stopping after ", setting_name("max_steps"), " ", c.max_steps, ": ", (long)(seqs / et.seconds()), " seq/s this epoch"));
                 if (steps_this_run > 1)
                     run.say(cat("throughput: ", steps_this_run - 1, " steps after the first: ", timed_seqs / timed_s, " seq/s (",
                                 timed_s / (double)(steps_this_run - 1), " s/step)"));

@@ -461,7 +461,7 @@ std::vector<Case> malformed_cases() {
         {"ckpt: missing tensor", [](const Ctx& x) { sub(x.C, "\"enc.y.id.pos\"", "\"enc.y.id.poz\""); }, EVAL,
          {"best.safetensors:", "tensor 'enc.y.id.pos' missing"}},
         {"ckpt: stored config with invalid settings", [](const Ctx& x) { st_set_config(x.C, "heads", 3); }, EVAL,
-         {"best.safetensors:", "--heads: expected a divisor of --q 16", "found 3"}},
+         {"best.safetensors:", "the config stored in the checkpoint is invalid: 'heads': expected a divisor of 'q' 16", "found 3"}},
         {"ckpt: stored config with a negative size", [](const Ctx& x) { st_set_config(x.C, "q", -5); }, EVAL,
          {"best.safetensors:", "'q': expected a number within the range of its setting", "found -5"}},
         {"ckpt: metadata number out of range", [](const Ctx& x) {
