@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "config.h"
 #include "gemm_cpu.h"
 
 #ifdef _OPENMP
@@ -93,22 +94,19 @@ int parse_int(const char* arg, const char* name, int lo, int hi) {
 }  // namespace
 
 int bench_gemm_main(int argc, char** argv) {
-    if (argc != 0 && argc != 5 && argc != 6) {
-        std::fprintf(stderr, "usage: hafvt bench-gemm [M N K tA tB [reps]]   (tA, tB: 0 or 1)\n");
-        return 2;
-    }
+    std::vector<std::string> pos;
+    if (!parse_flags("bench-gemm", "[M N K tA tB [reps]]   (tA, tB: 0 or 1; without arguments the model's shapes)", argc, argv,
+                     {}, &pos))
+        return 0;
+    HAFVT_INPUT(pos.empty() || pos.size() == 5 || pos.size() == 6, "hafvt bench-gemm: expected no arguments or M N K tA tB [reps], found ",
+                pos.size(), " arguments");
     std::vector<GemmShape> shapes;
     int reps = 0;  // 0: per-shape default
-    if (argc >= 5) {
-        try {
-            shapes.push_back({parse_int(argv[0], "M", 1, 1 << 30), parse_int(argv[1], "N", 1, 1 << 30),
-                              parse_int(argv[2], "K", 1, 1 << 30), parse_int(argv[3], "tA", 0, 1) == 1,
-                              parse_int(argv[4], "tB", 0, 1) == 1, "from the command line"});
-            if (argc == 6) reps = parse_int(argv[5], "reps", 1, 100000);
-        } catch (const InputError& e) {
-            std::fprintf(stderr, "%s\n", e.what());
-            return 2;
-        }
+    if (!pos.empty()) {
+        shapes.push_back({parse_int(pos[0].c_str(), "M", 1, 1 << 30), parse_int(pos[1].c_str(), "N", 1, 1 << 30),
+                          parse_int(pos[2].c_str(), "K", 1, 1 << 30), parse_int(pos[3].c_str(), "tA", 0, 1) == 1,
+                          parse_int(pos[4].c_str(), "tB", 0, 1) == 1, "from the command line"});
+        if (pos.size() == 6) reps = parse_int(pos[5].c_str(), "reps", 1, 100000);
     } else {
         shapes.assign(std::begin(kShapes), std::end(kShapes));
     }

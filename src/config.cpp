@@ -64,6 +64,7 @@ bool parse_flags(const char* cmd, const char* synopsis, int argc, char** argv, c
         errno = 0;
         switch (f->kind) {
             case Kind::STR: *(std::string*)f->dst = value; break;
+            case Kind::STRS: ((std::vector<std::string>*)f->dst)->push_back(value); break;
             case Kind::SIZE:
             case Kind::U64: {
                 unsigned long long x = std::strtoull(s, &end, 10);
@@ -196,6 +197,7 @@ std::string value_text(const Setting& s, TrainConfig& c) {
         case Kind::U64: return cat(*(uint64_t*)p);
         case Kind::BOOL: return *(bool*)p ? "true" : "false";
         case Kind::STR: return *(std::string*)p;
+        case Kind::STRS: return "";
     }
     return "";
 }
@@ -234,6 +236,7 @@ Json config_to_json(const TrainConfig& c0) {
             case Kind::FLOAT: j.set(s.key, *(float*)p); break;
             case Kind::U64: j.set(s.key, (unsigned long long)*(uint64_t*)p); break;
             case Kind::BOOL: j.set(s.key, *(bool*)p); break;
+            case Kind::STRS: break;  // no setting is a list
         }
     }
     return j;
@@ -270,6 +273,7 @@ TrainConfig config_from_json(const Json& j, const std::string& what) {
             case Kind::INT: num(s.key, *x, (int*)p); break;
             case Kind::FLOAT: num(s.key, *x, (float*)p); break;
             case Kind::U64: num(s.key, *x, (uint64_t*)p); break;
+            case Kind::STRS: break;
         }
     }
     return c;

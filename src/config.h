@@ -47,7 +47,8 @@ struct TrainConfig {
 
 // ---- flags: the parser every subcommand uses ---------------------------------------------------
 
-enum class Kind { STR, SIZE, INT, FLOAT, U64, BOOL };
+// STRS: a repeatable string flag (std::vector<std::string>, one entry per use); not a setting kind.
+enum class Kind { STR, SIZE, INT, FLOAT, U64, BOOL, STRS };
 
 struct Flag {
     const char* name;  // without "--"
@@ -56,7 +57,8 @@ struct Flag {
     const char* help;
 };
 
-// The usage text of a subcommand: its synopsis, then one line per flag.
+// The usage text of a subcommand: its synopsis (which may go on with a description after a blank
+// line), then one line per flag.
 std::string flags_usage(const char* cmd, const char* synopsis, const std::vector<Flag>& flags);
 // Parses argv[0..argc) into the flags (--name value, --name=value, switches without a value);
 // positional arguments go to `pos` (an error when null). --help prints the usage and returns false.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common.h"
+#include "config.h"
 #include "dataset.h"
 #include "json.h"
 #include "ops_cpu.h"
@@ -169,16 +170,10 @@ ModelConfig reference_config_from_json(const std::string& text, AdamConfig* adam
 
 int reference_input_main(int argc, char** argv) {
     std::string out;
-    for (int i = 0; i < argc; i++) {
-        std::string a = argv[i];
-        if (a == "--help" || a == "-h") {
-            std::printf("usage: hafvt reference-input --out F.safetensors\n\n"
-                        "Writes the fixed tiny world that tools/reference.py evaluates with PyTorch.\n");
-            return 0;
-        }
-        HAFVT_INPUT(a == "--out" && i + 1 < argc, "hafvt reference-input: expected --out F.safetensors, found '", a, "'");
-        out = argv[++i];
-    }
+    std::vector<Flag> flags = {{"out", Kind::STR, &out, "the fixture input to write (required)"}};
+    if (!parse_flags("reference-input", "--out F.safetensors\n\nWrites the fixed tiny world that tools/reference.py evaluates with PyTorch.",
+                     argc, argv, flags, nullptr))
+        return 0;
     HAFVT_INPUT(!out.empty(), "hafvt reference-input: --out F.safetensors is required");
 
     const ModelConfig c = tiny_config();

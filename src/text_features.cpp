@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "common.h"
+#include "config.h"
 #include "npy.h"
 
 namespace hafvt {
@@ -206,9 +207,9 @@ std::vector<float> text_features(const std::vector<std::string>& titles, size_t 
 
 namespace {
 
-const char* kTextUsage =
-    "usage: hafvt text-features --data DIR --titles F.tsv [--titles G.tsv ...] --out txt.npy\n"
-    "                           [--ids-out txt_ids.txt] [--dim 256] [--seed 2040]\n"
+const char* kTextSynopsis =
+    "--data DIR --titles F.tsv [--titles G.tsv ...] --out txt.npy [--ids-out txt_ids.txt] [--dim 256]\n"
+    "                           [--seed 2040]\n"
     "\n"
     "Item text features from product titles, for `hafvt train --txt F.npy --txt-ids F_ids.txt`.\n"
     "A deterministic stand-in for CLIP text features when no CLIP model or embeddings are at hand\n"
@@ -216,16 +217,7 @@ const char* kTextUsage =
     "word unigrams + word bigrams + character 3-grams of \"<word>\", FNV-1a hashed into 2^20 buckets;\n"
     "weight (1 + ln tf) * (ln((1 + N) / (1 + df)) + 1), N = items with a title; a fixed +-1/sqrt(dim)\n"
     "random projection to --dim columns drawn on the fly from (seed, bucket, column); L2-normalize.\n"
-    "Items without a title get an all-zero row (\"missing\" for the trainer).\n"
-    "\n"
-    "flags:\n"
-    "  --data DIR        dataset folder with Alist.txt and Blist.txt (required)\n"
-    "  --titles F        title file `local_id<TAB>merged_id<TAB>asin<TAB>title` with a header line;\n"
-    "                    repeat for several files (required at least once)\n"
-    "  --out F           output .npy, float32 [NX+NY, dim], row i = merged id i (required)\n"
-    "  --ids-out F       alignment file, one ASIN per row (default: --out with .npy -> _ids.txt)\n"
-    "  --dim N           output width (default 256)\n"
-    "  --seed N          seed of the projection (default 2040)\n";
+    "Items without a title get an all-zero row (\"missing\" for the trainer).";
 
 // Default alignment file next to the features: txt.npy -> txt_ids.txt.
 std::string default_ids_path(const std::string& out) {
@@ -240,33 +232,15 @@ int text_features_main(int argc, char** argv) {
     std::string data, out, ids_out;
     std::vector<std::string> titles;
     uint64_t dim = 256, seed = 2040;
-    for (int i = 0; i < argc; i++) {
-        std::string a = argv[i], value;
-        if (a == "--help" || a == "-h") {
-            std::printf("%s", kTextUsage);
-            return 0;
-        }
-        size_t eq = a.find('=');
-        if (a.rfind("--", 0) == 0 && eq != std::string::npos) {
-            value = a.substr(eq + 1);
-            a = a.substr(0, eq);
-        } else {
-            HAFVT_INPUT(a.rfind("--", 0) == 0, "hafvt text-features: unexpected argument '", a, "' (see hafvt text-features --help)");
-            HAFVT_INPUT(i + 1 < argc, "hafvt text-features: ", a, " expects a value, found the end of the line");
-            value = argv[++i];
-        }
-        if (a == "--data") data = value;
-        else if (a == "--titles") titles.push_back(value);
-        else if (a == "--out") out = value;
-        else if (a == "--ids-out") ids_out = value;
-        else if (a == "--dim" || a == "--seed") {
-            uint64_t x = 0;
-            HAFVT_INPUT(parse_index(value, &x), "hafvt text-features: ", a, ": expected a non-negative integer, found '", value, "'");
-            (a == "--dim" ? dim : seed) = x;
-        } else {
-            HAFVT_FAIL_INPUT("hafvt text-features: unknown flag ", a, " (see hafvt text-features --help)");
-        }
-    }
+    std::vector<Flag> flags = {
+        {"data", Kind::STR, &data, "dataset folder with Alist.txt and Blist.txt (required)"},
+        {"titles", Kind::STRS, &titles, "title file `local_id<TAB>merged_id<TAB>asin<TAB>title` with a header line; repeat for several files (required at least once)"},
+        {"out", Kind::STR, &out, "output .npy, float32 [NX+NY, dim], row i = merged id i (required)"},
+        {"ids-out", Kind::STR, &ids_out, "alignment file, one ASIN per row (default: --out with .npy -> _ids.txt)"},
+        {"dim", Kind::U64, &dim, "output width (default 256)"},
+        {"seed", Kind::U64, &seed, "seed of the projection (default 2040)"},
+    };
+    if (!parse_flags("text-features", kTextSynopsis, argc, argv, flags, nullptr)) return 0;
     HAFVT_INPUT(!data.empty(), "hafvt text-features: --data DIR is required");
     HAFVT_INPUT(!titles.empty(), "hafvt text-features: at least one --titles F.tsv is required");
     HAFVT_INPUT(!out.empty(), "hafvt text-features: --out F.npy is required");
