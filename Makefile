@@ -45,7 +45,7 @@ endif
 $(info $(CUDA_MSG))
 
 SRCS      := $(filter-out src/main.cpp,$(wildcard src/*.cpp))
-TEST_SRCS := $(wildcard tests/test_*.cpp)
+TEST_SRCS := $(wildcard tests/test_*.cpp) tests/fixture/reference_input.cpp
 CU_SRCS   := $(wildcard cuda/*.cu)
 
 ifeq ($(USE_CUDA),1)
@@ -81,6 +81,10 @@ $(BUILD)/hafvt: $(BUILD)/src/main.o $(OBJS)
 	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS)
 
 $(BUILD)/test_hafvt: $(TEST_OBJS) $(OBJS)
+	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS)
+
+# The writer of the PyTorch fixture's input (test support for make refs, not part of hafvt).
+$(BUILD)/hafvt_fixture: $(BUILD)/tests/fixture/fixture_main.o $(BUILD)/tests/fixture/reference_input.o $(OBJS)
 	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS)
 
 $(BUILD)/src/%.o: src/%.cpp $(FLAGS_STAMP)
@@ -179,8 +183,8 @@ bench: $(BUILD)/hafvt
 bench-gpu:
 	BUILD=$(BUILD) bash tools/bench_gpu.sh
 
-refs: $(BUILD)/hafvt
-	bash tools/make_refs.sh
+refs: $(BUILD)/hafvt_fixture
+	HAFVT_FIXTURE_BIN=$(BUILD)/hafvt_fixture bash tools/make_refs.sh
 
 # ---- fuzzing: make fuzz [FUZZ_SECONDS=60] builds the libFuzzer targets of tests/fuzz into
 # build/fuzz with clang++ (ASan + UBSan) and runs each for FUZZ_SECONDS on a copy of its seed
@@ -237,4 +241,4 @@ fuzz-run: $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 clean:
 	rm -rf build
 
--include $(wildcard $(BUILD)/src/*.d $(BUILD)/tests/*.d $(BUILD)/cuda/*.d $(BUILD)/tests/cuda_emu/*.d)
+-include $(wildcard $(BUILD)/src/*.d $(BUILD)/tests/*.d $(BUILD)/tests/fixture/*.d $(BUILD)/cuda/*.d $(BUILD)/tests/cuda_emu/*.d)

@@ -44,58 +44,6 @@ void cuda_synchronize();  // waits for all queued work and reports any asynchron
 void cuda_set_sync_launches(bool on);
 bool cuda_sync_launches();
 
-// An owning, zero-initialized device array (RAII, movable, not copyable).
-template <typename T>
-class DeviceArray {
-public:
-    DeviceArray() = default;
-    explicit DeviceArray(size_t n) { resize(n); }
-    explicit DeviceArray(const std::vector<T>& host) { upload(host); }
-    ~DeviceArray() { cuda_free(ptr_); }
-    DeviceArray(const DeviceArray&) = delete;
-    DeviceArray& operator=(const DeviceArray&) = delete;
-    DeviceArray(DeviceArray&& o) noexcept : ptr_(o.ptr_), n_(o.n_) { o.ptr_ = nullptr, o.n_ = 0; }
-    DeviceArray& operator=(DeviceArray&& o) noexcept {
-        std::swap(ptr_, o.ptr_);
-        std::swap(n_, o.n_);
-        return *this;
-    }
-
-    // Reallocates and zeroes when n differs from the size.
-    void resize(size_t n) {
-        if (n == n_) return;
-        cuda_free(ptr_);
-        ptr_ = nullptr;
-        n_ = 0;
-        ptr_ = static_cast<T*>(cuda_malloc(n * sizeof(T)));
-        n_ = n;
-        zero();
-    }
-    void zero() { cuda_memset_zero(ptr_, n_ * sizeof(T)); }
-    // Copies n host elements in (resizing to n) / the whole array out.
-    void upload(const T* host, size_t n) {
-        resize(n);
-        cuda_memcpy_h2d(ptr_, host, n * sizeof(T));
-    }
-    void upload(const std::vector<T>& host) { upload(host.data(), host.size()); }
-    void download(T* host) const { cuda_memcpy_d2h(host, ptr_, n_ * sizeof(T)); }
-    std::vector<T> to_host() const {
-        std::vector<T> h(n_);
-        download(h.data());
-        return h;
-    }
-
-    T* data() { return ptr_; }
-    const T* data() const { return ptr_; }
-    size_t size() const { return n_; }
-
-private:
-    T* ptr_ = nullptr;
-    size_t n_ = 0;
-};
-using DeviceBuffer = DeviceArray<float>;
-using DeviceBufferI32 = DeviceArray<int32_t>;
-using DeviceBufferU8 = DeviceArray<uint8_t>;
 
 // ---- cuBLAS (cuda/device.cu) -----------------------------------------------------------------
 

@@ -148,7 +148,7 @@ const std::vector<Setting> kSettings = {
     HAFVT_SETTING("log-every", log_every, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "progress line every N steps (default: ten per epoch)", false, false),
     HAFVT_SETTING("max-steps", max_steps, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "stop after N optimizer steps (benchmarks)", false, false),
     HAFVT_SETTING("skip-test", skip_test, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "do not evaluate the test split at the end", false, false),
-    HAFVT_SETTING("device", device, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "cpu, cuda, auto (default: CUDA when a device answers) or emulate (the device path on the CPU ops, for tests)", false, false),
+    HAFVT_SETTING("device", device, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "cpu, cuda or auto (default: CUDA when a device answers)", false, false),
     HAFVT_SETTING("tf32", tf32, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "CUDA only: TF32 tensor cores for the matmuls (default FP32)", false, false),
 };
 

@@ -19,7 +19,6 @@
 #include "checkpoint.h"
 #include "common.h"
 #include "config.h"
-#include "reference_input.h"
 #include "safetensors.h"
 #include "synth.h"
 #include "evaluation.h"
@@ -69,7 +68,7 @@ int cmd_eval(int argc, char** argv) {
         {"beta", Kind::FLOAT, &o.beta, "score with another img weight (default: the run's); a weight of 0 drops that head"},
         {"threads", Kind::INT, &o.threads, "CPU threads (default: all)"},
         {"eval-batch", Kind::SIZE, &o.eval_batch, "lines per evaluation batch (default: the run's)"},
-        {"device", Kind::STR, &o.device, "cpu, cuda, auto (default: CUDA when a device answers) or emulate (the device path on the CPU ops, for tests)"},
+        {"device", Kind::STR, &o.device, "cpu, cuda or auto (default: CUDA when a device answers)"},
     };
     o.eval_batch = 0;
     if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;
@@ -147,7 +146,6 @@ int main(int argc, char** argv) {
         if (cmd == "info") return cmd_info(argc - 2, argv + 2);
         if (cmd == "bench-gemm") return bench_gemm_main(argc - 2, argv + 2);
         if (cmd == "text-features") return text_features_main(argc - 2, argv + 2);
-        if (cmd == "reference-input") return reference_input_main(argc - 2, argv + 2);  // hidden: tools/make_refs.sh
         HAFVT_FAIL_INPUT("hafvt: unknown command '", cmd, "'; expected one of synth, train, eval, recommend, info, "
                          "text-features, bench-gemm (see hafvt --help)");
     } catch (const InputError& e) {

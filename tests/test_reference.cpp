@@ -18,7 +18,7 @@
 #include "adam.h"
 #include "backend.h"
 #include "model.h"
-#include "reference_input.h"
+#include "fixture/reference_input.h"
 #include "safetensors.h"
 #include "test_util.h"
 

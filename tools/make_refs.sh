@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # make_refs.sh: regenerates tests/ref/hafvt_tiny.safetensors, the PyTorch fixture of
-# tests/test_reference.cpp: `hafvt reference-input` writes the tiny world (config, parameters,
+# tests/test_reference.cpp: build/hafvt_fixture (tests/fixture) writes the tiny world (config, parameters,
 # frozen tables, batches), tools/reference.py adds what PyTorch computes from it in float64.
 # Needs Debian's python3-torch and python3-numpy (apt-get install python3-torch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-BIN=${HAFVT_BIN:-build/hafvt}
+BIN=${HAFVT_FIXTURE_BIN:-build/hafvt_fixture}
 PYTHON=/usr/bin/python3
 OUT=tests/ref/hafvt_tiny.safetensors
 
@@ -19,7 +19,7 @@ OUT=tests/ref/hafvt_tiny.safetensors
 
 tmp=$(mktemp -d /tmp/hafvt_refs_XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
-"$BIN" reference-input --out "$tmp/input.safetensors"
+"$BIN" --out "$tmp/input.safetensors"
 "$PYTHON" tools/reference.py fixture "$tmp/input.safetensors" "$tmp/fixture.safetensors"
 mkdir -p tests/ref
 mv "$tmp/fixture.safetensors" "$OUT"

@@ -8,7 +8,7 @@ generator of the C++ model's reference fixture.
     /usr/bin/python3 tools/reference.py check FIXTURE.safetensors
     /usr/bin/python3 tools/reference.py flops --data DIR --q 256 --e 512 --gemm BENCH_GEMM_OUTPUT
 
-IN is written by `hafvt reference-input` (parameters under their C++ names, frozen tables, one
+IN is written by build/hafvt_fixture (tests/fixture; parameters under their C++ names, frozen tables, one
 train batch, one eval batch, the config in __metadata__). OUT holds all of IN plus what PyTorch
 computes from it: the head logits and row losses (names as Model::forward_backward's trace), the
 per-view and total losses, every parameter gradient (grad.<name>), the parameters after three
@@ -607,7 +607,7 @@ def check_fixture(path):
         worst = max(worst, (g - torch.tensor(inp["grad." + n])).abs().max().item())
     sc = (peer.score(inp) - torch.tensor(inp["score"])).abs().max().item()
     # the batch builders against make_train_batch / make_eval_batch on the sequences of
-    # src/reference_input.cpp (kTrainSeqs, kEvalSeqs; keep the two in step)
+    # tests/fixture/reference_input.cpp (kTrainSeqs, kEvalSeqs; keep the two in step)
     train_seqs = [[0, 7, 1, 8, 9, 2, 10, 3], [8, 11, 12], [4, 6, 5], [9, 2], [3, 12, 3, 7, 0]]
     eval_seqs = [[0, 8, 1, 9], [4, 5, 2], [10, 11, 3], [1, 7, 2, 8, 3, 9, 4, 10], [12, 6]]
     built = train_batch([q[-(peer.T + 1):] for q in train_seqs], peer.NX, peer.T, peer.pad)
