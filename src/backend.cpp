@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "common.h"
 #ifdef HAFVT_CUDA
@@ -42,13 +43,17 @@ void* emulated_alloc(size_t bytes) {
 
 // The CPU ops, with `device` deciding which path of Model runs.
 Backend make_host(const char* name, bool device) {
-    return Backend{name, device, device ? emulated_alloc : host_alloc, host_release, host_copy, host_copy, host_zero,
-                   embedding_forward, embedding_backward, posadd_forward, posadd_backward,
-                   padmask_forward, padmask_backward, dropout_forward, dropout_backward,
-                   layernorm_forward, layernorm_backward, linear_forward, linear_backward,
-                   gelu_forward, gelu_backward, residual_forward, residual_backward,
-                   attention_forward, attention_backward, l2norm_forward, l2norm_backward,
-                   cosine_logits_forward, mixture_prob_accumulate, fused_mixture_head, adam_update};
+    Backend b{};
+    b.name = name;
+    b.device = device;
+    b.alloc = device ? emulated_alloc : host_alloc;
+    b.release = host_release;
+    b.to_backend = b.to_host = host_copy;
+    b.zero = host_zero;
+#define HAFVT_HOST_OP(op) b.op = op;
+    HAFVT_BACKEND_OPS(HAFVT_HOST_OP)
+#undef HAFVT_HOST_OP
+    return b;
 }
 
 }  // namespace
@@ -72,17 +77,26 @@ void* device_alloc(size_t bytes) {
 }
 }  // namespace
 
+// Every CUDA twin has exactly the CPU op's type.
+#define HAFVT_SAME_TYPE(op) static_assert(std::is_same<decltype(&op), decltype(&op##_cuda)>::value, #op "_cuda differs from " #op);
+HAFVT_BACKEND_OPS(HAFVT_SAME_TYPE)
+#undef HAFVT_SAME_TYPE
+
 const Backend* cuda_backend() {
-    static const Backend b{"cuda", true, device_alloc, cuda_free, cuda_memcpy_h2d, cuda_memcpy_d2h,
-                           cuda_memset_zero,
-                           embedding_forward_cuda, embedding_backward_cuda, posadd_forward_cuda,
-                           posadd_backward_cuda, padmask_forward_cuda, padmask_backward_cuda,
-                           dropout_forward_cuda, dropout_backward_cuda, layernorm_forward_cuda,
-                           layernorm_backward_cuda, linear_forward_cuda, linear_backward_cuda,
-                           gelu_forward_cuda, gelu_backward_cuda, residual_forward_cuda,
-                           residual_backward_cuda, attention_forward_cuda, attention_backward_cuda,
-                           l2norm_forward_cuda, l2norm_backward_cuda, cosine_logits_forward_cuda,
-                           mixture_prob_accumulate_cuda, fused_mixture_head_cuda, adam_update_cuda};
+    static const Backend b = [] {
+        Backend t{};
+        t.name = "cuda";
+        t.device = true;
+        t.alloc = device_alloc;
+        t.release = cuda_free;
+        t.to_backend = cuda_memcpy_h2d;
+        t.to_host = cuda_memcpy_d2h;
+        t.zero = cuda_memset_zero;
+#define HAFVT_CUDA_OP(op) t.op = op##_cuda;
+        HAFVT_BACKEND_OPS(HAFVT_CUDA_OP)
+#undef HAFVT_CUDA_OP
+        return t;
+    }();
     return &b;
 }
 #else

@@ -26,6 +26,17 @@
 
 namespace hafvt {
 
+// The ops a backend provides, stated once: X(op) for each op of ops_cpu.h, heads.h and adam.h that
+// Model calls. A backend's table holds the CPU op of that name or its twin `op##_cuda`
+// (cuda/ops_cuda.h), which must have the same type (backend.cpp checks it at compile time).
+#define HAFVT_BACKEND_OPS(X)                                                                     \
+    X(embedding_forward) X(embedding_backward) X(posadd_forward) X(posadd_backward)              \
+    X(padmask_forward) X(padmask_backward) X(dropout_forward) X(dropout_backward)                \
+    X(layernorm_forward) X(layernorm_backward) X(linear_forward) X(linear_backward)              \
+    X(gelu_forward) X(gelu_backward) X(residual_forward) X(residual_backward)                    \
+    X(attention_forward) X(attention_backward) X(l2norm_forward) X(l2norm_backward)              \
+    X(cosine_logits_forward) X(mixture_prob_accumulate) X(fused_mixture_head) X(adam_update)
+
 struct Backend {
     const char* name;
     bool device;  // true: Model keeps its parameters and activations in the backend's memory
@@ -37,31 +48,11 @@ struct Backend {
     void (*to_host)(void* host, const void* src, size_t bytes);
     void (*zero)(void* ptr, size_t bytes);
 
-    // the layers (ops_cpu.h, heads.h, adam.h), all pointers in the backend's memory
-    decltype(&hafvt::embedding_forward) embedding_forward;
-    decltype(&hafvt::embedding_backward) embedding_backward;
-    decltype(&hafvt::posadd_forward) posadd_forward;
-    decltype(&hafvt::posadd_backward) posadd_backward;
-    decltype(&hafvt::padmask_forward) padmask_forward;
-    decltype(&hafvt::padmask_backward) padmask_backward;
-    decltype(&hafvt::dropout_forward) dropout_forward;
-    decltype(&hafvt::dropout_backward) dropout_backward;
-    decltype(&hafvt::layernorm_forward) layernorm_forward;
-    decltype(&hafvt::layernorm_backward) layernorm_backward;
-    decltype(&hafvt::linear_forward) linear_forward;
-    decltype(&hafvt::linear_backward) linear_backward;
-    decltype(&hafvt::gelu_forward) gelu_forward;
-    decltype(&hafvt::gelu_backward) gelu_backward;
-    decltype(&hafvt::residual_forward) residual_forward;
-    decltype(&hafvt::residual_backward) residual_backward;
-    decltype(&hafvt::attention_forward) attention_forward;
-    decltype(&hafvt::attention_backward) attention_backward;
-    decltype(&hafvt::l2norm_forward) l2norm_forward;
-    decltype(&hafvt::l2norm_backward) l2norm_backward;
-    decltype(&hafvt::cosine_logits_forward) cosine_logits_forward;
-    decltype(&hafvt::mixture_prob_accumulate) mixture_prob_accumulate;
-    decltype(&hafvt::fused_mixture_head) fused_mixture_head;
-    decltype(&hafvt::adam_update) adam_update;
+    // the layers (ops_cpu.h, heads.h, adam.h), all pointers in the backend's memory: one member
+    // per op of HAFVT_BACKEND_OPS, with the CPU op's type
+#define HAFVT_BACKEND_MEMBER(op) decltype(&hafvt::op) op;
+    HAFVT_BACKEND_OPS(HAFVT_BACKEND_MEMBER)
+#undef HAFVT_BACKEND_MEMBER
 };
 
 const Backend& host_backend();
