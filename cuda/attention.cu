@@ -66,7 +66,7 @@ __global__ void attention_forward_kernel(float* out, float* att, const float* qk
         for (size_t j = lane; j < T; j += kWarp) {
             a[j] *= inv;
             d[j] = p_drop > 0.0f
-                       ? a[j] * dropout_factor_device(att_base + t * T + j, p_drop, seed, step, site)
+                       ? a[j] * dropout_factor(att_base + t * T + j, p_drop, seed, step, site)
                        : a[j];
         }
     }
@@ -128,7 +128,7 @@ __global__ void attention_backward_kernel(float* dqkv, const float* dout, const 
         bool ok = att_allowed(vb, t, j);
         float av = ok ? att[att_base + i] : 0.0f;
         a[i] = av;
-        pd[i] = ok && p_drop > 0.0f ? av * dropout_factor_device(att_base + i, p_drop, seed, step, site)
+        pd[i] = ok && p_drop > 0.0f ? av * dropout_factor(att_base + i, p_drop, seed, step, site)
                                     : av;
     }
     // da[t,j] = f_tj (g_t . v_j), one warp per pair
@@ -139,7 +139,7 @@ __global__ void attention_backward_kernel(float* dqkv, const float* dout, const 
         if (ok) {
             for (size_t c = lane; c < hs; c += kWarp) s += gb[t * C + c] * vv[j * C3 + c];
             s = warp_sum(s);
-            if (p_drop > 0.0f) s *= dropout_factor_device(att_base + pr, p_drop, seed, step, site);
+            if (p_drop > 0.0f) s *= dropout_factor(att_base + pr, p_drop, seed, step, site);
         }
         if (lane == 0) ds[pr] = s;
     }

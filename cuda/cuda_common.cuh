@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include "common.h"
+#include "op_math.h"
 #include "ops_cuda.h"
 
 // Every CUDA runtime call goes through HAFVT_CUDA_CHECK, every cuBLAS call through
@@ -76,14 +77,6 @@ size_t cuda_workspace_floats();  // its capacity now
 
 // y[i] += alpha * x[i] over n elements (cuda/heads.cu).
 void axpy_cuda(float* y, float alpha, const float* x, size_t n);
-
-// The CPU's dropout_factor (ops_cpu.cpp), bit for bit: the same 24-bit uniform, the same
-// comparison, the same IEEE division 1/(1-p) (nvcc does not use fast division by default).
-__device__ __forceinline__ float dropout_factor_device(size_t i, float p, uint64_t seed,
-                                                       uint64_t step, uint64_t site) {
-    float u = rng_uniform(seed, rng_stream(RNG_DROPOUT, step), (site << 40) | (uint64_t)i);
-    return u >= p ? 1.0f / (1.0f - p) : 0.0f;
-}
 
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = kWarp / 2; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -90,7 +90,7 @@ void linear_backward_cuda(float* dinp, float* dweight, float* dbias, const float
                           const float* inp, const float* weight, size_t N, size_t C, size_t OC);
 
 void gelu_forward_cuda(float* out, const float* inp, size_t n);
-void gelu_backward_cuda(float* dinp, const float* inp, const float* dout, size_t n);
+void gelu_backward_cuda(float* dinp, const float* dout, const float* inp, size_t n);
 
 void residual_forward_cuda(float* out, const float* a, const float* b, size_t n);
 void residual_backward_cuda(float* da, float* db, const float* dout, size_t n);

@@ -136,7 +136,7 @@ void padmask_backward_cuda(float* dx, const uint8_t* valid, size_t N, size_t C) 
 
 __global__ void dropout_forward_kernel(float* out, const float* inp, size_t n, float p,
                                        uint64_t seed, uint64_t step, uint64_t site) {
-    HAFVT_FOR_EACH(i, n) { out[i] = inp[i] * dropout_factor_device(i, p, seed, step, site); }
+    HAFVT_FOR_EACH(i, n) { out[i] = inp[i] * dropout_factor(i, p, seed, step, site); }
 }
 
 void dropout_forward_cuda(float* out, const float* inp, size_t n, float p, uint64_t seed,
@@ -153,7 +153,7 @@ void dropout_forward_cuda(float* out, const float* inp, size_t n, float p, uint6
 __global__ void dropout_backward_kernel(float* dinp, const float* dout, size_t n, float p,
                                         uint64_t seed, uint64_t step, uint64_t site) {
     HAFVT_FOR_EACH(i, n) {
-        float f = p > 0.0f ? dropout_factor_device(i, p, seed, step, site) : 1.0f;
+        float f = p > 0.0f ? dropout_factor(i, p, seed, step, site) : 1.0f;
         dinp[i] += dout[i] * f;
     }
 }
@@ -324,12 +324,11 @@ void linear_backward_cuda(float* dinp, float* dweight, float* dbias, const float
 
 // ---- gelu and residual -----------------------------------------------------------------------
 
-constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
 
 __global__ void gelu_forward_kernel(float* out, const float* inp, size_t n) {
     HAFVT_FOR_EACH(i, n) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + tanhf(kGeluC * (x + 0.044715f * x * x * x)));
+        out[i] = gelu_from_tanh(x, tanhf(gelu_u(x)));
     }
 }
 
@@ -338,20 +337,17 @@ void gelu_forward_cuda(float* out, const float* inp, size_t n) {
     HAFVT_LAUNCH(gelu_forward_kernel, grid_for(n), kBlock, 0, out, inp, n);
 }
 
-// forward: y = 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3)
-// dy/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) c (1 + 3 * 0.044715 x^2)
-__global__ void gelu_backward_kernel(float* dinp, const float* inp, const float* dout, size_t n) {
+// forward: y = gelu(x)  =>  dinp += dout * gelu'(x) (op_math.h)
+__global__ void gelu_backward_kernel(float* dinp, const float* dout, const float* inp, size_t n) {
     HAFVT_FOR_EACH(i, n) {
         float x = inp[i];
-        float t = tanhf(kGeluC * (x + 0.044715f * x * x * x));
-        float dudx = kGeluC * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx);
+        dinp[i] += dout[i] * gelu_grad_from_tanh(x, tanhf(gelu_u(x)));
     }
 }
 
-void gelu_backward_cuda(float* dinp, const float* inp, const float* dout, size_t n) {
+void gelu_backward_cuda(float* dinp, const float* dout, const float* inp, size_t n) {
     if (n == 0) return;
-    HAFVT_LAUNCH(gelu_backward_kernel, grid_for(n), kBlock, 0, dinp, inp, dout, n);
+    HAFVT_LAUNCH(gelu_backward_kernel, grid_for(n), kBlock, 0, dinp, dout, inp, n);
 }
 
 __global__ void residual_forward_kernel(float* out, const float* a, const float* b, size_t n) {

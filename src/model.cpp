@@ -385,7 +385,7 @@ static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Ba
         zero(s2, Nd);
         K.linear_backward(s2, dW(k + "ffn.w2"), dW(k + "ffn.b2"), s1, a.gelu.data(), W(k + "ffn.w2"), N, d, d);
         zero(s1, Nd);
-        K.gelu_backward(s1, a.fc1.data(), s2, Nd);
+        K.gelu_backward(s1, s2, a.fc1.data(), Nd);
         zero(s2, Nd);
         K.linear_backward(s2, dW(k + "ffn.w1"), dW(k + "ffn.b1"), s1, a.ln2.data(), W(k + "ffn.w1"), N, d, d);
         // ln2 = LN2(res1): dres1 = dx (residual path) + LN2 backward

@@ -3,6 +3,7 @@
 // it reverses is quoted first, then its derivative. Parallel loops use static schedules and never
 // let two threads add into the same element, so results do not depend on timing.
 #include "ops_cpu.h"
+#include "op_math.h"
 
 #include <omp.h>
 
@@ -79,11 +80,6 @@ void posadd_backward(float* dP, const float* dx, const int32_t* pos, size_t N, s
 void padmask_forward(float* x, const uint8_t* valid, size_t N, size_t C) {
     for (size_t n = 0; n < N; n++)
         if (!valid[n]) std::memset(x + n * C, 0, C * sizeof(float));
-}
-
-float dropout_factor(size_t i, float p, uint64_t seed, uint64_t step, uint64_t site) {
-    float u = rng_uniform(seed, rng_stream(RNG_DROPOUT, step), (site << 40) | (uint64_t)i);
-    return u >= p ? 1.0f / (1.0f - p) : 0.0f;
 }
 
 void dropout_forward(float* out, const float* inp, size_t n, float p, uint64_t seed, uint64_t step,
@@ -194,25 +190,20 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
     }
 }
 
-static constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
 
 void gelu_forward(float* out, const float* inp, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + vtanh(kGeluC * (x + 0.044715f * x * x * x)));
+        out[i] = gelu_from_tanh(x, vtanh(gelu_u(x)));
     }
 }
 
-void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
-    // forward: y = 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3)
-    // dy/dx = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) c (1 + 3 * 0.044715 x^2)
+void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelMin)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float t = vtanh(kGeluC * (x + 0.044715f * x * x * x));
-        float dudx = kGeluC * (1.0f + 3.0f * 0.044715f * x * x);
-        dinp[i] += dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * dudx);
+        dinp[i] += dout[i] * gelu_grad_from_tanh(x, vtanh(gelu_u(x)));
     }
 }
 

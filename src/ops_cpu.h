@@ -42,8 +42,7 @@ void dropout_forward(float* out, const float* inp, size_t n, float p, uint64_t s
                      uint64_t site);
 void dropout_backward(float* dinp, const float* dout, size_t n, float p, uint64_t seed,
                       uint64_t step, uint64_t site);
-// The keep-and-scale factor of element i (0 or 1/(1-p)); shared by the CPU and CUDA code.
-float dropout_factor(size_t i, float p, uint64_t seed, uint64_t step, uint64_t site);
+// The keep-and-scale factor of element i (0 or 1/(1-p)): dropout_factor, op_math.h.
 
 // LayerNorm over C with affine weight/bias, eps = 1e-5 (biased variance, as torch).
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
@@ -61,7 +60,7 @@ void linear_backward(float* dinp, float* dweight, float* dbias, const float* dou
 
 // GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 void gelu_forward(float* out, const float* inp, size_t n);
-void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n);
+void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n);
 
 // out = a + b.
 void residual_forward(float* out, const float* a, const float* b, size_t n);

@@ -379,8 +379,8 @@ CUDA_TEST_CASE("cuda: gelu and residual") {
     gelu_forward(out.data(), x.data(), n);
     gelu_forward_cuda(d_out.data(), d_x.data(), n);
     CHECK(check_tensor("gelu", down(d_out), out, 1e-6, 1e-5));
-    gelu_backward(dinp.data(), x.data(), dout.data(), n);
-    gelu_backward_cuda(d_dinp.data(), d_x.data(), d_dout.data(), n);
+    gelu_backward(dinp.data(), dout.data(), x.data(), n);
+    gelu_backward_cuda(d_dinp.data(), d_dout.data(), d_x.data(), n);
     CHECK(check_tensor("dgelu", down(d_dinp), dinp, 1e-6, 1e-5));
     residual_forward(sum.data(), x.data(), y.data(), n);
     residual_forward_cuda(d_sum.data(), d_x.data(), d_y.data(), n);

@@ -99,7 +99,7 @@ TEST_CASE("gelu and residual backward match finite differences") {
     CHECK(out[0] == doctest::Approx(0.5 * x[0] * (1 + std::tanh(0.7978845608 * (x[0] + 0.044715 * x[0] * x[0] * x[0])))));
     std::vector<float> dgelu(n), dx(n), dy(n);
     residual_backward(dgelu.data(), dy.data(), G.data(), n);
-    gelu_backward(dx.data(), x.data(), dgelu.data(), n);
+    gelu_backward(dx.data(), dgelu.data(), x.data(), n);
     CHECK(fd::check("gelu", loss, x.data(), dx.data(), n).max_err < kTol);
     CHECK(fd::check("residual", loss, y.data(), dy.data(), n).max_err < kTol);
 }
