@@ -44,7 +44,7 @@ else
 endif
 $(info $(CUDA_MSG))
 
-SRCS      := $(filter-out src/main.cpp,$(wildcard src/*.cpp))
+SRCS      := $(filter-out src/cli/main.cpp,$(wildcard src/*/*.cpp))
 TEST_SRCS := $(wildcard tests/test_*.cpp) tests/fixture/reference_input.cpp
 CU_SRCS   := $(wildcard cuda/*.cu)
 
@@ -77,7 +77,7 @@ TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 .PHONY: all test test-gpu test-emu debug check run bench bench-gpu refs clean deps fuzz fuzz-deps fuzz-run
 all: $(BUILD)/hafvt
 
-$(BUILD)/hafvt: $(BUILD)/src/main.o $(OBJS)
+$(BUILD)/hafvt: $(BUILD)/src/cli/main.o $(OBJS)
 	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS)
 
 $(BUILD)/test_hafvt: $(TEST_OBJS) $(OBJS)
@@ -194,12 +194,12 @@ FUZZ_SECONDS  ?= 60
 FUZZ_MAX_LEN  ?= 4096
 FUZZ_DIR      := $(BUILD)/fuzz
 FUZZ_CXXFLAGS ?= -O1 -g -std=c++17 -Isrc -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
-FUZZ_SRCS     := src/common.cpp src/json.cpp src/npy.cpp src/safetensors.cpp src/dataset.cpp
+FUZZ_SRCS     := src/core/common.cpp src/core/json.cpp src/formats/npy.cpp src/formats/safetensors.cpp src/data/dataset.cpp
 FUZZ_OBJS     := $(FUZZ_SRCS:src/%.cpp=$(FUZZ_DIR)/src/%.o)
 FUZZ_TARGETS  := npy safetensors c2dsr
 .SECONDARY: $(FUZZ_OBJS)
 
-$(FUZZ_DIR)/src/%.o: src/%.cpp $(wildcard src/*.h)
+$(FUZZ_DIR)/src/%.o: src/%.cpp $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CXX) $(FUZZ_CXXFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
 
@@ -241,4 +241,4 @@ fuzz-run: $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 clean:
 	rm -rf build
 
--include $(wildcard $(BUILD)/src/*.d $(BUILD)/tests/*.d $(BUILD)/tests/fixture/*.d $(BUILD)/cuda/*.d $(BUILD)/tests/cuda_emu/*.d)
+-include $(wildcard $(BUILD)/src/*/*.d $(BUILD)/tests/*.d $(BUILD)/tests/fixture/*.d $(BUILD)/cuda/*.d $(BUILD)/tests/cuda_emu/*.d)

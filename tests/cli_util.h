@@ -8,8 +8,8 @@
 
 #include <vector>
 
-#include "common.h"
-#include "json.h"
+#include "core/common.h"
+#include "core/json.h"
 #include "test_util.h"
 
 namespace testutil {

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "common.h"
+#include "core/common.h"
 
 namespace fd {
 

@@ -1,5 +1,5 @@
 // test_adam.cpp: Adam against two steps computed by hand (torch.optim.Adam with coupled L2).
-#include "adam.h"
+#include "math/adam.h"
 #include "test_util.h"
 
 using namespace hafvt;

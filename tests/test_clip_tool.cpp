@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "common.h"
-#include "dataset.h"
-#include "npy.h"
+#include "core/common.h"
+#include "data/dataset.h"
+#include "formats/npy.h"
 #include "cli_util.h"
 #include "test_util.h"
 

@@ -3,8 +3,8 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "common.h"
-#include "tensor.h"
+#include "core/common.h"
+#include "core/tensor.h"
 #include "test_util.h"
 
 using namespace hafvt;
@@ -75,7 +75,7 @@ TEST_CASE("AtomicFile: commit renames, a fault before rename keeps the old file"
     CHECK_THROWS_AS(read_file(dir + "/missing"), InputError);
 }
 
-#include "vmath.h"
+#include "math/vmath.h"
 
 TEST_CASE("vexp and vtanh: accurate to float precision over the range the model uses") {
     double worst_exp = 0, worst_tanh = 0;

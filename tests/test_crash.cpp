@@ -12,8 +12,8 @@
 #include <thread>
 
 #include "cli_util.h"
-#include "json.h"
-#include "safetensors.h"
+#include "core/json.h"
+#include "formats/safetensors.h"
 #include "test_util.h"
 
 using namespace hafvt;

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "common.h"
+#include "core/common.h"
 #include "cuda_test_util.h"
 #include "test_util.h"
 
@@ -39,11 +39,11 @@ TEST_CASE("cuda: not built") {
 #ifdef HAFVT_CUDA_EMU
 #include <cuda_runtime.h>  // the emulation's (tests/cuda_emu): set_order
 #endif
-#include "adam.h"
-#include "backend.h"
-#include "gemm_cpu.h"
-#include "heads.h"
-#include "ops_cpu.h"
+#include "math/adam.h"
+#include "model/backend.h"
+#include "math/gemm_cpu.h"
+#include "math/heads.h"
+#include "math/ops_cpu.h"
 
 using namespace hafvt;
 using testutil::check_tensor;

@@ -7,8 +7,8 @@
 #include <sys/stat.h>
 #include <vector>
 
-#include "common.h"
-#include "dataset.h"
+#include "core/common.h"
+#include "data/dataset.h"
 #include "test_util.h"
 
 using namespace hafvt;

@@ -12,8 +12,8 @@
 #include <limits>
 #include <vector>
 
-#include "common.h"
-#include "gemm_cpu.h"
+#include "core/common.h"
+#include "math/gemm_cpu.h"
 #include "test_util.h"
 
 #ifdef _OPENMP

@@ -6,8 +6,8 @@
 #include <cstring>
 
 #include "fd_check.h"
-#include "heads.h"
-#include "ops_cpu.h"
+#include "math/heads.h"
+#include "math/ops_cpu.h"
 #include "test_util.h"
 
 using namespace hafvt;

@@ -1,7 +1,7 @@
 // test_json.cpp: our JSON value: parse/dump round trips, escapes, numbers, limits and errors.
-#include "json.h"
+#include "core/json.h"
 
-#include "common.h"
+#include "core/common.h"
 #include "test_util.h"
 
 #include <cmath>

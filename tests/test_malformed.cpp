@@ -20,11 +20,11 @@
 #include <string>
 #include <vector>
 
-#include "common.h"
-#include "json.h"
-#include "npy.h"
-#include "dataset.h"
-#include "safetensors.h"
+#include "core/common.h"
+#include "core/json.h"
+#include "formats/npy.h"
+#include "data/dataset.h"
+#include "formats/safetensors.h"
 #include "test_util.h"
 
 using namespace hafvt;

@@ -9,10 +9,10 @@
 #include <cmath>
 #include <cstring>
 
-#include "backend.h"
+#include "model/backend.h"
 #include "fd_check.h"
-#include "model.h"
-#include "ops_cpu.h"
+#include "model/model.h"
+#include "math/ops_cpu.h"
 #include "test_util.h"
 
 using namespace hafvt;

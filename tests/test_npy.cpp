@@ -1,8 +1,8 @@
 // test_npy.cpp: the .npy reader against files numpy wrote (tests/ref/npy, made by
 // tools/make_npy_fixtures.py), our writer against our reader, and every refusal.
-#include "npy.h"
+#include "formats/npy.h"
 
-#include "common.h"
+#include "core/common.h"
 #include "test_util.h"
 
 #include <cmath>

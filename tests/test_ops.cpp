@@ -7,7 +7,7 @@
 #include <cstring>
 
 #include "fd_check.h"
-#include "ops_cpu.h"
+#include "math/ops_cpu.h"
 #include "test_util.h"
 
 using namespace hafvt;

@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "adam.h"
-#include "backend.h"
-#include "model.h"
+#include "math/adam.h"
+#include "model/backend.h"
+#include "model/model.h"
 #include "fixture/reference_input.h"
-#include "safetensors.h"
+#include "formats/safetensors.h"
 #include "test_util.h"
 
 using namespace hafvt;
@@ -176,7 +176,7 @@ void check_model_against_pytorch(const Backend& be) {
     model.score(eval, scores, domain);
     CHECK(worst.check("scores", "score", scores.data(), f.read_f32("score"), k_atol, k_rtol));
 
-    // three Adam steps on the same batch, over the whole table as src/train.cpp does
+    // three Adam steps on the same batch, over the whole table as src/train/train.cpp does
     TensorTable adam_m = model.params().like(), adam_v = model.params().like();
     const std::vector<float> want_losses = f.read_f32("adam.loss_total");
     REQUIRE(want_losses.size() == steps);

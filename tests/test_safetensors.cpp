@@ -1,10 +1,10 @@
 // test_safetensors.cpp: safetensors writer/reader round trip, the layout Python expects, every
 // refusal of the reader, and describe_file.
-#include "safetensors.h"
+#include "formats/safetensors.h"
 
-#include "common.h"
-#include "json.h"
-#include "npy.h"
+#include "core/common.h"
+#include "core/json.h"
+#include "formats/npy.h"
 #include "test_util.h"
 
 #include <cstring>

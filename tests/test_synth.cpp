@@ -7,10 +7,10 @@
 #include <cstdlib>
 #include <unistd.h>
 
-#include "common.h"
-#include "dataset.h"
-#include "npy.h"
-#include "synth.h"
+#include "core/common.h"
+#include "data/dataset.h"
+#include "formats/npy.h"
+#include "data/synth.h"
 
 using namespace hafvt;
 

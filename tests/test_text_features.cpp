@@ -1,4 +1,4 @@
-// test_text_features.cpp: `hafvt text-features` (src/text_features.*): tokenization, rows (zero for
+// test_text_features.cpp: `hafvt text-features` (src/data/text_features.*): tokenization, rows (zero for
 // missing titles, unit norm otherwise, near duplicates closer than unrelated titles), determinism,
 // refusal of bad title files, and that the output trains (`hafvt train --txt ... --txt-ids ...`).
 #include <doctest/doctest.h>
@@ -14,12 +14,12 @@
 #include <string>
 #include <vector>
 
-#include "common.h"
-#include "dataset.h"
-#include "npy.h"
+#include "core/common.h"
+#include "data/dataset.h"
+#include "formats/npy.h"
 #include "cli_util.h"
 #include "test_util.h"
-#include "text_features.h"
+#include "data/text_features.h"
 
 using namespace hafvt;
 using testutil::hafvt_bin;

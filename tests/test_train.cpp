@@ -11,13 +11,13 @@
 #include <string>
 #include <vector>
 
-#include "backend.h"
+#include "model/backend.h"
 #include "cli_util.h"
-#include "json.h"
-#include "safetensors.h"
+#include "core/json.h"
+#include "formats/safetensors.h"
 #include "test_util.h"
 #include "cuda_test_util.h"
-#include "train.h"
+#include "train/train.h"
 
 using namespace hafvt;
 using testutil::run_hafvt;

@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <vector>
 
-#include "common.h"
+#include "core/common.h"
 
 namespace hafvt {
 struct Backend;

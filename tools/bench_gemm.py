@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-# (M, N, K, transA, transB): the products of one training step of the model (see src/bench_gemm.cpp).
+# (M, N, K, transA, transB): the products of one training step of the model (see src/cli/bench_gemm.cpp).
 SHAPES = [
     (2048, 2048, 2048, 0, 0),   # square reference
     (3840, 29207, 256, 0, 1),   # head forward, Food-Kitchen X: logits = h W^T

@@ -20,7 +20,7 @@ reference is then exact to float32 rounding, so what tests/test_reference.cpp me
 C++ float32 round-off alone, not the sum of two float32 implementations' errors.
 
 Every op is written out with explicit tensor operations (no nn.Module, no nn.MultiheadAttention,
-no F.layer_norm), with the names of src/ops_cpu.h and src/heads.h.
+no F.layer_norm), with the names of src/math/ops_cpu.h and src/math/heads.h.
 
 `train` is the PyTorch peer of `hafvt train` for tools/bench.sh: the same model and schedule in
 float32 with PyTorch's fused ops, dropout on and torch.optim.Adam; it reads the C2DSR files, prints

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "common.h"
-#include "dataset.h"
+#include "core/common.h"
+#include "data/dataset.h"
 
 using namespace hafvt;
 

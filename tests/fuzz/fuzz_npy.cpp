@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "common.h"
-#include "npy.h"
+#include "core/common.h"
+#include "formats/npy.h"
 
 using namespace hafvt;
 

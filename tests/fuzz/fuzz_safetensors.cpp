@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "common.h"
-#include "json.h"
-#include "safetensors.h"
+#include "core/common.h"
+#include "core/json.h"
+#include "formats/safetensors.h"
 
 using namespace hafvt;
 

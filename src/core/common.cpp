@@ -1,0 +1,101 @@
+// common.cpp: the out-of-line parts of common.h.
+#include "core/common.h"
+
+#include <cstdlib>
+
+namespace hafvt {
+
+static std::string where(const char* file, int line) {
+    const char* base = std::strrchr(file, '/');
+    return cat("[", base ? base + 1 : file, ":", line, "] ");
+}
+
+void throw_internal(const char* file, int line, const std::string& what) {
+    throw InternalError(what + " " + where(file, line) +
+                        "(an internal error: please report it with the command that caused it)");
+}
+
+void throw_input(const char* file, int line, const std::string& what) {
+    throw InputError(what + " " + where(file, line));
+}
+
+bool fault_injected(const char* point) {
+    // HAFVT_FAULT=point fires at every call; point@N only at the N-th call for that point
+    const char* v = std::getenv("HAFVT_FAULT");
+    const size_t n = std::strlen(point);
+    if (!v || std::strncmp(v, point, n) != 0) return false;
+    if (v[n] == '\0') return true;
+    if (v[n] != '@') return false;
+    static long calls = 0;  // one point per process: HAFVT_FAULT names a single one
+    return ++calls == std::atol(v + n + 1);
+}
+
+}  // namespace hafvt
+
+#include <cerrno>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace hafvt {
+
+AtomicFile::AtomicFile(const std::string& path) : path_(path) {
+    tmp_ = cat(path, ".tmp.", (long)getpid());
+    f_ = std::fopen(tmp_.c_str(), "wb");
+    HAFVT_INPUT(f_, path, ": cannot open for writing (", std::strerror(errno), ")");
+}
+
+AtomicFile::~AtomicFile() {
+    if (f_) {
+        std::fclose(f_);
+        std::remove(tmp_.c_str());
+    }
+}
+
+void AtomicFile::write(const void* data, size_t bytes) {
+    HAFVT_CHECK(f_, "write after commit to ", path_);
+    if (bytes && std::fwrite(data, 1, bytes, f_) != bytes)
+        HAFVT_FAIL_INPUT(path_, ": write failed after ", bytes, " bytes (", std::strerror(errno), "); is the disk full?");
+}
+
+void AtomicFile::commit() {
+    HAFVT_CHECK(f_, "double commit of ", path_);
+    bool ok = std::fflush(f_) == 0 && fsync(fileno(f_)) == 0;
+    ok = (std::fclose(f_) == 0) && ok;
+    f_ = nullptr;
+    if (!ok) {
+        std::remove(tmp_.c_str());
+        HAFVT_FAIL_INPUT(path_, ": could not finish writing (", std::strerror(errno), ")");
+    }
+    if (fault_injected("before_rename")) {
+        std::remove(tmp_.c_str());
+        HAFVT_FAIL_INPUT(path_, ": fault injected before rename (HAFVT_FAULT=before_rename)");
+    }
+    if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+        std::remove(tmp_.c_str());
+        HAFVT_FAIL_INPUT(path_, ": cannot rename temporary file into place (", std::strerror(errno), ")");
+    }
+}
+
+void write_file_atomic(const std::string& path, const std::string& contents) {
+    AtomicFile f(path);
+    f.write(contents);
+    f.commit();
+}
+
+std::string read_file(const std::string& path) {
+    struct stat st;
+    HAFVT_INPUT(stat(path.c_str(), &st) == 0, path, ": cannot open (", std::strerror(errno), ")");
+    HAFVT_INPUT(!S_ISDIR(st.st_mode), path, ": expected a file, found a directory");
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    HAFVT_INPUT(f, path, ": cannot open (", std::strerror(errno), ")");
+    std::string s;
+    char buf[1 << 16];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+    bool err = std::ferror(f);
+    std::fclose(f);
+    HAFVT_INPUT(!err, path, ": read error");
+    return s;
+}
+
+}  // namespace hafvt

@@ -1,0 +1,257 @@
+// heads.cpp: cosine-softmax heads and the mixture-of-softmax cross-entropy (see heads.h).
+#include "math/heads.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/common.h"
+#include "math/gemm_cpu.h"
+#include "math/vmath.h"
+
+namespace hafvt {
+
+float logit_scale(float log_s, float* dscale_dlogs) {
+    float s = std::exp(log_s);
+    bool clamped = !(s > kScaleMin && s < kScaleMax);
+    if (dscale_dlogs) *dscale_dlogs = clamped ? 0.0f : s;
+    return s < kScaleMin ? kScaleMin : (s > kScaleMax ? kScaleMax : s);
+}
+
+void cosine_logits_forward(float* logits, const float* hn, const float* En, float s, size_t R,
+                           size_t V, size_t C) {
+    // logits (R,V) = s * hn (R,C) @ En (V,C)^T
+    sgemm(false, true, (int)R, (int)V, (int)C, s, hn, (int)C, En, (int)C, 0.0f, logits, (int)V);
+}
+
+void cosine_logits_backward(float* dhn, float* dEn, float* ds, const float* dlogits,
+                            const float* hn, const float* En, float s, size_t R, size_t V, size_t C) {
+    // forward: logits = s * hn @ En^T
+    // G = dlogits @ En (R,C);  dhn += s G;  ds += sum_r hn_r . G_r;  dEn += s dlogits^T @ hn
+    thread_local std::vector<float> G;
+    G.resize(R * C);
+    sgemm(false, false, (int)R, (int)C, (int)V, 1.0f, dlogits, (int)V, En, (int)C, 0.0f, G.data(),
+          (int)C);
+    double acc = 0.0;
+    for (size_t r = 0; r < R; r++) {
+        const float* g = G.data() + r * C;
+        const float* h = hn + r * C;
+        float dot = 0.0f;
+        for (size_t c = 0; c < C; c++) dot += g[c] * h[c];
+        acc += dot;
+        if (dhn)
+            for (size_t c = 0; c < C; c++) dhn[r * C + c] += s * g[c];
+    }
+    if (ds) *ds += (float)acc;
+    if (dEn)
+        sgemm(true, false, (int)V, (int)C, (int)R, s, dlogits, (int)V, hn, (int)C, 1.0f, dEn, (int)C);
+}
+
+// logsumexp of one row of V logits, with the max subtracted. `omp simd` reductions let the
+// compiler vectorize the max and the sum without -ffast-math (the lanes' order is fixed, so the
+// result is still deterministic).
+static float row_lse(const float* z, size_t V) {
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (size_t j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (size_t j = 0; j < V; j++) sum += vexp(z[j] - mx);
+    return mx + std::log(sum);
+}
+
+// -log sum_m exp(logw_m + z_m[y] - lse_m) for one row (the log of a sum of M terms, stably).
+static float row_mixture_nll(const float* const* logits, const float* lse, const float* logw,
+                             size_t M, size_t R, size_t r, size_t V, int32_t y) {
+    float a[8], mx = -INFINITY;
+    for (size_t m = 0; m < M; m++) {
+        a[m] = logw[m] + logits[m][r * V + (size_t)y] - lse[m * R + r];
+        mx = a[m] > mx ? a[m] : mx;
+    }
+    float sum = 0.0f;
+    for (size_t m = 0; m < M; m++) sum += std::exp(a[m] - mx);
+    return -(mx + std::log(sum));
+}
+
+void mixture_ce_forward(float* loss, float* lse, const float* const* logits, const int32_t* y,
+                        const float* logw, size_t M, size_t R, size_t V) {
+    HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
+#pragma omp parallel for schedule(static) if (R * V * M > 65536)
+    for (size_t r = 0; r < R; r++) {
+        for (size_t m = 0; m < M; m++) lse[m * R + r] = row_lse(logits[m] + r * V, V);
+        loss[r] = y[r] < 0 ? 0.0f : row_mixture_nll(logits, lse, logw, M, R, r, V, y[r]);
+    }
+}
+
+// Derivation (SPEC §3.2). With p_m = softmax(z_m) and P = sum_m w_m p_m[y], l = -log P:
+//   dl/dz_m[j] = -(1/P) w_m dp_m[y]/dz_m[j] = -(w_m p_m[y] / P) ([j==y] - p_m[j])
+//              = r_m (p_m[j] - [j==y]),   r_m = w_m p_m[y] / P = exp(logw_m + z_m[y] - lse_m + l).
+void mixture_ce_backward(float* const* dlogits, const float* const* logits, const float* lse,
+                         const float* loss, const int32_t* y, const float* logw, const float* dloss,
+                         size_t M, size_t R, size_t V) {
+#pragma omp parallel for schedule(static) if (R * V * M > 65536)
+    for (size_t r = 0; r < R; r++) {
+        for (size_t m = 0; m < M; m++) {
+            const float* z = logits[m] + r * V;
+            float* d = dlogits[m] + r * V;
+            if (y[r] < 0) {
+                for (size_t j = 0; j < V; j++) d[j] = 0.0f;
+                continue;
+            }
+            float l_m = lse[m * R + r];
+            float resp = std::exp(logw[m] + z[y[r]] - l_m + loss[r]);
+            float g = dloss[r] * resp;
+            // z may alias d: read z[j] before writing d[j]
+#pragma omp simd
+            for (size_t j = 0; j < V; j++) d[j] = g * vexp(z[j] - l_m);
+            d[y[r]] -= g;
+        }
+    }
+}
+
+void mixture_prob_accumulate(float* out, const float* const* logits, const float* logw,
+                             float alpha, size_t M, size_t R, size_t V) {
+#pragma omp parallel for schedule(static) if (R * V * M > 65536)
+    for (size_t r = 0; r < R; r++) {
+        float* o = out + r * V;
+        for (size_t m = 0; m < M; m++) {
+            const float* z = logits[m] + r * V;
+            float l_m = row_lse(z, V);
+            float w = alpha * std::exp(logw[m]);
+#pragma omp simd
+            for (size_t j = 0; j < V; j++) o[j] += w * vexp(z[j] - l_m);
+        }
+    }
+}
+
+}  // namespace hafvt
+
+namespace hafvt {
+
+void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds,
+                        const float* const* hn, const float* const* En, const float* s,
+                        const size_t* Cm, const int32_t* y, const float* logw, const float* dloss,
+                        size_t M, size_t R, size_t V, size_t /*Vc*/) {
+    HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
+    thread_local std::vector<float> z[8], lse;
+    const float* zp[8];
+    float* dz[8];
+    for (size_t m = 0; m < M; m++) {
+        z[m].resize(R * V);
+        cosine_logits_forward(z[m].data(), hn[m], En[m], s[m], R, V, Cm[m]);
+        zp[m] = dz[m] = z[m].data();
+    }
+    lse.resize(M * R);
+    mixture_ce_forward(loss, lse.data(), zp, y, logw, M, R, V);
+    if (!dloss) return;
+    mixture_ce_backward(dz, zp, lse.data(), loss, y, logw, dloss, M, R, V);  // dz overwrites z
+    for (size_t m = 0; m < M; m++)
+        cosine_logits_backward(dhn[m], dEn[m], ds ? ds + m : nullptr, dz[m], hn[m], En[m], s[m], R, V, Cm[m]);
+}
+
+size_t fused_head_chunk(size_t M, size_t R, size_t V, size_t sumC, size_t budget_bytes) {
+    const double fixed = 5.0 * M * R + (double)R * sumC, per_col = (double)M * R;
+    const double floats = (double)budget_bytes / sizeof(float);
+    if (per_col == 0 || fixed + per_col * V <= floats) return V;
+    double cols = (floats - fixed) / per_col;
+    size_t vc = cols > 256 ? ((size_t)cols / 256) * 256 : 256;
+    return vc < V ? vc : V;
+}
+
+void fused_mixture_head_chunked(float* loss, float* const* dhn, float* const* dEn, float* ds,
+                                const float* const* hn, const float* const* En, const float* s,
+                                const size_t* Cm, const int32_t* y, const float* logw,
+                                const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
+    HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
+    HAFVT_CHECK(V >= 1, "a head with no candidates");
+    if (R == 0) return;
+    size_t sumC = 0;
+    bool any_grad = ds != nullptr;
+    for (size_t m = 0; m < M; m++) {
+        sumC += Cm[m];
+        any_grad = any_grad || (dhn && dhn[m]) || (dEn && dEn[m]);
+    }
+    if (Vc == 0) Vc = fused_head_chunk(M, R, V, sumC, (size_t)1 << 30);
+    if (Vc > V) Vc = V;
+    const size_t nchunks = (V + Vc - 1) / Vc, MR = M * R;
+    const bool backward = dloss && any_grad;
+    std::vector<float> Z(M * R * Vc), mx(MR, -INFINITY), sum(MR, 0.0f), zy(MR, 0.0f), lse(MR), g(MR);
+    auto chunk_logits = [&](size_t j0, size_t vc) {
+        for (size_t m = 0; m < M; m++)
+            sgemm(false, true, (int)R, (int)vc, (int)Cm[m], s[m], hn[m], (int)Cm[m], En[m] + j0 * Cm[m],
+                  (int)Cm[m], 0.0f, Z.data() + m * R * Vc, (int)vc);
+    };
+    // pass 1: the running logsumexp of every row and head, and the target logits
+    for (size_t j0 = 0; j0 < V; j0 += Vc) {
+        const size_t vc = std::min(Vc, V - j0);
+        chunk_logits(j0, vc);
+        for (size_t k = 0; k < MR; k++) {
+            const size_t m = k / R, r = k % R;
+            const float* z = Z.data() + m * R * Vc + r * vc;
+            float cm = -INFINITY, cs = 0.0f;
+            for (size_t j = 0; j < vc; j++) cm = std::max(cm, z[j]);
+            for (size_t j = 0; j < vc; j++) cs += std::exp(z[j] - cm);
+            const float nm = std::max(mx[k], cm);
+            sum[k] = sum[k] * std::exp(mx[k] - nm) + cs * std::exp(cm - nm);  // exp(-inf) = 0 at first
+            mx[k] = nm;
+            if (y[r] >= 0 && (size_t)y[r] >= j0 && (size_t)y[r] < j0 + vc) zy[k] = z[(size_t)y[r] - j0];
+        }
+    }
+    // per row: lse, the loss, and g_m = dloss * responsibility
+    for (size_t r = 0; r < R; r++) {
+        float a[8], amax = -INFINITY;
+        for (size_t m = 0; m < M; m++) {
+            lse[m * R + r] = mx[m * R + r] + std::log(sum[m * R + r]);
+            a[m] = logw[m] + zy[m * R + r] - lse[m * R + r];
+            amax = std::max(amax, a[m]);
+        }
+        float l = 0.0f;
+        if (y[r] >= 0) {
+            float t = 0.0f;
+            for (size_t m = 0; m < M; m++) t += std::exp(a[m] - amax);
+            l = -(amax + std::log(t));
+        }
+        loss[r] = l;
+        for (size_t m = 0; m < M; m++) g[m * R + r] = (y[r] < 0 || !dloss) ? 0.0f : dloss[r] * std::exp(a[m] + l);
+    }
+    if (!backward) return;
+    // pass 2: dZ = g (softmax - onehot) per chunk, then G_m += dZ En_chunk, dEn_chunk += s dZ^T hn
+    std::vector<float> G(R * sumC, 0.0f);
+    for (size_t j0 = 0; j0 < V; j0 += Vc) {
+        const size_t vc = std::min(Vc, V - j0);
+        if (nchunks > 1) chunk_logits(j0, vc);  // one chunk: Z still holds it from pass 1
+        for (size_t k = 0; k < MR; k++) {
+            const size_t m = k / R, r = k % R;
+            float* z = Z.data() + m * R * Vc + r * vc;
+            for (size_t j = 0; j < vc; j++) {
+                float d = g[k] * std::exp(z[j] - lse[k]);
+                if (y[r] >= 0 && (size_t)y[r] == j0 + j) d -= g[k];
+                z[j] = d;
+            }
+        }
+        float* Gm = G.data();
+        for (size_t m = 0; m < M; m++) {
+            const int C = (int)Cm[m];
+            const float* dZ = Z.data() + m * R * Vc;
+            if ((dhn && dhn[m]) || ds)
+                sgemm(false, false, (int)R, C, (int)vc, 1.0f, dZ, (int)vc, En[m] + j0 * Cm[m], C, 1.0f, Gm, C);
+            if (dEn && dEn[m])
+                sgemm(true, false, (int)vc, C, (int)R, s[m], dZ, (int)vc, hn[m], C, 1.0f, dEn[m] + j0 * Cm[m], C);
+            Gm += R * Cm[m];
+        }
+    }
+    const float* Gm = G.data();
+    for (size_t m = 0; m < M; m++) {
+        const size_t n = R * Cm[m];
+        if (ds) {
+            double acc = 0.0;
+            for (size_t i = 0; i < n; i++) acc += (double)Gm[i] * (double)hn[m][i];
+            ds[m] += (float)acc;
+        }
+        if (dhn && dhn[m])
+            for (size_t i = 0; i < n; i++) dhn[m][i] += s[m] * Gm[i];
+        Gm += n;
+    }
+}
+
+}  // namespace hafvt

@@ -1,0 +1,110 @@
+// model.h: HAF-VT (SPEC §2-4): nine encoders (views X, Y, XY x modalities id, img, txt),
+// cosine-softmax heads with learnable scales, the probability mixture, the loss and the score.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "math/adam.h"
+#include "data/dataset.h"
+#include "core/tensor.h"
+
+namespace hafvt {
+
+enum Modality : int { MOD_ID = 0, MOD_IMG = 1, MOD_TXT = 2 };
+extern const char* const kModNames[3];  // "id", "img", "txt"
+
+struct ModelConfig {
+    size_t NX = 0, NY = 0;         // items per domain (PAD = NX+NY)
+    size_t T = 15;                 // max sequence length
+    size_t q = 256;                // ID embedding width
+    size_t e = 0;                  // frozen feature width (0 when no feature file)
+    size_t n_blocks = 2, n_heads = 1;
+    float dropout = 0.3f;
+    bool views[3] = {true, true, true};  // X, Y, XY
+    bool mods[3] = {true, false, false}; // id, img, txt
+    float weight[3] = {1.0f, 0.0f, 0.0f};  // mixture weights alpha, beta, 1-alpha-beta (renormalized)
+    float lambda1 = 1.0f, lambda2 = 1.0f;
+    size_t width(int m) const { return m == MOD_ID ? q : e; }
+    size_t num_items() const { return NX + NY; }
+    int32_t pad() const { return (int32_t)(NX + NY); }
+};
+
+// The frozen feature tables: [NX+NY+1, e], rows L2-normalized at load, PAD row zero.
+struct FrozenTables {
+    Buffer table[3];  // indexed by modality; table[MOD_ID] unused
+    size_t e = 0;
+};
+
+// Loss terms of one step (SPEC §3.1): L = mean_X + lambda1 mean_Y + lambda2 mean_XY.
+struct LossTerms {
+    double total = 0.0;
+    double view[3] = {0, 0, 0};   // mean loss of each view (0 when it had no positions)
+    size_t count[3] = {0, 0, 0};  // supervised positions of each view
+};
+
+struct Backend;
+
+// The parameters live in params() (host). With a device backend (backend.h) the layers run on the
+// backend's copies: to_device() uploads params (and Adam moments), forward_backward, score and
+// adam_step use the backend's copies, and to_host() brings params, grads (and moments) back for
+// checkpoints and tests. With the host backend to_device / to_host do nothing.
+class Model {
+public:
+    Model(const ModelConfig& cfg, const FrozenTables* frozen);
+    Model(const ModelConfig& cfg, const FrozenTables* frozen, const Backend& backend);
+    ~Model();
+    Model(const Model&) = delete;
+    Model& operator=(const Model&) = delete;
+
+    // Initialization of SPEC §3.3 from the seed (RNG_INIT stream per parameter).
+    void init_params(uint64_t seed);
+
+    // One training forward and backward on a train batch: returns the loss terms and leaves the
+    // gradients (zeroed first) in grads(). Dropout masks come from (seed, step).
+    // trace (tests/test_reference.cpp): when given, records per view v, modality m and target
+    // domain D the head logits "logits.<v>.<m>.<X|Y>" (R,V), the rows' losses
+    // "loss_rows.<v>.<X|Y>" (R), rows in (b*T + t) order, and the view means "loss.<v>" (1).
+    LossTerms forward_backward(const Batch& batch, uint64_t seed, uint64_t step,
+                               std::map<std::string, std::vector<float>>* trace = nullptr);
+
+    // Evaluation score (SPEC §4) of every candidate of the target's domain for each line of an
+    // eval batch: scores (B, V_max), row b holds the NX or NY scores of line b's target domain
+    // (domain[b] = 0 for X, 1 for Y). With domain_override >= 0 every line is scored against that
+    // domain (recommend). No dropout.
+    void score(const Batch& batch, std::vector<float>& scores, std::vector<int>& domain,
+               int domain_override = -1);
+
+    // Host <-> backend copies of the parameters, their gradients (to_host only) and the Adam
+    // moments m, v (tables laid out like params(); null to leave them out).
+    void to_device(const TensorTable* m, const TensorTable* v);
+    void to_host(TensorTable* m, TensorTable* v);
+    // One Adam update (adam.h) of all parameters at step t; m, v are host tables, used directly on
+    // the host backend and through the backend's copies (made by to_device) otherwise.
+    void adam_step(TensorTable& m, TensorTable& v, const AdamConfig& cfg, long t);
+    const Backend& backend() const;
+
+    TensorTable& params() { return params_; }
+    TensorTable& grads() { return grads_; }
+    const ModelConfig& config() const { return cfg_; }
+    // Bytes held by the model's activations and scratch for batches of B (for the memory estimate).
+    static size_t estimate_bytes(const ModelConfig& cfg, size_t B, size_t max_rows_per_domain);
+    // Floats in the parameter table of a configuration (without building the model).
+    static size_t count_params(const ModelConfig& cfg);
+
+    // Implementation details, defined in model.cpp.
+    struct Encoder;
+    struct Impl;
+
+private:
+    ModelConfig cfg_;
+    const FrozenTables* frozen_;
+    TensorTable params_, grads_;
+    // Owned: a constructor that throws (a device allocation failing) frees what it allocated.
+    // Impl is complete only in model.cpp, where the destructor is defined.
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hafvt

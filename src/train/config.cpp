@@ -1,0 +1,281 @@
+// config.cpp: the settings table of config.h and what it drives: flags, help, JSON, checks.
+#include "train/config.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "core/common.h"
+#include "data/dataset.h"
+#include "model/model.h"
+
+namespace hafvt {
+
+// ---- the table ---------------------------------------------------------------------------------
+
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNone = 1, kNoneHi = 0;  // lo > hi: no range
+
+// One row: flag, member, kind, range [lo, hi] (open_lo / open_hi exclude a bound) and its text,
+// accepted values (strings), help, stored in config.json, part of the resume key.
+#define HAFVT_SETTING(flag, member, kind, lo, hi, open_lo, open_hi, range, choices, help, stored, resume)                  \
+    Setting { flag, #member, Kind::kind, [](TrainConfig& c) -> void* { return &c.member; }, lo, hi, open_lo, open_hi, range, \
+              choices, help, stored, resume }
+
+const std::vector<Setting> kSettings = {
+    // data
+    HAFVT_SETTING("data", data, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "dataset folder in the C2DSR format (required)", true, false),
+    HAFVT_SETTING("train-file", train_file, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "training file inside --data (default traindata_new.txt)", true, false),
+    HAFVT_SETTING("img", img, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "image features .npy [NX+NY, e] (enables the img modality)", true, false),
+    HAFVT_SETTING("txt", txt, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "text features .npy [NX+NY, e] (enables the txt modality)", true, false),
+    HAFVT_SETTING("img-ids", img_ids, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "alignment file of --img: one ASIN per row", true, false),
+    HAFVT_SETTING("txt-ids", txt_ids, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "alignment file of --txt: one ASIN per row", true, false),
+    HAFVT_SETTING("out", out, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "run directory (default runs/hafvt)", true, false),
+    // model
+    HAFVT_SETTING("modalities", modalities, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "id|id,img|id,txt|id,img,txt (default: id + every feature file)", true, false),
+    HAFVT_SETTING("views", views, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "x,y,xy (hierarchical, default) or xy (original framework)", true, true),
+    HAFVT_SETTING("T", T, SIZE, 1, 512, false, false, "1..512", nullptr, "max sequence length (default 15; at most 64 on a GPU)", true, true),
+    HAFVT_SETTING("q", q, SIZE, 1, 8192, false, false, "1..8192", nullptr, "ID embedding width (default 256)", true, true),
+    HAFVT_SETTING("blocks", blocks, SIZE, 1, 32, false, false, "1..32", nullptr, "transformer blocks per encoder (default 2)", true, true),
+    HAFVT_SETTING("heads", heads, SIZE, 1, kInf, false, false, "at least 1", nullptr, "attention heads (default 1)", true, true),
+    HAFVT_SETTING("dropout", dropout, FLOAT, 0, 1, false, true, "0 <= p < 1", nullptr, "dropout rate (default 0.3)", true, true),
+    HAFVT_SETTING("alpha", alpha, FLOAT, kNone, kNoneHi, false, false, nullptr, nullptr, "mixture weight of the id head (default 1/3)", true, false),
+    HAFVT_SETTING("beta", beta, FLOAT, kNone, kNoneHi, false, false, nullptr, nullptr, "mixture weight of the img head (default 1/3); txt gets 1-alpha-beta", true, false),
+    HAFVT_SETTING("lambda1", lambda1, FLOAT, 0, kInf, false, false, ">= 0", nullptr, "weight of the Y term / other-domain view (default 1)", true, true),
+    HAFVT_SETTING("lambda2", lambda2, FLOAT, 0, kInf, false, false, ">= 0", nullptr, "weight of the XY term (default 1)", true, true),
+    // optimization
+    HAFVT_SETTING("lr", lr, FLOAT, 0, 10, true, true, "0 < lr < 10", nullptr, "Adam learning rate (default 1e-3)", true, true),
+    HAFVT_SETTING("l2", l2, FLOAT, 0, 1, false, true, "0 <= l2 < 1", nullptr, "coupled L2 (Adam weight_decay, default 1e-5)", true, true),
+    HAFVT_SETTING("batch", batch, SIZE, 1, 65536, false, false, "1..65536", nullptr, "sequences per batch (default 256)", true, true),
+    HAFVT_SETTING("epochs", epochs, SIZE, 1, 100000, false, false, "1..100000", nullptr, "max epochs (default 100)", true, false),
+    HAFVT_SETTING("patience", patience, SIZE, 1, kInf, false, false, "at least 1", nullptr, "early stopping: evaluations without improvement (default 10)", true, false),
+    HAFVT_SETTING("eval-every", eval_every, SIZE, 1, kInf, false, false, "at least 1", nullptr, "validate every N epochs (default 1)", true, false),
+    HAFVT_SETTING("loss-window", loss_window, INT, kNone, kNoneHi, false, false, nullptr, nullptr, "supervise only the last K positions of each view (default all)", true, true),
+    HAFVT_SETTING("seed", seed, U64, kNone, kNoneHi, false, false, nullptr, nullptr, "seed of every random draw (default 2040)", true, true),
+    // evaluation
+    HAFVT_SETTING("protocol", protocol, STR, kNone, kNoneHi, false, false, nullptr, "full,c2dsr", "protocol that selects the best epoch: full (default) or c2dsr", true, false),
+    HAFVT_SETTING("exclude-history", exclude_history, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "full protocol: do not rank the input items", true, false),
+    HAFVT_SETTING("eval-batch", eval_batch, SIZE, 1, 65536, false, false, "1..65536", nullptr, "lines per evaluation batch (default 64)", true, false),
+    HAFVT_SETTING("tail-max", tail_max, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "targets seen at most this often in training count as tail (default 5)", true, false),
+    // running
+    HAFVT_SETTING("resume", resume, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "continue the run in --out from its last checkpoint", false, false),
+    HAFVT_SETTING("threads", threads, INT, kNone, kNoneHi, false, false, nullptr, nullptr, "CPU threads (default: all)", false, false),
+    HAFVT_SETTING("log-every", log_every, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "progress line every N steps (default: ten per epoch)", false, false),
+    HAFVT_SETTING("max-steps", max_steps, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "stop after N optimizer steps (benchmarks)", false, false),
+    HAFVT_SETTING("skip-test", skip_test, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "do not evaluate the test split at the end", false, false),
+    HAFVT_SETTING("device", device, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "cpu, cuda or auto (default: CUDA when a device answers)", false, false),
+    HAFVT_SETTING("tf32", tf32, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "CUDA only: TF32 tensor cores for the matmuls (default FP32)", false, false),
+};
+
+#undef HAFVT_SETTING
+
+// The derived values run_train stores beside the settings that a resumed run must keep.
+const char* const kDerivedResumeKeys[] = {"fingerprint", "modalities_resolved", "weights", "e"};
+
+// "full,c2dsr" -> "full or c2dsr"; "a,b,c" -> "a, b or c".
+std::string choices_text(const std::string& choices) {
+    std::vector<std::string> v;
+    size_t p = 0;
+    while (true) {
+        size_t c = choices.find(',', p);
+        v.push_back(choices.substr(p, c == std::string::npos ? std::string::npos : c - p));
+        if (c == std::string::npos) break;
+        p = c + 1;
+    }
+    std::string s;
+    for (size_t i = 0; i < v.size(); i++) s += (i == 0 ? "" : i + 1 == v.size() ? " or " : ", ") + v[i];
+    return s;
+}
+
+bool in_choices(const std::string& value, const std::string& choices) {
+    return (',' + choices + ',').find(',' + value + ',') != std::string::npos;
+}
+
+// The value of a numeric setting as a double.
+double number_of(const Setting& s, TrainConfig& c) {
+    void* p = s.field(c);
+    switch (s.kind) {
+        case Kind::SIZE: return (double)*(size_t*)p;
+        case Kind::INT: return (double)*(int*)p;
+        case Kind::FLOAT: return (double)*(float*)p;
+        case Kind::U64: return (double)*(uint64_t*)p;
+        default: return 0.0;
+    }
+}
+
+std::string value_text(const Setting& s, TrainConfig& c) {
+    void* p = s.field(c);
+    switch (s.kind) {
+        case Kind::SIZE: return cat(*(size_t*)p);
+        case Kind::INT: return cat(*(int*)p);
+        case Kind::FLOAT: return cat(*(float*)p);
+        case Kind::U64: return cat(*(uint64_t*)p);
+        case Kind::BOOL: return *(bool*)p ? "true" : "false";
+        case Kind::STR: return *(std::string*)p;
+        case Kind::STRS: return "";
+    }
+    return "";
+}
+
+}  // namespace
+
+const std::vector<Setting>& settings() { return kSettings; }
+
+const Setting& setting(const std::string& key) {
+    for (const Setting& s : kSettings)
+        if (key == s.key) return s;
+    throw_internal(__FILE__, __LINE__, cat("no setting '", key, "' in the settings table"));
+}
+
+std::string setting_name(const std::string& key, Source src) {
+    const Setting& s = setting(key);
+    return src == Source::FLAGS ? cat("--", s.flag) : cat("'", s.key, "'");
+}
+
+std::vector<Flag> train_flags(TrainConfig& c) {
+    std::vector<Flag> flags;
+    for (const Setting& s : kSettings) flags.push_back({s.flag, s.kind, s.field(c), s.help});
+    return flags;
+}
+
+Json config_to_json(const TrainConfig& c0) {
+    TrainConfig c = c0;
+    Json j = Json::object();
+    for (const Setting& s : kSettings) {
+        if (!s.stored) continue;
+        void* p = s.field(c);
+        switch (s.kind) {
+            case Kind::STR: j.set(s.key, *(std::string*)p); break;
+            case Kind::SIZE: j.set(s.key, *(size_t*)p); break;
+            case Kind::INT: j.set(s.key, *(int*)p); break;
+            case Kind::FLOAT: j.set(s.key, *(float*)p); break;
+            case Kind::U64: j.set(s.key, (unsigned long long)*(uint64_t*)p); break;
+            case Kind::BOOL: j.set(s.key, *(bool*)p); break;
+            case Kind::STRS: break;  // no setting is a list
+        }
+    }
+    return j;
+}
+
+TrainConfig config_from_json(const Json& j, const std::string& what) {
+    HAFVT_INPUT(j.is_object(), what, ": expected a JSON object of settings");
+    TrainConfig c;
+    // a number outside its setting's type would make the cast undefined: refuse it
+    auto num = [&](const char* k, const Json& x, auto* v) {
+        using V = std::remove_pointer_t<decltype(v)>;
+        double d = x.is_number() ? x.as_number() : NAN;
+        bool fits = std::is_floating_point<V>::value ? std::fabs(d) <= 3.4e38
+                                                      : d >= (double)std::numeric_limits<V>::min() &&
+                                                            d < (double)std::numeric_limits<V>::max();
+        HAFVT_INPUT(fits, what, ": '", k, "': expected a number within the range of its setting, found ", x.dump());
+        *v = (V)d;
+    };
+    for (const Setting& s : kSettings) {
+        if (!s.stored) continue;
+        const Json* x = j.get(s.key);
+        if (!x) continue;
+        void* p = s.field(c);
+        switch (s.kind) {
+            case Kind::STR:
+                HAFVT_INPUT(x->is_string(), what, ": '", s.key, "' must be a string");
+                *(std::string*)p = x->as_string();
+                break;
+            case Kind::BOOL:
+                HAFVT_INPUT(x->is_bool(), what, ": '", s.key, "' must be true or false");
+                *(bool*)p = x->as_bool();
+                break;
+            case Kind::SIZE: num(s.key, *x, (size_t*)p); break;
+            case Kind::INT: num(s.key, *x, (int*)p); break;
+            case Kind::FLOAT: num(s.key, *x, (float*)p); break;
+            case Kind::U64: num(s.key, *x, (uint64_t*)p); break;
+            case Kind::STRS: break;
+        }
+    }
+    return c;
+}
+
+void parse_name_list(const std::string& s, const std::string& name, const char* const* names, bool* on) {
+    on[0] = on[1] = on[2] = false;
+    size_t pos = 0;
+    HAFVT_INPUT(!s.empty(), name, ": expected a comma-separated list, found nothing");
+    while (pos <= s.size()) {
+        size_t comma = s.find(',', pos);
+        std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        bool found = false;
+        for (int i = 0; i < 3; i++)
+            if (item == names[i]) on[i] = found = true;
+        HAFVT_INPUT(found, name, ": expected items from {", names[0], ",", names[1], ",", names[2], "}, found '", item,
+                    "' in '", s, "'");
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+}
+
+void resolve_modalities(const TrainConfig& c, bool* mods) {
+    if (c.modalities.empty()) {
+        mods[MOD_ID] = true;
+        mods[MOD_IMG] = !c.img.empty();
+        mods[MOD_TXT] = !c.txt.empty();
+    } else {
+        parse_name_list(c.modalities, setting_name("modalities"), kModNames, mods);
+    }
+}
+
+void validate_config(const TrainConfig& c0, Source src) {
+    TrainConfig c = c0;
+    auto N = [src](const char* key) { return setting_name(key, src); };
+    HAFVT_INPUT(!c.data.empty(), N("data"), ": required (a C2DSR dataset folder)");
+    // every row's range and values
+    for (const Setting& s : kSettings) {
+        if (s.lo <= s.hi) {
+            double x = number_of(s, c);
+            bool ok = (s.open_lo ? x > s.lo : x >= s.lo) && (s.open_hi ? x < s.hi : x <= s.hi);
+            HAFVT_INPUT(ok, N(s.key), ": expected ", s.range, ", found ", value_text(s, c));
+        }
+        if (s.choices) {
+            const std::string& v = *(std::string*)s.field(c);
+            HAFVT_INPUT(in_choices(v, s.choices), N(s.key), ": expected ", choices_text(s.choices), ", found '", v, "'");
+        }
+    }
+    // combinations
+    HAFVT_INPUT(c.q % c.heads == 0, N("heads"), ": expected a divisor of ", N("q"), " ", c.q, ", found ", c.heads);
+    bool views[3], mods[3];
+    parse_name_list(c.views, N("views"), kViewNames, views);
+    if (c.modalities.empty()) resolve_modalities(c, mods);
+    else parse_name_list(c.modalities, N("modalities"), kModNames, mods);
+    HAFVT_INPUT(!mods[MOD_IMG] || !c.img.empty(), N("modalities"), " '", c.modalities, "' includes img: expected the image ",
+                "features with ", N("img"), " F.npy, found no ", N("img"));
+    HAFVT_INPUT(!mods[MOD_TXT] || !c.txt.empty(), N("modalities"), " '", c.modalities, "' includes txt: expected the text ",
+                "features with ", N("txt"), " F.npy, found no ", N("txt"));
+    HAFVT_INPUT(c.img_ids.empty() || !c.img.empty(), N("img_ids"), " given: expected ", N("img"), " F.npy with it, found no ", N("img"));
+    HAFVT_INPUT(c.txt_ids.empty() || !c.txt.empty(), N("txt_ids"), " given: expected ", N("txt"), " F.npy with it, found no ", N("txt"));
+    // -1 is the "unset" default; any other negative weight is a mistake, not a default
+    const std::string ab = cat(N("alpha"), "/", N("beta"));
+    HAFVT_INPUT((c.alpha == -1 || c.alpha >= 0) && (c.beta == -1 || c.beta >= 0), ab, ": expected weights in [0, 1], found ",
+                c.alpha, " and ", c.beta);
+    float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
+    HAFVT_INPUT(a <= 1.0f && b <= 1.0f, ab, ": expected weights in [0, 1], found ", a, " and ", b);
+    HAFVT_INPUT(a + b <= 1.0f + 1e-6f, N("alpha"), " ", a, " + ", N("beta"), " ", b, " = ", a + b,
+                ": expected a sum of at most 1 (the text weight is 1 - alpha - beta)");
+    float w[3] = {a, b, 1.0f - a - b};
+    HAFVT_INPUT((mods[0] && w[0] > 0) || (mods[1] && w[1] > 0) || (mods[2] && w[2] > 0), ab,
+                ": every enabled modality has weight 0");
+}
+
+std::string resume_key(const Json& cfg) {
+    Json k = Json::object();
+    for (const char* name : kDerivedResumeKeys)
+        if (const Json* v = cfg.get(name)) k.set(name, *v);
+    for (const Setting& s : kSettings)
+        if (s.resume)
+            if (const Json* v = cfg.get(s.key)) k.set(s.key, *v);
+    return k.dump();
+}
+
+}  // namespace hafvt

@@ -1,0 +1,215 @@
+// evaluation.cpp: evaluation under both protocols of SPEC §4, the result tables and records, and
+// the commands that read a checkpoint: hafvt eval and hafvt recommend.
+#include "train/evaluation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+#include "model/backend.h"
+#include "formats/checkpoint.h"
+#include "core/common.h"
+
+namespace hafvt {
+
+void evaluate(Model& model, const World& w, const SequenceSet& set, const std::vector<int32_t>& negatives,
+              bool exclude_history, size_t eval_batch, size_t tail_max, EvalResult out[2]) {
+    RankStats dom[2][2], head[2][2], tail[2][2];  // [protocol][domain]
+    Batch batch;
+    std::vector<float> scores;
+    std::vector<int> domain;
+    std::vector<int32_t> neg_local(kNumNegatives), skip;
+    const size_t L = set.seqs.size(), Vmax = std::max(w.cat.NX, w.cat.NY);
+    for (size_t b0 = 0; b0 < L; b0 += eval_batch) {
+        size_t b1 = std::min(L, b0 + eval_batch);
+        make_eval_batch(batch, set.seqs, b0, b1, true, w.cat, w.mc.T);
+        model.score(batch, scores, domain);
+        for (size_t i = b0; i < b1; i++) {
+            const std::vector<int32_t>& s = set.seqs[i];
+            const int32_t target = s.back();
+            const int D = domain[i - b0];
+            const int32_t off = D == 0 ? 0 : (int32_t)w.cat.NX;
+            const size_t V = D == 0 ? w.cat.NX : w.cat.NY;
+            const float* sc = scores.data() + (i - b0) * Vmax;
+            for (size_t k = 0; k < kNumNegatives; k++) neg_local[k] = negatives[i * kNumNegatives + k] - off;
+            size_t r_c2dsr = rank_sampled(sc, target - off, neg_local.data(), kNumNegatives);
+            skip.clear();
+            if (exclude_history) {
+                // the input items of the target's domain (the last T of them were the input)
+                size_t start = s.size() - 1 > w.mc.T ? s.size() - 1 - w.mc.T : 0;
+                for (size_t k = start; k + 1 < s.size(); k++)
+                    if ((s[k] >= off) && (size_t)(s[k] - off) < V) skip.push_back(s[k] - off);
+                std::sort(skip.begin(), skip.end());
+                skip.erase(std::unique(skip.begin(), skip.end()), skip.end());
+            }
+            size_t r_full = rank_full(sc, V, target - off, exclude_history ? &skip : nullptr);
+            const bool is_tail = w.train_count[(size_t)target] <= tail_max;
+            size_t ranks[2] = {r_c2dsr, r_full};
+            for (int p = 0; p < 2; p++) {
+                dom[p][D].add(ranks[p]);
+                (is_tail ? tail : head)[p][D].add(ranks[p]);
+            }
+        }
+    }
+    const char* names[2] = {"c2dsr", "full"};
+    for (int p = 0; p < 2; p++) {
+        out[p].protocol = names[p];
+        for (int D = 0; D < 2; D++) {
+            out[p].dom[D] = dom[p][D].finalized();
+            out[p].head[D] = head[p][D].finalized();
+            out[p].tail[D] = tail[p][D].finalized();
+        }
+    }
+}
+
+static Json stats_json(const RankStats& r) {
+    Json j = Json::object();
+    j.set("n", r.n).set("mrr", r.mrr).set("ndcg5", r.ndcg5).set("ndcg10", r.ndcg10);
+    j.set("hr1", r.hr1).set("hr5", r.hr5).set("hr10", r.hr10);
+    return j;
+}
+
+std::string format_results(const std::vector<EvalResult>& results) {
+    std::string s = cat("split  protocol  domain  targets     MRR  NDCG@5 NDCG@10    HR@1    HR@5   HR@10   (percent)\n");
+    for (const EvalResult& r : results)
+        for (int D = 0; D < 2; D++) {
+            const RankStats& x = r.dom[D];
+            char line[200];
+            std::snprintf(line, sizeof line, "%-6s %-9s %-7s %7zu %7.2f %7.2f %7.2f %7.2f %7.2f %7.2f\n",
+                          r.split.c_str(), r.protocol.c_str(), D == 0 ? "X" : "Y", x.n, x.mrr, x.ndcg5,
+                          x.ndcg10, x.hr1, x.hr5, x.hr10);
+            s += line;
+        }
+    return s;
+}
+
+Json eval_json(const EvalResult& r, long epoch, long step, const LossTerms* loss, double seconds) {
+    Json j = Json::object();
+    j.set("epoch", epoch).set("step", step).set("split", r.split).set("protocol", r.protocol);
+    j.set("X", stats_json(r.dom[0])).set("Y", stats_json(r.dom[1]));
+    Json ht = Json::object();
+    ht.set("X_head", stats_json(r.head[0])).set("X_tail", stats_json(r.tail[0]));
+    ht.set("Y_head", stats_json(r.head[1])).set("Y_tail", stats_json(r.tail[1]));
+    j.set("head_tail", ht);
+    if (loss) {
+        Json l = Json::object();
+        l.set("total", loss->total).set("x", loss->view[0]).set("y", loss->view[1]).set("xy", loss->view[2]);
+        j.set("loss", l);
+    }
+    j.set("seconds", seconds);
+    return j;
+}
+
+// The run configuration stored in a checkpoint, with --data/--img/--txt overrides.
+TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides) {
+    std::string cfg_s;
+    TrainState st;
+    read_checkpoint_meta(ckpt, &cfg_s, &st);
+    TrainConfig c = config_from_json(Json::parse(cfg_s, ckpt + " (config)"), ckpt);
+    // a hand-edited or foreign config must not reach the model's internal checks: a checkpoint
+    // problem, named by the stored keys
+    try {
+        validate_config(c, Source::STORED);
+    } catch (const InputError& e) {
+        HAFVT_FAIL_INPUT(ckpt, ": the config stored in the checkpoint is invalid: ", e.what());
+    }
+    if (!overrides.data.empty()) c.data = overrides.data;
+    if (!overrides.img.empty()) c.img = overrides.img;
+    if (!overrides.txt.empty()) c.txt = overrides.txt;
+    if (!overrides.img_ids.empty()) c.img_ids = overrides.img_ids;
+    if (!overrides.txt_ids.empty()) c.txt_ids = overrides.txt_ids;
+    if (overrides.alpha != -1) c.alpha = overrides.alpha;
+    if (overrides.beta != -1) c.beta = overrides.beta;
+    if (overrides.eval_batch > 0) c.eval_batch = overrides.eval_batch;
+    validate_config(c, Source::FLAGS);  // with the flags the user typed
+    return c;
+}
+
+static std::string dir_of(const std::string& path) {
+    size_t s = path.rfind('/');
+    return s == std::string::npos ? "." : path.substr(0, s);
+}
+
+EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o) {
+    HAFVT_INPUT(!ckpt.empty(), "hafvt eval: --ckpt F is required");
+    HAFVT_INPUT(split == "valid" || split == "test", "hafvt eval: --split: expected valid or test, found '", split, "'");
+    HAFVT_INPUT(protocol == "full" || protocol == "c2dsr", "hafvt eval: --protocol: expected full or c2dsr, found '", protocol, "'");
+    TrainConfig c = config_of_checkpoint(ckpt, o);
+    World w;
+    load_world(c, w, nullptr);
+    SequenceSet set = read_sequences(c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, c.T, false);
+    Model model(w.mc, &w.fz, choose_backend(o.device, false, c.T));  // c.T: the checkpoint's
+    load_checkpoint(ckpt, model.params(), nullptr, nullptr);
+    model.to_device(nullptr, nullptr);
+    // the run's saved negatives when they fit this split, else the same draw from the run's seed
+    std::vector<int32_t> neg;
+    std::string neg_path = dir_of(ckpt) + "/negatives_" + split + ".npy";
+    FILE* probe = std::fopen(neg_path.c_str(), "rb");
+    if (probe) {
+        std::fclose(probe);
+        neg = load_negatives(neg_path, set, w.cat);
+    } else {
+        neg = draw_negatives(set, w.cat, c.seed, split == "valid" ? 0 : 1);
+    }
+    EvalResult r[2];
+    Timer t;
+    evaluate(model, w, set, neg, o.exclude_history, c.eval_batch, c.tail_max, r);
+    EvalOutcome out;
+    out.result = r[protocol == "c2dsr" ? 0 : 1];
+    out.result.split = split;
+    out.lines = set.seqs.size();
+    out.seconds = t.seconds();
+    return out;
+}
+
+std::vector<Recommendation> recommend(const std::string& ckpt, const TrainConfig& o, const std::string& dom, size_t k,
+                                      bool exclude_history, const std::vector<std::string>& hist) {
+    HAFVT_INPUT(!ckpt.empty(), "hafvt recommend: --ckpt F is required");
+    HAFVT_INPUT(dom == "X" || dom == "Y" || dom == "x" || dom == "y", "hafvt recommend: --domain: expected X or Y, found '", dom, "'");
+    HAFVT_INPUT(k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
+    TrainConfig c = config_of_checkpoint(ckpt, o);
+    World w;
+    load_world(c, w, nullptr);
+    HAFVT_INPUT(!hist.empty(), "hafvt recommend: expected a history of ASINs or merged ids (arguments or stdin), found none");
+    std::vector<int32_t> ids;
+    for (size_t i = 0; i < hist.size(); i++) {
+        const std::string& t = hist[i];
+        int32_t id = w.cat.find(t);
+        if (id < 0) {
+            char* end = nullptr;
+            long x = std::strtol(t.c_str(), &end, 10);
+            HAFVT_INPUT(!t.empty() && *end == '\0' && x >= 0 && (size_t)x < w.cat.num_items(), "hafvt recommend: history item ",
+                        i + 1, ": expected an ASIN of the catalog or a merged id 0..", w.cat.num_items() - 1, ", found '", t, "'");
+            id = (int32_t)x;
+        }
+        ids.push_back(id);
+    }
+    Model model(w.mc, &w.fz);
+    load_checkpoint(ckpt, model.params(), nullptr, nullptr);
+    const int D = (dom == "X" || dom == "x") ? 0 : 1;
+    std::vector<std::vector<int32_t>> seqs = {ids};
+    Batch b;
+    make_eval_batch(b, seqs, 0, 1, false, w.cat, c.T);
+    std::vector<float> scores;
+    std::vector<int> domain;
+    model.score(b, scores, domain, D);
+    const size_t V = D == 0 ? w.cat.NX : w.cat.NY, off = D == 0 ? 0 : w.cat.NX;
+    std::vector<int32_t> order(V);
+    for (size_t j = 0; j < V; j++) order[j] = (int32_t)j;
+    if (exclude_history)
+        for (int32_t id : ids)
+            if ((size_t)id >= off && (size_t)id < off + V) scores[(size_t)id - off] = -INFINITY;
+    k = std::min(k, V);
+    std::partial_sort(order.begin(), order.begin() + (long)k, order.end(), [&](int32_t a, int32_t b2) {
+        return scores[(size_t)a] > scores[(size_t)b2] || (scores[(size_t)a] == scores[(size_t)b2] && a < b2);
+    });
+    std::vector<Recommendation> out;
+    for (size_t r = 0; r < k; r++) {
+        size_t id = off + (size_t)order[r];
+        out.push_back({r + 1, id, w.cat.asin[id], scores[(size_t)order[r]]});
+    }
+    return out;
+}
+
+}  // namespace hafvt

@@ -1,0 +1,50 @@
+// evaluation.h: evaluation under both protocols of SPEC §4, the result table and the metrics
+// records of a run, and the two commands that read a checkpoint, hafvt eval and hafvt recommend,
+// as library functions (main.cpp parses their flags and prints what they return).
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "core/json.h"
+#include "train/metrics.h"
+#include "train/train.h"
+
+namespace hafvt {
+
+// Scores every line of `set` once and ranks under both protocols: out[0] = c2dsr (with the given
+// negatives, [lines, 999] merged ids), out[1] = full.
+void evaluate(Model& model, const World& w, const SequenceSet& set, const std::vector<int32_t>& negatives,
+              bool exclude_history, size_t eval_batch, size_t tail_max, EvalResult out[2]);
+
+// The per-domain table printed at the end of training and by `hafvt eval`.
+std::string format_results(const std::vector<EvalResult>& results);
+
+// One line of metrics.jsonl: an evaluation at (epoch, step), with the loss terms when given.
+Json eval_json(const EvalResult& r, long epoch, long step, const LossTerms* loss, double seconds);
+
+// The run configuration stored in a checkpoint, with the overrides of eval and recommend
+// (--data, --img, --txt, their alignment files, --alpha, --beta, --eval-batch); InputError naming
+// the checkpoint when the stored configuration is invalid.
+TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides);
+
+// `hafvt eval`: the checkpoint on the valid or test split under one protocol. `o` holds the
+// overrides of config_of_checkpoint plus exclude_history and device.
+struct EvalOutcome {
+    EvalResult result;
+    size_t lines = 0;
+    double seconds = 0.0;
+};
+EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o);
+
+// `hafvt recommend`: the top k items of domain `dom` (X or Y) for a history of ASINs or merged ids,
+// best first (ties: the smaller id first); exclude_history drops the history's own items.
+struct Recommendation {
+    size_t rank, merged_id;
+    std::string asin;
+    float score;
+};
+std::vector<Recommendation> recommend(const std::string& ckpt, const TrainConfig& o, const std::string& dom, size_t k,
+                                      bool exclude_history, const std::vector<std::string>& history);
+
+}  // namespace hafvt

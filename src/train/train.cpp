@@ -1,0 +1,319 @@
+// train.cpp: the settings of a run (JSON round trip, validation), the data it loads, and the
+// training loop of SPEC §3.3 with its run directory of §6 (config.json, metrics.jsonl, train.log,
+// best/last checkpoints, negatives); evaluation is in evaluation.cpp, the folder and memory probes
+// in run_dir.cpp.
+#include "train/train.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "math/adam.h"
+#include "model/backend.h"
+#include "formats/checkpoint.h"
+#include "core/common.h"
+#include "train/evaluation.h"
+#include "formats/npy.h"
+#include "train/run_dir.h"
+
+namespace hafvt {
+
+// ---- data ------------------------------------------------------------------------------------
+
+static uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
+    for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+    return h;
+}
+
+void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
+    w.cat = read_catalog(c.data);
+    bool views[3], mods[3];
+    parse_name_list(c.views, setting_name("views"), kViewNames, views);
+    resolve_modalities(c, mods);
+    ModelConfig& mc = w.mc;
+    mc.NX = w.cat.NX;
+    mc.NY = w.cat.NY;
+    mc.T = c.T; mc.q = c.q; mc.n_blocks = c.blocks; mc.n_heads = c.heads; mc.dropout = c.dropout;
+    mc.lambda1 = c.lambda1; mc.lambda2 = c.lambda2;
+    // Mixture weights (Eq. 7): alpha, beta, 1 - alpha - beta; a disabled or zero-weight modality is
+    // left out and the others renormalized to sum to 1.
+    float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
+    float raw[3] = {a, b, std::max(0.0f, 1.0f - a - b)}, sum = 0;
+    for (int m = 0; m < 3; m++) {
+        mods[m] = mods[m] && raw[m] > 0.0f;
+        sum += mods[m] ? raw[m] : 0.0f;
+    }
+    for (int m = 0; m < 3; m++) {
+        mc.views[m] = views[m];
+        mc.mods[m] = mods[m];
+        mc.weight[m] = mods[m] ? raw[m] / sum : 0.0f;
+    }
+    mc.e = 0;
+    const std::string* paths[3] = {nullptr, &c.img, &c.txt};
+    const std::string* ids[3] = {nullptr, &c.img_ids, &c.txt_ids};
+    for (int m = 1; m < 3; m++) {
+        if (!mods[m]) continue;
+        FeatureInfo fi = load_features(w.fz.table[m], *paths[m], *ids[m], w.cat);
+        HAFVT_INPUT(mc.e == 0 || mc.e == fi.e, *paths[m], ": expected width ", mc.e,
+                    " (that of the other feature file), found ", fi.e);
+        HAFVT_INPUT(fi.e % c.heads == 0, *paths[m], ": width ", fi.e, " is not divisible by ", setting_name("heads"), " ", c.heads);
+        mc.e = fi.e;
+        if (fi.zero_rows) std::printf("%s: %zu all-zero rows (missing features, cosine 0)\n", paths[m]->c_str(), fi.zero_rows);
+    }
+    w.fz.e = mc.e;
+    // head/tail split of the targets: occurrences of each item in the training file
+    w.train_count.assign(w.cat.num_items(), 0);
+    uint64_t h = fnv1a(cat(w.cat.NX, "/", w.cat.NY));
+    for (size_t i = 0; i < w.cat.num_items(); i++) h = fnv1a(w.cat.asin[i], h);
+    if (train) {
+        for (const auto& s : train->seqs)
+            for (int32_t id : s) {
+                w.train_count[(size_t)id]++;
+                h = (h ^ (uint64_t)id) * 1099511628211ull;
+            }
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
+    w.fingerprint = buf;
+}
+
+// ---- the training loop -----------------------------------------------------------------------
+
+// A number with a fixed count of decimals, for the progress lines.
+static std::string fix(double x, int decimals = 2) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.*f", decimals, x);
+    return b;
+}
+
+static std::string fmt_time(double s) {
+    long t = (long)(s + 0.5);
+    return t >= 3600 ? cat(t / 3600, "h", (t / 60) % 60 < 10 ? "0" : "", (t / 60) % 60, "m")
+                     : cat(t / 60, ":", t % 60 < 10 ? "0" : "", t % 60);
+}
+
+// The peak memory of a run, estimated before anything large is allocated: what is resident now
+// (the program, the data and the frozen tables, already loaded), plus four parameter-sized tables
+// (parameters, gradients, Adam m and v) and the larger of a training batch's activations and head
+// logits (every position supervised in the worst case) and the evaluation's activations and
+// (eval-batch, V) scores. Refuses when the part still to allocate exceeds MemAvailable.
+static void check_memory(const TrainConfig& c, const ModelConfig& mc, RunFiles& run) {
+    const double MiB = 1048576.0;
+    const size_t V = std::max(mc.NX, mc.NY), mods = (size_t)mc.mods[0] + mc.mods[1] + mc.mods[2];
+    double params = 4.0 * (double)Model::count_params(mc) * sizeof(float);
+    double frozen = (double)((size_t)mc.mods[MOD_IMG] + mc.mods[MOD_TXT]) * (mc.num_items() + 1) * mc.e * sizeof(float);
+    double train = (double)Model::estimate_bytes(mc, c.batch, c.batch * mc.T);
+    double eval = (double)(mods + 2) * c.eval_batch * V * sizeof(float) + (double)Model::estimate_bytes(mc, c.eval_batch, 0);
+    double in_use = std::max(resident_bytes(), frozen), more = params + std::max(train, eval), have = available_bytes();
+    run.say(cat("memory estimate ", fix((in_use + more) / MiB, 0), " MiB at the peak (in use now ", fix(in_use / MiB, 0),
+                ", of which frozen tables ", fix(frozen / MiB, 0), "; parameters and Adam ", fix(params / MiB, 0),
+                "; batch activations and logits ", fix(std::max(train, eval) / MiB, 0), "); available ",
+                fix(have / MiB, 0), " MiB"));
+    HAFVT_INPUT(more <= have, "memory: this configuration needs about ", fix(more / MiB, 0), " MiB more than the ",
+                fix(in_use / MiB, 0), " MiB in use, expected at most the ", fix(have / MiB, 0),
+                " MiB available; try a smaller ", setting_name("batch"), " (now ", c.batch, ") or ", setting_name("eval_batch"), " (now ", c.eval_batch, ")");
+}
+
+int run_train(const TrainConfig& c) {
+    validate_config(c);
+    if (c.threads > 0) omp_set_num_threads(c.threads);
+    const int threads = omp_get_max_threads();
+    Timer total;
+    RunFiles run;
+    run.dir = c.out;
+    const Backend& backend = choose_backend(c.device, c.tf32, c.T);
+    const std::string device = backend.name;
+
+    // data (SPEC §1)
+    const std::string dir = c.data + "/";
+    SequenceSet train = read_sequences(dir + c.train_file, read_catalog(c.data), c.T, true);
+    World w;
+    load_world(c, w, &train);
+    SequenceSet valid = read_sequences(dir + "validdata_new.txt", w.cat, c.T, false);
+    SequenceSet test = read_sequences(dir + "testdata_new.txt", w.cat, c.T, false);
+    const ModelConfig& mc = w.mc;
+    run.say(cat("data ", c.data, ": items X ", mc.NX, " Y ", mc.NY, "; train ", train.seqs.size(), " sequences (",
+                train.skipped_short, " skipped, shorter than 2), valid ", valid.seqs.size(), " (X ", valid.targets_x,
+                " / Y ", valid.targets_y, "), test ", test.seqs.size(), " (X ", test.targets_x, " / Y ", test.targets_y, ")"));
+    std::string mods_s, views_s;
+    for (int m = 0; m < 3; m++) if (mc.mods[m]) mods_s += cat(mods_s.empty() ? "" : ",", kModNames[m]);
+    for (int v = 0; v < 3; v++) if (mc.views[v]) views_s += cat(views_s.empty() ? "" : ",", kViewNames[v]);
+
+    Json cfg = config_to_json(c);
+    cfg.set("modalities_resolved", mods_s).set("views", views_s);
+    Json wts = Json::array();
+    for (int m = 0; m < 3; m++) wts.push(mc.weight[m]);
+    cfg.set("weights", wts).set("NX", mc.NX).set("NY", mc.NY).set("e", mc.e);
+    cfg.set("fingerprint", w.fingerprint).set("threads", threads);
+    const std::string cfg_s = cfg.dump();
+
+    if (!backend.device) check_memory(c, mc, run);  // host memory; a device run keeps its activations there
+    Model model(mc, &w.fz, backend);
+    TensorTable adam_m = model.params().like(), adam_v = model.params().like();
+    TrainState st;
+    st.seed = c.seed;
+    const std::string last_path = c.out + "/last.safetensors", best_path = c.out + "/best.safetensors";
+    if (c.resume) {
+        HAFVT_INPUT(file_exists(last_path), last_path, ": ", setting_name("resume"), " needs the last checkpoint of a run in ", setting_name("out"), ", found none");
+        std::string old_cfg;
+        read_checkpoint_meta(last_path, &old_cfg, &st);
+        HAFVT_INPUT(resume_key(Json::parse(old_cfg, last_path)) == resume_key(cfg), last_path,
+                    ": ", setting_name("resume"), " with other settings or data than the run being continued (expected ",
+                    resume_key(Json::parse(old_cfg, last_path)), ", found ", resume_key(cfg), ")");
+        load_checkpoint(last_path, model.params(), &adam_m, &adam_v);
+        // keep the metrics of the epochs the checkpoint covers
+        if (file_exists(c.out + "/metrics.jsonl")) {
+            std::string text = read_file(c.out + "/metrics.jsonl");
+            size_t pos = 0;
+            while (pos < text.size()) {
+                size_t nl = text.find('\n', pos);
+                std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+                pos = nl == std::string::npos ? text.size() : nl + 1;
+                if (line.empty()) continue;
+                Json j = Json::parse(line, c.out + "/metrics.jsonl");
+                const Json* e = j.get("epoch");
+                if (e && e->is_number() && (long)e->as_number() <= st.epoch && j.get("split") && j.get("split")->as_string() == "valid")
+                    run.metrics.push_back(line);
+            }
+        }
+        if (file_exists(c.out + "/train.log")) run.log = read_file(c.out + "/train.log");
+        run.say(cat("resumed from ", last_path, ": epoch ", st.epoch, " done, step ", st.step));
+    } else {
+        model.init_params(c.seed);
+    }
+    model.to_device(&adam_m, &adam_v);
+    // every input is read and checked above: only now does the run folder get its first file
+    make_dirs(c.out);
+    for (const std::string& name : remove_stale_temporaries(c.out))
+        run.say(cat("removed ", c.out, "/", name, ", a temporary file left by an interrupted run"));
+    write_file_atomic(c.out + "/config.json", cfg_s + "\n");
+    // c2dsr protocol: the negatives are drawn once per split and saved with the run
+    std::vector<int32_t> neg_valid = draw_negatives(valid, w.cat, c.seed, 0);
+    std::vector<int32_t> neg_test = draw_negatives(test, w.cat, c.seed, 1);
+    npy_write_i32(c.out + "/negatives_valid.npy", neg_valid.data(), {valid.seqs.size(), kNumNegatives});
+    npy_write_i32(c.out + "/negatives_test.npy", neg_test.data(), {test.seqs.size(), kNumNegatives});
+
+    size_t n_params = 0;
+    for (const auto& e : model.params().entries()) n_params += e.numel;
+    run.say(cat("model: views ", views_s, ", modalities ", mods_s, " (weights ", mc.weight[0], " ", mc.weight[1], " ",
+                mc.weight[2], "), q ", mc.q, ", e ", mc.e, ", ", mc.n_blocks, " blocks, ", mc.n_heads, " heads, ",
+                n_params, " parameters; ", threads, " threads, device ", device));
+
+    AdamConfig ac;
+    ac.lr = c.lr;
+    ac.l2 = c.l2;
+    const size_t N = train.seqs.size(), steps_per_epoch = (N + c.batch - 1) / c.batch;
+    const size_t log_every = c.log_every ? c.log_every : std::max<size_t>(1, steps_per_epoch / 10);
+    Batch batch;
+    bool stop = false;
+    long steps_this_run = 0;
+    double timed_s = 0, timed_seqs = 0;  // the steps after the first (warm-up), for benchmarks
+    for (long epoch = st.epoch + 1; epoch <= (long)c.epochs && !stop; epoch++) {
+        Timer et;
+        std::vector<size_t> order = shuffled_order(N, c.seed, (uint64_t)epoch);
+        LossTerms sum;
+        double seqs = 0;
+        for (size_t k = 0; k < steps_per_epoch; k++) {
+            const size_t b0 = k * c.batch, B = std::min(c.batch, N - b0);
+            Timer step_t;
+            make_train_batch(batch, train, order.data() + b0, B, w.cat, c.T, c.loss_window);
+            LossTerms lt = model.forward_backward(batch, c.seed, (uint64_t)st.step + 1);
+            if (fault_injected("nan_loss")) lt.view[VIEW_XY] = NAN;  // crash-safety tests
+            const char* names[3] = {"X", "Y", "XY"};
+            for (int v = 0; v < 3; v++)
+                if (!std::isfinite(lt.view[v])) {
+                    std::string msg = cat("error: the ", names[v], " loss term is ", lt.view[v], " at step ", st.step + 1,
+                                          " (epoch ", epoch, "); stopping. The last good checkpoint is ", last_path,
+                                          " (end of epoch ", st.epoch, "). Try a lower ", setting_name("lr"), ".");
+                    run.say(msg);
+                    std::fprintf(stderr, "%s\n", msg.c_str());
+                    run.flush();
+                    return 1;
+                }
+            st.step++;
+            steps_this_run++;
+            model.adam_step(adam_m, adam_v, ac, st.step);
+            if (steps_this_run > 1) {
+                timed_s += step_t.seconds();
+                timed_seqs += (double)B;
+            }
+            sum.total += lt.total * B;
+            for (int v = 0; v < 3; v++) sum.view[v] += lt.view[v] * B;
+            seqs += (double)B;
+            if ((k + 1) % log_every == 0 || k + 1 == steps_per_epoch) {
+                double rate = seqs / et.seconds();
+                double eta = (double)(N - std::min(N, b0 + B)) / rate;
+                run.say(cat("epoch ", epoch, "/", c.epochs, " step ", k + 1, "/", steps_per_epoch, " | loss ", fix(sum.total / seqs, 3),
+                            " (x ", fix(sum.view[0] / seqs, 3), " y ", fix(sum.view[1] / seqs, 3), " xy ", fix(sum.view[2] / seqs, 3),
+                            ") | ", (long)rate, " seq/s | peak ", fix(peak_rss_gib()), " GiB | epoch ETA ", fmt_time(eta)));
+            }
+            if (c.max_steps && (size_t)steps_this_run >= c.max_steps) {
+                run.say(cat("stopping after ", setting_name("max_steps"), " ", c.max_steps, ": ", (long)(seqs / et.seconds()), " seq/s this epoch"));
+                if (steps_this_run > 1)
+                    run.say(cat("throughput: ", steps_this_run - 1, " steps after the first: ", timed_seqs / timed_s, " seq/s (",
+                                timed_s / (double)(steps_this_run - 1), " s/step)"));
+                stop = true;
+                break;
+            }
+        }
+        model.to_host(&adam_m, &adam_v);  // the checkpoints below save the host tables
+        LossTerms mean;
+        mean.total = sum.total / std::max(1.0, seqs);
+        for (int v = 0; v < 3; v++) mean.view[v] = sum.view[v] / std::max(1.0, seqs);
+        st.epoch = epoch;
+        if (!stop && (epoch % (long)c.eval_every == 0 || epoch == (long)c.epochs)) {
+            Timer vt;
+            EvalResult r[2];
+            evaluate(model, w, valid, neg_valid, c.exclude_history, c.eval_batch, c.tail_max, r);
+            for (auto& x : r) x.split = "valid";
+            for (auto& x : r) run.metrics.push_back(eval_json(x, epoch, st.step, &mean, total.seconds()).dump());
+            const EvalResult& sel = c.protocol == "c2dsr" ? r[0] : r[1];
+            const bool better = sel.mean_mrr() > st.best_metric;
+            if (better) {
+                st.best_metric = sel.mean_mrr();
+                st.best_epoch = epoch;
+                st.bad_evals = 0;
+            } else {
+                st.bad_evals++;
+            }
+            run.say(cat("epoch ", epoch, " valid (", sel.protocol, "): MRR X ", fix(sel.dom[0].mrr), " Y ", fix(sel.dom[1].mrr),
+                        ", NDCG@10 X ", fix(sel.dom[0].ndcg10), " Y ", fix(sel.dom[1].ndcg10), better ? " (best)" : "",
+                        " | epoch ", fmt_time(et.seconds()), ", eval ", fmt_time(vt.seconds())));
+            if (better) save_checkpoint(best_path, model.params(), nullptr, nullptr, cfg_s, st);
+            if (st.bad_evals >= (long)c.patience) {
+                run.say(cat("early stopping: no better validation MRR for ", c.patience, " evaluations"));
+                stop = true;
+            }
+        }
+        save_checkpoint(last_path, model.params(), &adam_m, &adam_v, cfg_s, st);
+        run.flush();
+    }
+
+    if (!c.skip_test) {
+        // the test split, once, with the best checkpoint
+        if (file_exists(best_path)) load_checkpoint(best_path, model.params(), nullptr, nullptr);
+        model.to_device(nullptr, nullptr);
+        EvalResult r[2];
+        evaluate(model, w, test, neg_test, c.exclude_history, c.eval_batch, c.tail_max, r);
+        for (auto& x : r) x.split = "test";
+        for (auto& x : r) run.metrics.push_back(eval_json(x, st.best_epoch, st.step, nullptr, total.seconds()).dump());
+        run.say(cat("\ntest metrics of the best checkpoint (epoch ", st.best_epoch, ", valid ", c.protocol, " mean MRR ",
+                    fix(st.best_metric), "):"));
+        run.say(format_results({r[0], r[1]}));
+        for (const EvalResult& x : r)
+            run.say(cat(x.protocol, " MRR on targets seen <= ", c.tail_max, " times in training (tail): X ", fix(x.tail[0].mrr),
+                        " (", x.tail[0].n, " lines), Y ", fix(x.tail[1].mrr), " (", x.tail[1].n, "); head: X ",
+                        fix(x.head[0].mrr), " (", x.head[0].n, "), Y ", fix(x.head[1].mrr), " (", x.head[1].n, ")"));
+    }
+    run.say(cat("done in ", fmt_time(total.seconds()), "; run directory ", c.out));
+    run.flush();
+    return 0;
+}
+
+}  // namespace hafvt
