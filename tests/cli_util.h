@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/common.h"
+#include "core/lines.h"
 #include "core/json.h"
 #include "test_util.h"
 
@@ -61,15 +62,13 @@ inline const std::string& tiny_dataset() {
 inline std::vector<hafvt::Json> metrics_without_seconds(const std::string& run) {
     std::vector<hafvt::Json> out;
     std::string text = hafvt::read_file(run + "/metrics.jsonl");
-    size_t pos = 0;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        hafvt::Json j = hafvt::Json::parse(text.substr(pos, nl - pos), run);
+    hafvt::LineReader lr(text);
+    for (hafvt::Span line; lr.next(line);) {
+        hafvt::Json j = hafvt::Json::parse(line.str(), run);
         hafvt::Json k = hafvt::Json::object();
         for (const auto& kv : j.items())
             if (kv.first != "seconds") k.set(kv.first, kv.second);
         out.push_back(k);
-        pos = nl + 1;
     }
     return out;
 }

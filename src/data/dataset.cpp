@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "core/common.h"
+#include "core/lines.h"
 
 namespace hafvt {
 
@@ -18,36 +19,6 @@ int32_t ItemCatalog::find(const std::string& a) const {
 }
 
 namespace {
-
-// A borrowed slice of the file text; parsing never copies a token into a std::string.
-struct Span {
-    const char* p = nullptr;
-    size_t n = 0;
-    bool empty() const { return n == 0; }
-    std::string str() const { return std::string(p, n); }
-};
-
-// Walks a file's text line by line. Strips a trailing '\r' (CRLF files) and trailing tabs or
-// spaces; handles a missing final newline. `line_no` is 1-based.
-struct LineReader {
-    const char* cur;
-    const char* end;
-    size_t line_no = 0;
-    explicit LineReader(const std::string& text) : cur(text.data()), end(text.data() + text.size()) {}
-    bool next(Span& line) {
-        if (cur >= end) return false;
-        const char* nl = (const char*)std::memchr(cur, '\n', (size_t)(end - cur));
-        const char* stop = nl ? nl : end;
-        line.p = cur;
-        line.n = (size_t)(stop - cur);
-        while (line.n && (line.p[line.n - 1] == '\r' || line.p[line.n - 1] == '\t' ||
-                          line.p[line.n - 1] == ' '))
-            line.n--;
-        cur = nl ? nl + 1 : end;
-        line_no++;
-        return true;
-    }
-};
 
 // Splits the next tab-separated field off `rest`; false when nothing is left.
 bool next_field(Span& rest, Span& field, bool& have_more) {

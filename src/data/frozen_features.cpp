@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/common.h"
+#include "core/lines.h"
 #include "formats/npy.h"
 
 namespace hafvt {
@@ -12,14 +13,11 @@ namespace hafvt {
 // The alignment file must list the catalog's ASINs in merged-id order.
 static void check_alignment(const std::string& ids_path, const ItemCatalog& cat) {
     std::string text = read_file(ids_path);
-    size_t row = 0, pos = 0;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        if (nl == std::string::npos) nl = text.size();
-        std::string line = text.substr(pos, nl - pos);
-        pos = nl + 1;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
-        if (line.empty() && pos >= text.size()) break;  // trailing newline
+    size_t row = 0;
+    LineReader lr(text, false);
+    for (Span s; lr.next(s);) {
+        const std::string line = s.str();
+        if (line.empty() && lr.cur >= lr.end) break;  // a blank last line
         HAFVT_INPUT(row < cat.num_items(), ids_path, ": line ", row + 1, ": expected ", cat.num_items(),
                     " ASINs (Alist then Blist), found more");
         HAFVT_INPUT(line == cat.asin[row], ids_path, ": line ", row + 1, " (row ", row,

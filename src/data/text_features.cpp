@@ -11,6 +11,7 @@
 
 #include "core/common.h"
 #include "core/flags.h"
+#include "core/lines.h"
 #include "formats/npy.h"
 
 namespace hafvt {
@@ -91,14 +92,11 @@ void read_titles(TitleSet& set, const std::string& path, const ItemCatalog& cat)
         set.origin.assign(NI, "");
     }
     std::string text = read_file(path);
-    size_t pos = 0, line_no = 0;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        if (nl == std::string::npos) nl = text.size();
-        std::string line = text.substr(pos, nl - pos);
-        pos = nl + 1;
-        line_no++;
-        if (!line.empty() && line.back() == '\r') line.pop_back();
+    LineReader lr(text, false);  // a title keeps its own trailing blanks
+    size_t line_no = 0;
+    for (Span s; lr.next(s);) {
+        line_no = lr.line_no;
+        const std::string line = s.str();
         if (line_no == 1) {
             HAFVT_INPUT(line == kTitleHeader, path, ": line 1: expected the header 'local_id<TAB>merged_id<TAB>asin<TAB>title', found '",
                         line.substr(0, 80), "'");

@@ -18,6 +18,7 @@
 #include "model/backend.h"
 #include "formats/checkpoint.h"
 #include "core/common.h"
+#include "core/lines.h"
 #include "train/evaluation.h"
 #include "formats/npy.h"
 #include "train/run_dir.h"
@@ -170,11 +171,9 @@ int run_train(const TrainConfig& c) {
         // keep the metrics of the epochs the checkpoint covers
         if (file_exists(c.out + "/metrics.jsonl")) {
             std::string text = read_file(c.out + "/metrics.jsonl");
-            size_t pos = 0;
-            while (pos < text.size()) {
-                size_t nl = text.find('\n', pos);
-                std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-                pos = nl == std::string::npos ? text.size() : nl + 1;
+            LineReader lr(text);
+            for (Span s; lr.next(s);) {
+                const std::string line = s.str();
                 if (line.empty()) continue;
                 Json j = Json::parse(line, c.out + "/metrics.jsonl");
                 const Json* e = j.get("epoch");

@@ -1,0 +1,46 @@
+// lines.h: the one line splitter of the readers: a borrowed slice of a file's text and a walk over
+// its lines that copies nothing.
+#pragma once
+#include <cstddef>
+#include <cstring>
+#include <string>
+
+namespace hafvt {
+
+// A borrowed slice of the file text; parsing never copies a token into a std::string.
+struct Span {
+    const char* p = nullptr;
+    size_t n = 0;
+    bool empty() const { return n == 0; }
+    std::string str() const { return std::string(p, n); }
+};
+
+// Walks a file's text line by line: strips a trailing '\r' (CRLF files) and, with strip_blanks,
+// trailing tabs and spaces too; handles a missing final newline (a final newline ends the text,
+// it does not start an empty line). `line_no` is the 1-based number of the last line returned.
+struct LineReader {
+    const char* cur;
+    const char* end;
+    bool strip_blanks;
+    size_t line_no = 0;
+    explicit LineReader(const std::string& text, bool strip_blanks_ = true)
+        : cur(text.data()), end(text.data() + text.size()), strip_blanks(strip_blanks_) {}
+    bool next(Span& line) {
+        if (cur >= end) return false;
+        const char* nl = static_cast<const char*>(std::memchr(cur, '\n', (size_t)(end - cur)));
+        const char* stop = nl ? nl : end;
+        line.p = cur;
+        line.n = (size_t)(stop - cur);
+        if (strip_blanks) {
+            while (line.n && (line.p[line.n - 1] == '\r' || line.p[line.n - 1] == '\t' || line.p[line.n - 1] == ' '))
+                line.n--;
+        } else if (line.n && line.p[line.n - 1] == '\r') {
+            line.n--;
+        }
+        cur = nl ? nl + 1 : end;
+        line_no++;
+        return true;
+    }
+};
+
+}  // namespace hafvt
