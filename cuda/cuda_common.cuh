@@ -5,8 +5,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "common.h"
-#include "op_math.h"
+#include "core/common.h"
+#include "math/op_math.h"
 #include "ops_cuda.h"
 
 // Every CUDA runtime call goes through HAFVT_CUDA_CHECK, every cuBLAS call through

@@ -18,9 +18,9 @@
 #include <utility>
 #include <vector>
 
-#include "adam.h"
-#include "heads.h"
-#include "ops_cpu.h"
+#include "math/adam.h"
+#include "math/heads.h"
+#include "math/ops_cpu.h"
 
 namespace hafvt {
 

@@ -296,6 +296,7 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
                             const TensorTable& layout, const float* P, const float* table,
                             const ViewInputs& in, size_t B, bool train, uint64_t seed, uint64_t step,
                             bool last_only = false) {
+    HAFVT_CHECK(!last_only || !train, "the last-position pass is for evaluation (no dropout)");
     ensure_acts(e, cfg, K, B);
     const size_t T = cfg.T, N = B * T, d = e.d, NH = cfg.n_heads;
     const float p = train ? cfg.dropout : 0.0f;
@@ -319,39 +320,33 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
         K.linear_forward(a.qkv.data(), a.ln1.data(), W(k + "attn.wqkv"), W(k + "attn.bqkv"), N, d, 3 * d);
         K.attention_forward(a.atty.data(), a.att.data(), a.qkv.data(), valid, B, T, d, NH, p, seed, step,
                             e.site(1 + 3 * b));
-        if (last_only && b + 1 == cfg.n_blocks) {
-            // the rest of the last block on the last positions only (the other rows are never scored)
-            float* atty = a.fc1.data();  // (B, d) scratch: the gathered attention outputs
-            float* xl = a.gelu.data();   // (B, d) scratch: the gathered block inputs
-            K.embedding_forward(atty, in.last_p, a.atty.data(), 1.0f, -1, B, d);
-            K.embedding_forward(xl, in.last_p, x, 1.0f, -1, B, d);
-            K.linear_forward(a.attproj.data(), atty, W(k + "attn.wo"), W(k + "attn.bo"), B, d, d);
-            K.residual_forward(a.res1.data(), xl, a.attproj.data(), B * d);
-            K.layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), W(k + "ln2.w"), W(k + "ln2.b"), B, d);
-            K.linear_forward(a.fc1.data(), a.ln2.data(), W(k + "ffn.w1"), W(k + "ffn.b1"), B, d, d);
-            K.gelu_forward(a.gelu.data(), a.fc1.data(), B * d);
-            K.linear_forward(a.fc2.data(), a.gelu.data(), W(k + "ffn.w2"), W(k + "ffn.b2"), B, d, d);
-            K.residual_forward(e.xs[b + 1].data(), a.res1.data(), a.fc2.data(), B * d);
-            K.padmask_forward(e.xs[b + 1].data(), in.last_valid_p, B, d);
-            K.layernorm_forward(e.H.data(), e.lnf_mean.data(), e.lnf_rstd.data(), e.xs[b + 1].data(),
-                                W("lnf.w"), W("lnf.b"), B, d);
-            return;
+        // The rest of the block on R rows: all N positions, or, in the last block of a last_only
+        // pass, the B rows of the last positions (gathered into scratch; the others are never scored).
+        const bool gathered = last_only && b + 1 == cfg.n_blocks;
+        const size_t R = gathered ? B : N;
+        const float* atty = a.atty.data();
+        const float* xin = x;
+        const uint8_t* rows_valid = valid;
+        if (gathered) {
+            K.embedding_forward(a.fc1.data(), in.last_p, a.atty.data(), 1.0f, -1, B, d);  // (B, d) scratch
+            K.embedding_forward(a.gelu.data(), in.last_p, x, 1.0f, -1, B, d);            // (B, d) scratch
+            atty = a.fc1.data(), xin = a.gelu.data(), rows_valid = in.last_valid_p;
         }
-        K.linear_forward(a.attproj.data(), a.atty.data(), W(k + "attn.wo"), W(k + "attn.bo"), N, d, d);
-        K.dropout_forward(a.attproj.data(), a.attproj.data(), N * d, p, seed, step, e.site(2 + 3 * b));
-        K.residual_forward(a.res1.data(), x, a.attproj.data(), N * d);
+        K.linear_forward(a.attproj.data(), atty, W(k + "attn.wo"), W(k + "attn.bo"), R, d, d);
+        K.dropout_forward(a.attproj.data(), a.attproj.data(), R * d, p, seed, step, e.site(2 + 3 * b));
+        K.residual_forward(a.res1.data(), xin, a.attproj.data(), R * d);
         // x = x + dropout(W2 gelu(W1 LN2(x) + b1) + b2);  x_t = 0 at PAD
-        K.layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), W(k + "ln2.w"), W(k + "ln2.b"), N, d);
-        K.linear_forward(a.fc1.data(), a.ln2.data(), W(k + "ffn.w1"), W(k + "ffn.b1"), N, d, d);
-        K.gelu_forward(a.gelu.data(), a.fc1.data(), N * d);
-        K.linear_forward(a.fc2.data(), a.gelu.data(), W(k + "ffn.w2"), W(k + "ffn.b2"), N, d, d);
-        K.dropout_forward(a.fc2.data(), a.fc2.data(), N * d, p, seed, step, e.site(3 + 3 * b));
-        K.residual_forward(e.xs[b + 1].data(), a.res1.data(), a.fc2.data(), N * d);
-        K.padmask_forward(e.xs[b + 1].data(), valid, N, d);
+        K.layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), W(k + "ln2.w"), W(k + "ln2.b"), R, d);
+        K.linear_forward(a.fc1.data(), a.ln2.data(), W(k + "ffn.w1"), W(k + "ffn.b1"), R, d, d);
+        K.gelu_forward(a.gelu.data(), a.fc1.data(), R * d);
+        K.linear_forward(a.fc2.data(), a.gelu.data(), W(k + "ffn.w2"), W(k + "ffn.b2"), R, d, d);
+        K.dropout_forward(a.fc2.data(), a.fc2.data(), R * d, p, seed, step, e.site(3 + 3 * b));
+        K.residual_forward(e.xs[b + 1].data(), a.res1.data(), a.fc2.data(), R * d);
+        K.padmask_forward(e.xs[b + 1].data(), rows_valid, R, d);
     }
-    // H = LN_final(x)
+    // H = LN_final(x), over the rows the last block produced
     K.layernorm_forward(e.H.data(), e.lnf_mean.data(), e.lnf_rstd.data(), e.xs[cfg.n_blocks].data(),
-                        W("lnf.w"), W("lnf.b"), N, d);
+                        W("lnf.w"), W("lnf.b"), last_only ? B : N, d);
 }
 
 // The backward of encoder_forward from e.dH; accumulates into the encoder's parameter gradients
