@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: our SGEMM against numpy on OpenBLAS on the model's shapes, then training and
 # evaluation throughput of `hafvt train` / `hafvt eval` against the PyTorch peer
-# (tools/reference.py train) on the same data, configuration, batch and thread count, with the
+# (tools/peer.py train) on the same data, configuration, batch and thread count, with the
 # machine and the date, and the matmul lower bound of a paper-sized step. OpenBLAS is installed
 # for this measurement only (apt-get install libopenblas0-pthread); numpy and torch are Debian's,
 # run with /usr/bin/python3. About 10-15 minutes on 2 cores.
@@ -60,8 +60,8 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
   echo "torch not found: apt-get install python3-torch for the PyTorch comparison"
   exit 0
 fi
-# ---- training and evaluation throughput: hafvt against tools/reference.py train ----
-py() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" tools/reference.py "$@"; }
+# ---- training and evaluation throughput: hafvt against tools/peer.py train ----
+py() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" tools/peer.py "$@"; }
 # the synthetic datasets, generated once (data/synth-* is ignored by git)
 synth() {
   [ -f "data/synth-$1/synth.json" ] && grep -q "\"size\": \"$1\"" "data/synth-$1/synth.json" ||
@@ -91,7 +91,7 @@ train_pair() {
   grep -E '^(peer|throughput|eval)' "$tmp/py_$name.log" | sed 's/^/torch: /' || true
 }
 
-echo "== training and evaluation throughput: hafvt against tools/reference.py train (PyTorch $("$PY" -c 'import torch; print(torch.__version__)'), float32) =="
+echo "== training and evaluation throughput: hafvt against tools/peer.py train (PyTorch $("$PY" -c 'import torch; print(torch.__version__)'), float32) =="
 synth "$SMALL_SIZE"
 synth "$PAPER_SIZE"
 if [ "${TRAIN:-1}" != 0 ]; then

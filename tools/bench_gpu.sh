@@ -12,7 +12,7 @@
 #   6. timed epochs of the paper-sized synthetic configuration (hafvt synth --size paper: 29,207 /
 #      34,886 items, 34,117 training sequences, 512-wide image and text features; q 256, batch 256,
 #      all nine encoders, dropout 0.3) for `hafvt train --device cuda` (FP32, then --tf32), the
-#      evaluation of the validation split, and the PyTorch peer `tools/reference.py train --device
+#      evaluation of the validation split, and the PyTorch peer `tools/peer.py train --device
 #      cuda` on the same GPU; seconds per epoch and the ratio
 # and prints a table of every stage's status (passed / FAILED / skipped) and figures; the exit status
 # is non-zero when a stage failed.
@@ -265,7 +265,7 @@ main() {
   peer=n/a
   if timeout 60 "$PY" -c "import torch, sys; sys.exit(0 if '$DEVICE' == 'cpu' or (hasattr(torch, 'set_default_device') and torch.cuda.is_available()) else 1)" 2>/dev/null; then
     echo "-- PyTorch peer --device $DEVICE: $PEER_STEPS steps after 3 warm-up steps"
-    step 180 "$LOG/peer.log" "$PY" tools/reference.py train --data "$DATA" "${features[@]}" --q 256 --batch 256 \
+    step 180 "$LOG/peer.log" "$PY" tools/peer.py train --data "$DATA" "${features[@]}" --q 256 --batch 256 \
       --device "$DEVICE" --threads "$JOBS" --warmup 3 --steps "$PEER_STEPS"
     grep -E '^(peer|throughput)' "$LOG/peer.log" | sed 's/^/  /'
     local rate
