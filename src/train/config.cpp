@@ -1,6 +1,7 @@
 // config.cpp: the settings table of config.h and what it drives: flags, help, JSON, checks.
 #include "train/config.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -263,9 +264,33 @@ void validate_config(const TrainConfig& c0, Source src) {
     HAFVT_INPUT(a <= 1.0f && b <= 1.0f, ab, ": expected weights in [0, 1], found ", a, " and ", b);
     HAFVT_INPUT(a + b <= 1.0f + 1e-6f, N("alpha"), " ", a, " + ", N("beta"), " ", b, " = ", a + b,
                 ": expected a sum of at most 1 (the text weight is 1 - alpha - beta)");
-    float w[3] = {a, b, 1.0f - a - b};
-    HAFVT_INPUT((mods[0] && w[0] > 0) || (mods[1] && w[1] > 0) || (mods[2] && w[2] > 0), ab,
-                ": every enabled modality has weight 0");
+    const ModelConfig mc = resolve_model_config(c, 0, 0);
+    HAFVT_INPUT(mc.mods[0] || mc.mods[1] || mc.mods[2], ab, ": every enabled modality has weight 0");
+}
+
+ModelConfig resolve_model_config(const TrainConfig& c, size_t NX, size_t NY) {
+    bool views[3], mods[3];
+    parse_name_list(c.views, setting_name("views"), kViewNames, views);
+    resolve_modalities(c, mods);
+    ModelConfig mc;
+    mc.NX = NX;
+    mc.NY = NY;
+    mc.T = c.T, mc.q = c.q, mc.n_blocks = c.blocks, mc.n_heads = c.heads, mc.dropout = c.dropout;
+    mc.lambda1 = c.lambda1, mc.lambda2 = c.lambda2;
+    const float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
+    const float raw[3] = {a, b, std::max(0.0f, 1.0f - a - b)};
+    float sum = 0;
+    for (int m = 0; m < 3; m++) {
+        mods[m] = mods[m] && raw[m] > 0.0f;
+        sum += mods[m] ? raw[m] : 0.0f;
+    }
+    for (int m = 0; m < 3; m++) {
+        mc.views[m] = views[m];
+        mc.mods[m] = mods[m];
+        mc.weight[m] = mods[m] ? raw[m] / sum : 0.0f;
+    }
+    mc.e = 0;
+    return mc;
 }
 
 std::string resume_key(const Json& cfg) {

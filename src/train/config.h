@@ -13,6 +13,7 @@
 
 #include "core/flags.h"
 #include "core/json.h"
+#include "model/model.h"
 
 namespace hafvt {
 
@@ -86,6 +87,12 @@ void validate_config(const TrainConfig& c, Source src = Source::FLAGS);
 // and the derived values run_train stores beside them (data fingerprint, resolved modalities,
 // mixture weights, feature width), as one string.
 std::string resume_key(const Json& cfg);
+
+// The model's configuration from the settings, resolved once (SPEC §2.4): the views, the
+// modalities, the mixture weights (alpha, beta, 1 - alpha - beta; a disabled or zero-weight
+// modality is left out and the others renormalized to sum to 1), the sizes and the loss weights.
+// NX, NY come from the catalog; the feature width e is left 0 for load_world to set from the files.
+ModelConfig resolve_model_config(const TrainConfig& c, size_t NX, size_t NY);
 
 // The modalities a configuration uses: --modalities, or id plus every modality with a feature
 // file (indexed by Modality, model.h).

@@ -34,28 +34,9 @@ static uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull)
 
 void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
     w.cat = read_catalog(c.data);
-    bool views[3], mods[3];
-    parse_name_list(c.views, setting_name("views"), kViewNames, views);
-    resolve_modalities(c, mods);
     ModelConfig& mc = w.mc;
-    mc.NX = w.cat.NX;
-    mc.NY = w.cat.NY;
-    mc.T = c.T; mc.q = c.q; mc.n_blocks = c.blocks; mc.n_heads = c.heads; mc.dropout = c.dropout;
-    mc.lambda1 = c.lambda1; mc.lambda2 = c.lambda2;
-    // Mixture weights (Eq. 7): alpha, beta, 1 - alpha - beta; a disabled or zero-weight modality is
-    // left out and the others renormalized to sum to 1.
-    float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
-    float raw[3] = {a, b, std::max(0.0f, 1.0f - a - b)}, sum = 0;
-    for (int m = 0; m < 3; m++) {
-        mods[m] = mods[m] && raw[m] > 0.0f;
-        sum += mods[m] ? raw[m] : 0.0f;
-    }
-    for (int m = 0; m < 3; m++) {
-        mc.views[m] = views[m];
-        mc.mods[m] = mods[m];
-        mc.weight[m] = mods[m] ? raw[m] / sum : 0.0f;
-    }
-    mc.e = 0;
+    mc = resolve_model_config(c, w.cat.NX, w.cat.NY);
+    const bool* mods = mc.mods;
     const std::string* paths[3] = {nullptr, &c.img, &c.txt};
     const std::string* ids[3] = {nullptr, &c.img_ids, &c.txt_ids};
     for (int m = 1; m < 3; m++) {
