@@ -201,7 +201,8 @@ TrainConfig config_from_json(const Json& j, const std::string& what) {
     return c;
 }
 
-void parse_name_list(const std::string& s, const std::string& name, const char* const* names, bool* on) {
+// "x,y,xy" -> one bool per name of `names` (three); InputError naming the setting otherwise.
+static void parse_name_list(const std::string& s, const std::string& name, const char* const* names, bool* on) {
     on[0] = on[1] = on[2] = false;
     size_t pos = 0;
     HAFVT_INPUT(!s.empty(), name, ": expected a comma-separated list, found nothing");
@@ -218,13 +219,15 @@ void parse_name_list(const std::string& s, const std::string& name, const char* 
     }
 }
 
-void resolve_modalities(const TrainConfig& c, bool* mods) {
+// The modalities a configuration asks for (indexed by Modality, model.h): --modalities, or id
+// plus every modality with a feature file.
+static void resolve_modalities(const TrainConfig& c, bool* mods, Source src) {
     if (c.modalities.empty()) {
         mods[MOD_ID] = true;
         mods[MOD_IMG] = !c.img.empty();
         mods[MOD_TXT] = !c.txt.empty();
     } else {
-        parse_name_list(c.modalities, setting_name("modalities"), kModNames, mods);
+        parse_name_list(c.modalities, setting_name("modalities", src), kModNames, mods);
     }
 }
 
@@ -248,8 +251,7 @@ void validate_config(const TrainConfig& c0, Source src) {
     HAFVT_INPUT(c.q % c.heads == 0, N("heads"), ": expected a divisor of ", N("q"), " ", c.q, ", found ", c.heads);
     bool views[3], mods[3];
     parse_name_list(c.views, N("views"), kViewNames, views);
-    if (c.modalities.empty()) resolve_modalities(c, mods);
-    else parse_name_list(c.modalities, N("modalities"), kModNames, mods);
+    resolve_modalities(c, mods, src);
     HAFVT_INPUT(!mods[MOD_IMG] || !c.img.empty(), N("modalities"), " '", c.modalities, "' includes img: expected the image ",
                 "features with ", N("img"), " F.npy, found no ", N("img"));
     HAFVT_INPUT(!mods[MOD_TXT] || !c.txt.empty(), N("modalities"), " '", c.modalities, "' includes txt: expected the text ",
@@ -271,7 +273,7 @@ void validate_config(const TrainConfig& c0, Source src) {
 ModelConfig resolve_model_config(const TrainConfig& c, size_t NX, size_t NY) {
     bool views[3], mods[3];
     parse_name_list(c.views, setting_name("views"), kViewNames, views);
-    resolve_modalities(c, mods);
+    resolve_modalities(c, mods, Source::FLAGS);
     ModelConfig mc;
     mc.NX = NX;
     mc.NY = NY;

@@ -94,10 +94,5 @@ std::string resume_key(const Json& cfg);
 // NX, NY come from the catalog; the feature width e is left 0 for load_world to set from the files.
 ModelConfig resolve_model_config(const TrainConfig& c, size_t NX, size_t NY);
 
-// The modalities a configuration uses: --modalities, or id plus every modality with a feature
-// file (indexed by Modality, model.h).
-void resolve_modalities(const TrainConfig& c, bool* mods);
-// "x,y,xy" -> one bool per name of `names` (three); InputError naming the setting otherwise.
-void parse_name_list(const std::string& s, const std::string& name, const char* const* names, bool* on);
 
 }  // namespace hafvt
