@@ -25,8 +25,9 @@ struct LineReader {
     size_t line_no = 0;
     explicit LineReader(const std::string& text, bool strip_blanks_ = true)
         : cur(text.data()), end(text.data() + text.size()), strip_blanks(strip_blanks_) {}
+    bool done() const { return cur >= end; }  // no line left
     bool next(Span& line) {
-        if (cur >= end) return false;
+        if (done()) return false;
         const char* nl = static_cast<const char*>(std::memchr(cur, '\n', (size_t)(end - cur)));
         const char* stop = nl ? nl : end;
         line.p = cur;

@@ -17,7 +17,7 @@ static void check_alignment(const std::string& ids_path, const ItemCatalog& cat)
     LineReader lr(text, false);
     for (Span s; lr.next(s);) {
         const std::string line = s.str();
-        if (line.empty() && lr.cur >= lr.end) break;  // a blank last line
+        if (line.empty() && lr.done()) break;  // a blank last line
         HAFVT_INPUT(row < cat.num_items(), ids_path, ": line ", row + 1, ": expected ", cat.num_items(),
                     " ASINs (Alist then Blist), found more");
         HAFVT_INPUT(line == cat.asin[row], ids_path, ": line ", row + 1, " (row ", row,

@@ -93,9 +93,8 @@ void read_titles(TitleSet& set, const std::string& path, const ItemCatalog& cat)
     }
     std::string text = read_file(path);
     LineReader lr(text, false);  // a title keeps its own trailing blanks
-    size_t line_no = 0;
     for (Span s; lr.next(s);) {
-        line_no = lr.line_no;
+        const size_t line_no = lr.line_no;
         const std::string line = s.str();
         if (line_no == 1) {
             HAFVT_INPUT(line == kTitleHeader, path, ": line 1: expected the header 'local_id<TAB>merged_id<TAB>asin<TAB>title', found '",
@@ -129,7 +128,7 @@ void read_titles(TitleSet& set, const std::string& path, const ItemCatalog& cat)
         set.title[merged] = line.substr(t3 + 1);
         set.rows++;
     }
-    HAFVT_INPUT(line_no >= 1, path, ": expected the header 'local_id<TAB>merged_id<TAB>asin<TAB>title', found an empty file");
+    HAFVT_INPUT(lr.line_no >= 1, path, ": expected the header 'local_id<TAB>merged_id<TAB>asin<TAB>title', found an empty file");
 }
 
 std::vector<float> text_features(const std::vector<std::string>& titles, size_t dim, uint64_t seed) {
