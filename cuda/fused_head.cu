@@ -114,15 +114,10 @@ void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, 
                              const float* const* hn, const float* const* En, const float* s,
                              const size_t* Cm, const int32_t* y, const float* logw,
                              const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
-    HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
-    HAFVT_CHECK(V >= 1, "a head with no candidates");
+    const FusedHeadPlan plan = fused_head_plan(dhn, dEn, ds, Cm, dloss, M, V);
+    const size_t sumC = plan.sumC;
+    const bool backward = plan.backward;
     if (R == 0) return;
-    bool any_grad = ds != nullptr;
-    size_t sumC = 0;
-    for (size_t m = 0; m < M; m++) {
-        sumC += Cm[m];
-        any_grad = any_grad || (dhn && dhn[m]) || (dEn && dEn[m]);
-    }
     if (Vc == 0) {
         // one chunk when it fits in half of what is free (the workspace itself counts as free)
         size_t free_b = 0, total_b = 0;
@@ -131,7 +126,6 @@ void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, 
     }
     if (Vc > V) Vc = V;
     const size_t nchunks = (V + Vc - 1) / Vc;
-    const bool backward = dloss && any_grad;
 
     // workspace: Z (M, R, Vc) | 5 row statistics (M, R) | G (R, C_m) per head
     const size_t Zstride = R * Vc, MR = M * R;

@@ -158,23 +158,31 @@ size_t fused_head_chunk(size_t M, size_t R, size_t V, size_t sumC, size_t budget
     return vc < V ? vc : V;
 }
 
+FusedHeadPlan fused_head_plan(float* const* dhn, float* const* dEn, const float* ds, const size_t* Cm,
+                              const float* dloss, size_t M, size_t V) {
+    HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
+    HAFVT_CHECK(V >= 1, "a head with no candidates");
+    FusedHeadPlan p;
+    bool any_grad = ds != nullptr;
+    for (size_t m = 0; m < M; m++) {
+        p.sumC += Cm[m];
+        any_grad = any_grad || (dhn && dhn[m]) || (dEn && dEn[m]);
+    }
+    p.backward = dloss && any_grad;
+    return p;
+}
+
 void fused_mixture_head_chunked(float* loss, float* const* dhn, float* const* dEn, float* ds,
                                 const float* const* hn, const float* const* En, const float* s,
                                 const size_t* Cm, const int32_t* y, const float* logw,
                                 const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
-    HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
-    HAFVT_CHECK(V >= 1, "a head with no candidates");
+    const FusedHeadPlan plan = fused_head_plan(dhn, dEn, ds, Cm, dloss, M, V);
+    const size_t sumC = plan.sumC;
+    const bool backward = plan.backward;
     if (R == 0) return;
-    size_t sumC = 0;
-    bool any_grad = ds != nullptr;
-    for (size_t m = 0; m < M; m++) {
-        sumC += Cm[m];
-        any_grad = any_grad || (dhn && dhn[m]) || (dEn && dEn[m]);
-    }
     if (Vc == 0) Vc = fused_head_chunk(M, R, V, sumC, (size_t)1 << 30);
     if (Vc > V) Vc = V;
     const size_t nchunks = (V + Vc - 1) / Vc, MR = M * R;
-    const bool backward = dloss && any_grad;
     std::vector<float> Z(M * R * Vc), mx(MR, -INFINITY), sum(MR, 0.0f), zy(MR, 0.0f), lse(MR), g(MR);
     auto chunk_logits = [&](size_t j0, size_t vc) {
         for (size_t m = 0; m < M; m++)

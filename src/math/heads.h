@@ -54,6 +54,16 @@ void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float
                         const size_t* Cm, const int32_t* y, const float* logw, const float* dloss,
                         size_t M, size_t R, size_t V, size_t Vc);
 
+// What the two chunked fused heads (the CPU twin below and fused_mixture_head_cuda) need to know
+// of a call before they start: the sum of the widths (the rows of G) and whether the backward runs
+// (dloss given and some gradient output wanted). Checks M and V.
+struct FusedHeadPlan {
+    size_t sumC = 0;
+    bool backward = false;
+};
+FusedHeadPlan fused_head_plan(float* const* dhn, float* const* dEn, const float* ds, const size_t* Cm,
+                              const float* dloss, size_t M, size_t V);
+
 // The chunk (items per pass) of the chunked fused head for M heads of R rows over V items with
 // widths summing to sumC, given `budget_bytes` of memory for its scratch: all of V (one chunk:
 // the logits are computed once, 3 GEMMs per head) when the M (R,V) logit blocks, the 5 row
