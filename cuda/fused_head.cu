@@ -24,7 +24,7 @@
 //   finally dhn_m += s_m G_m and ds_m += sum hn_m . G_m.
 // Memory: M*R*Vc floats for Z, 5*M*R for the row statistics, R*sum(C_m) for G. Vc = 0 picks the
 // chunk from the free device memory (fused_head_chunk, heads.h): V itself whenever that fits, so
-// that the logits are computed once (3 GEMMs per head); fused_mixture_head_chunked (heads.cpp) is
+// that the logits are computed once (3 GEMMs per head); fused_mixture_head (heads.cpp) is
 // this algorithm on the CPU.
 #include "cuda_common.cuh"
 

@@ -65,6 +65,10 @@ void embedding_forward_cuda(float* out, const int32_t* ids, const float* table, 
 void embedding_backward_cuda(float* dtable, const float* dout, const int32_t* ids, float scale,
                              int32_t pad, size_t N, size_t C);
 
+void gather_rows_cuda(float* out, const float* src, const int32_t* rows, size_t R, size_t C);
+// The same sorted pass as embedding_backward_cuda, over every row.
+void scatter_add_rows_cuda(float* dst, const float* src, const int32_t* rows, float scale, size_t R, size_t C);
+
 void posadd_forward_cuda(float* x, const int32_t* pos, const float* P, size_t N, size_t C);
 void posadd_backward_cuda(float* dP, const float* dx, const int32_t* pos, size_t N, size_t C);
 

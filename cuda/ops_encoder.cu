@@ -99,6 +99,17 @@ void embedding_backward_cuda(float* dtable, const float* dout, const int32_t* id
     scatter_rows_add(dtable, dout, ids, scale, pad, N, C);
 }
 
+// A gather is the embedding lookup with every row taken (no PAD id) and scale 1.
+void gather_rows_cuda(float* out, const float* src, const int32_t* rows, size_t R, size_t C) {
+    if (R * C == 0) return;
+    HAFVT_LAUNCH(embedding_forward_kernel, grid_for(R * C), kBlock, 0, out, rows, src, 1.0f, -1, R, C);
+}
+
+// forward: out[r] = src[rows[r]]  =>  dsrc[rows[r]] += dout[r] * scale, by the sorted pass
+void scatter_add_rows_cuda(float* dst, const float* src, const int32_t* rows, float scale, size_t R, size_t C) {
+    scatter_rows_add(dst, src, rows, scale, -1, R, C);
+}
+
 __global__ void posadd_forward_kernel(float* x, const int32_t* pos, const float* P, size_t N,
                                       size_t C) {
     HAFVT_FOR_EACH(i, N * C) {

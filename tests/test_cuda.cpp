@@ -648,7 +648,7 @@ void check_fused(size_t M, size_t R, size_t V, const size_t* Cm, std::vector<siz
         hp[m] = hn[m].data(), ep[m] = En[m].data(), dhp[m] = dhn[m].data();
         dep[m] = m == 1 ? nullptr : dEn[m].data();
     }
-    fused_mixture_head(loss.data(), dhp, dep, ds.data(), hp, ep, s, Cm, y.data(), logw.data(), dloss.data(), M, R, V, 0);
+    mixture_head_unfused(loss.data(), dhp, dep, ds.data(), hp, ep, s, Cm, y.data(), logw.data(), dloss.data(), M, R, V);
 
     std::vector<DeviceBuffer> d_hn, d_En;
     for (size_t m = 0; m < M; m++) d_hn.emplace_back(hn[m]), d_En.emplace_back(En[m]);

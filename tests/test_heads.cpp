@@ -192,11 +192,11 @@ TEST_CASE("mixture_prob_accumulate sums weighted softmaxes") {
     CHECK(out[4] == doctest::Approx(1.0 + 2.0 * (0.5 / 3.0 + 0.5 / (2 + std::exp(5.0)))));
 }
 
-// The chunked algorithm of the CUDA fused head (online logsumexp over chunks of items, logits
-// recomputed in the backward pass when there is more than one chunk), run on the CPU, against the
-// unfused composition fused_mixture_head: 1, 2 and 3 modalities of different widths, unsupervised
+// The chunked head (online logsumexp over chunks of items, logits recomputed in the backward pass
+// when there is more than one chunk; the algorithm of the CUDA fused head), against the unfused
+// composition mixture_head_unfused, bitwise when there is one chunk: 1, 2 and 3 modalities of different widths, unsupervised
 // rows, targets on chunk borders, a frozen table (dEn null), ds null, and the loss-only call.
-TEST_CASE("fused head: the chunked CPU twin equals the unfused head for every chunk size") {
+TEST_CASE("fused head: the chunked CPU head equals the unfused head for every chunk size, bitwise with one chunk") {
     const size_t R = 11, V = 300;
     const size_t Cs[3] = {16, 24, 8};
     const float sc[3] = {10.0f, 3.0f, 50.0f};
@@ -226,8 +226,8 @@ TEST_CASE("fused head: the chunked CPU twin equals the unfused head for every ch
         float* dhp[3] = {};
         float* dep[3] = {};
         for (size_t m = 0; m < M; m++) dhp[m] = dh[m].data(), dep[m] = m == 1 ? nullptr : dE[m].data();
-        fused_mixture_head(loss.data(), dhp, dep, ds.data(), hp, ep, sc, Cs, y.data(), logw.data(), dloss.data(), M, R,
-                           V, 0);
+        mixture_head_unfused(loss.data(), dhp, dep, ds.data(), hp, ep, sc, Cs, y.data(), logw.data(), dloss.data(), M,
+                             R, V);
         for (size_t Vc : {(size_t)128, (size_t)300, (size_t)1000, (size_t)0, (size_t)1}) {
             CAPTURE(Vc);
             std::vector<std::vector<float>> gh = dh0, gE = dE0;
@@ -235,8 +235,14 @@ TEST_CASE("fused head: the chunked CPU twin equals the unfused head for every ch
             float* ghp[3] = {};
             float* gep[3] = {};
             for (size_t m = 0; m < M; m++) ghp[m] = gh[m].data(), gep[m] = m == 1 ? nullptr : gE[m].data();
-            fused_mixture_head_chunked(gloss.data(), ghp, gep, gds.data(), hp, ep, sc, Cs, y.data(), logw.data(),
-                                       dloss.data(), M, R, V, Vc);
+            fused_mixture_head(gloss.data(), ghp, gep, gds.data(), hp, ep, sc, Cs, y.data(), logw.data(), dloss.data(),
+                               M, R, V, Vc);
+            if (Vc == 0 || Vc >= V) {  // one chunk: the same row operations in the same order
+                CHECK(gloss == loss);
+                CHECK(gds == ds);
+                CHECK(gh == dh);
+                for (size_t m = 0; m < M; m++) CHECK(gE[m] == (m == 1 ? dE0[m] : dE[m]));
+            }
             CHECK(testutil::check_tensor("loss", gloss, loss, 1e-5, 1e-5));
             CHECK(testutil::check_tensor("ds", gds, ds, 1e-4, 1e-4));
             for (size_t m = 0; m < M; m++) {
@@ -247,15 +253,15 @@ TEST_CASE("fused head: the chunked CPU twin equals the unfused head for every ch
             // ds null: the other gradients are the same
             std::vector<std::vector<float>> nh = dh0;
             for (size_t m = 0; m < M; m++) ghp[m] = nh[m].data(), gep[m] = nullptr;
-            fused_mixture_head_chunked(gloss.data(), ghp, gep, nullptr, hp, ep, sc, Cs, y.data(), logw.data(),
-                                       dloss.data(), M, R, V, Vc);
+            fused_mixture_head(gloss.data(), ghp, gep, nullptr, hp, ep, sc, Cs, y.data(), logw.data(), dloss.data(), M,
+                               R, V, Vc);
             for (size_t m = 0; m < M; m++) CHECK(testutil::check_tensor("dhn without ds", nh[m], dh[m], 1e-5, 1e-4));
             // loss only: no gradient output is touched
             std::vector<float> lloss(R, -1.0f), lds(M, 0.25f);
             for (size_t m = 0; m < M; m++) ghp[m] = gh[m].data(), gep[m] = m == 1 ? nullptr : gE[m].data();
             std::vector<std::vector<float>> before_h = gh, before_E = gE;
-            fused_mixture_head_chunked(lloss.data(), ghp, gep, lds.data(), hp, ep, sc, Cs, y.data(), logw.data(),
-                                       nullptr, M, R, V, Vc);
+            fused_mixture_head(lloss.data(), ghp, gep, lds.data(), hp, ep, sc, Cs, y.data(), logw.data(), nullptr, M, R,
+                               V, Vc);
             CHECK(testutil::check_tensor("loss only", lloss, loss, 1e-5, 1e-5));
             CHECK(lds == std::vector<float>(M, 0.25f));
             CHECK(gh == before_h);

@@ -163,24 +163,24 @@ void compare_model_backends(const Backend& be, double atol, double rtol) {
     Model host(w.cfg, &w.fz), dev(w.cfg, &w.fz, be);
     exercised_params(host, w);
     exercised_params(dev, w);
-    TensorTable hm = host.params().like(), hv = host.params().like();
-    TensorTable dm = dev.params().like(), dv = dev.params().like();
-    dev.to_device(&dm, &dv);
+    host.init_optimizer();
+    dev.init_optimizer();
+    dev.to_device();
     for (long t = 1; t <= 3; t++) {
         LossTerms a = host.forward_backward(w.batch, 11, (uint64_t)t);
         LossTerms b = dev.forward_backward(w.batch, 11, (uint64_t)t);
         for (int v = 0; v < 3; v++) CHECK(a.count[v] == b.count[v]);
         const float la = (float)a.total, lb = (float)b.total;
         CHECK(check_tensor(cat("loss at step ", t), &lb, &la, 1, atol, rtol));
-        dev.to_host(nullptr, nullptr);
+        dev.to_host();
         for (size_t i = 0; i < host.grads().entries().size(); i++) {
             Tensor g = host.grads().at(i), h = dev.grads().at(i);
             CHECK(check_tensor(cat("grad ", g.name, " at step ", t), h.data, g.data, g.numel(), atol, rtol));
         }
         AdamConfig ac;
-        host.adam_step(hm, hv, ac, t);
-        dev.adam_step(dm, dv, ac, t);
-        dev.to_host(&dm, &dv);
+        host.adam_step(ac, t);
+        dev.adam_step(ac, t);
+        dev.to_host();
         for (size_t i = 0; i < host.params().entries().size(); i++) {
             Tensor p = host.params().at(i), q = dev.params().at(i);
             const std::string what = cat("param ", p.name, " after step ", t);
@@ -310,10 +310,10 @@ TEST_CASE("model: an allocation failing on the device throws InputError and leak
     auto life = [&] {
         Model m(w.cfg, &w.fz, wrapped::backend());
         exercised_params(m, w);
-        TensorTable am = m.params().like(), av = m.params().like();
-        m.to_device(&am, &av);
+        m.init_optimizer();
+        m.to_device();
         m.forward_backward(w.batch, 11, 1);
-        m.adam_step(am, av, AdamConfig(), 1);
+        m.adam_step(AdamConfig(), 1);
         std::vector<float> s;
         std::vector<int> d;
         m.score(eb, s, d);
@@ -353,8 +353,8 @@ TEST_CASE("model: a training step and a score() call copy between host and devic
     Tiny w(true, true, 0.3f, 2);
     Model m(w.cfg, &w.fz, wrapped::backend());
     exercised_params(m, w);
-    TensorTable am = m.params().like(), av = m.params().like();
-    m.to_device(&am, &av);
+    m.init_optimizer();
+    m.to_device();
     std::vector<std::vector<int32_t>> lines = {{0, 7, 1, 6}, {4, 5, 3}, {9, 2, 10}};
     Batch eb;
     make_eval_batch(eb, lines, 0, 3, true, w.cat, w.cfg.T);
@@ -363,7 +363,7 @@ TEST_CASE("model: a training step and a score() call copy between host and devic
     for (long t = 1; t <= 2; t++) {  // the second step runs on grown buffers, as training does
         wrapped::reset();
         m.forward_backward(w.batch, 11, (uint64_t)t);
-        m.adam_step(am, av, AdamConfig(), t);
+        m.adam_step(AdamConfig(), t);
         MESSAGE("training step ", t, ": ", wrapped::up, " copies to the device, ", wrapped::down, " to the host");
         CHECK(wrapped::up + wrapped::down <= 3);
     }

@@ -1,12 +1,12 @@
 // test_reference.cpp: the whole C++ model against PyTorch. tests/ref/hafvt_tiny.safetensors holds
-// a tiny world (written by `hafvt reference-input`) and what tools/reference.py computed from it in
+// a tiny world (written by `build/hafvt_fixture`) and what tools/reference.py computed from it in
 // float64 (regenerate with `make refs`; this test never runs Python). The model is rebuilt from
-// the stored config and parameters, and compared by name: the head logits and row losses (the
-// trace of Model::forward_backward), the view and total losses, every parameter gradient, the
-// parameters after three Adam steps, and the evaluation scores. The same comparison runs on the
-// device path of Model under the emulated device backend (here) and on CUDA (test_cuda.cpp, when a
-// device answers); the device path's fused head keeps no logits, so there the trace holds only the
-// row and view losses.
+// the stored config and parameters, and compared by name: the head logits and row losses, the
+// view and total losses, every parameter gradient, the parameters after three Adam steps, and the
+// evaluation scores. The logits and row losses are taken by a backend that wraps the tested one
+// (recording_backend below): its head records what the model's head receives and returns. The
+// same comparison runs on the emulated device backend (here) and on CUDA (test_cuda.cpp, when a
+// device answers).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "math/adam.h"
+#include "math/heads.h"
 #include "model/backend.h"
 #include "model/model.h"
 #include "fixture/reference_input.h"
@@ -113,6 +114,76 @@ void load_params(const StFile& f, TensorTable& P) {
     }
 }
 
+// The fused head of a backend, wrapped to record each call: the logits recomputed from the rows it
+// receives (z_m = s_m hn_m En_m^T, the gathered and normalized rows against the domain's items) and
+// the row losses it returns, copied to the host through the wrapped backend.
+struct HeadCall {
+    std::vector<std::vector<float>> logits;  // per head (R, V)
+    std::vector<float> loss;                 // (R)
+};
+struct HeadRecorder {
+    const Backend* inner = nullptr;
+    bool on = false;
+    std::vector<HeadCall> calls;
+} g_recorder;
+
+std::vector<float> to_host_floats(const Backend& be, const float* p, size_t n) {
+    std::vector<float> h(n);
+    if (n) be.to_host(h.data(), p, n * sizeof(float));
+    return h;
+}
+
+void recording_head(float* loss, float* const* dhn, float* const* dEn, float* ds, const float* const* hn,
+                    const float* const* En, const float* s, const size_t* Cm, const int32_t* y, const float* logw,
+                    const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
+    const Backend& K = *g_recorder.inner;
+    if (g_recorder.on) {  // the logits from the inputs, before the call
+        HeadCall c;
+        for (size_t m = 0; m < M; m++) {
+            const std::vector<float> h = to_host_floats(K, hn[m], R * Cm[m]), e = to_host_floats(K, En[m], V * Cm[m]);
+            std::vector<float> z(R * V);
+            cosine_logits_forward(z.data(), h.data(), e.data(), s[m], R, V, Cm[m]);
+            c.logits.push_back(std::move(z));
+        }
+        g_recorder.calls.push_back(std::move(c));
+    }
+    K.fused_mixture_head(loss, dhn, dEn, ds, hn, En, s, Cm, y, logw, dloss, M, R, V, Vc);
+    if (g_recorder.on) g_recorder.calls.back().loss = to_host_floats(K, loss, R);
+}
+
+Backend recording_backend(const Backend& inner) {
+    g_recorder.inner = &inner;
+    g_recorder.calls.clear();
+    Backend b = inner;
+    b.fused_mixture_head = recording_head;
+    return b;
+}
+
+// The names of the recorded calls, in the order the model makes them: per view, the target domains
+// X then Y that have supervised positions; per call its enabled modalities in order.
+std::map<std::string, std::vector<float>> trace_of(const std::vector<HeadCall>& calls, const Batch& batch,
+                                                   const ModelConfig& cfg) {
+    std::map<std::string, std::vector<float>> trace;
+    size_t i = 0;
+    for (int v = 0; v < 3; v++) {
+        if (!cfg.views[v]) continue;
+        for (int D = 0; D < 2; D++) {
+            bool any = false;
+            for (int32_t t : batch.view[v].target) any = any || (t >= 0 && ((size_t)t < cfg.NX) == (D == 0));
+            if (!any) continue;
+            REQUIRE(i < calls.size());
+            const char* dn = D == 0 ? "X" : "Y";
+            size_t k = 0;
+            for (int m = 0; m < 3; m++)
+                if (cfg.mods[m]) trace[cat("logits.", kViewNames[v], ".", kModNames[m], ".", dn)] = calls[i].logits.at(k++);
+            trace[cat("loss_rows.", kViewNames[v], ".", dn)] = calls[i].loss;
+            i++;
+        }
+    }
+    CHECK(i == calls.size());
+    return trace;
+}
+
 }  // namespace
 
 namespace testutil {
@@ -132,21 +203,25 @@ void check_model_against_pytorch(const Backend& be) {
         fz.table[m].resize(t.size());
         std::memcpy(fz.table[m].data(), t.data(), t.size() * sizeof(float));
     }
-    Model model(cfg, &fz, be);
+    const Backend recording = recording_backend(be);
+    Model model(cfg, &fz, recording);
     load_params(f, model.params());
-    model.to_device(nullptr, nullptr);
+    model.to_device();
     const Batch batch = read_batch(f, "batch", true);
     const Batch eval = read_batch(f, "eval", false);
     REQUIRE(batch.T == cfg.T);
     Worst worst;
 
-    // forward and backward with the trace: logits (before the backward overwrites them) and losses
-    std::map<std::string, std::vector<float>> trace;
-    LossTerms lt = model.forward_backward(batch, 0, 1, &trace);
-    model.to_host(nullptr, nullptr);
+    // forward and backward, the head's calls recorded: logits and row losses, and the view losses
+    g_recorder.on = true;
+    LossTerms lt = model.forward_backward(batch, 0, 1);
+    g_recorder.on = false;
+    model.to_host();
+    std::map<std::string, std::vector<float>> trace = trace_of(g_recorder.calls, batch, cfg);
+    for (int v = 0; v < 3; v++) trace[cat("loss.", kViewNames[v])] = {(float)lt.view[v]};
     size_t traced_in_fixture = 0;
     for (const StEntry& e : f.entries)
-        if ((e.name.rfind("logits.", 0) == 0 && !be.device) || e.name.rfind("loss_rows.", 0) == 0) {
+        if (e.name.rfind("logits.", 0) == 0 || e.name.rfind("loss_rows.", 0) == 0) {
             traced_in_fixture++;
             CHECK_MESSAGE(trace.count(e.name), "the C++ trace lacks ", e.name);
         }
@@ -177,16 +252,16 @@ void check_model_against_pytorch(const Backend& be) {
     CHECK(worst.check("scores", "score", scores.data(), f.read_f32("score"), k_atol, k_rtol));
 
     // three Adam steps on the same batch, over the whole table as src/train/train.cpp does
-    TensorTable adam_m = model.params().like(), adam_v = model.params().like();
+    model.init_optimizer();
     const std::vector<float> want_losses = f.read_f32("adam.loss_total");
     REQUIRE(want_losses.size() == steps);
     for (size_t t = 1; t <= steps; t++) {
         const float step_total = (float)model.forward_backward(batch, 0, t).total;
         CHECK(worst.check("adam step losses", cat("adam.loss_total step ", t), &step_total,
                           std::vector<float>{want_losses[t - 1]}, k_atol, k_rtol));
-        model.adam_step(adam_m, adam_v, ac, (long)t);
+        model.adam_step(ac, (long)t);
     }
-    model.to_host(&adam_m, &adam_v);
+    model.to_host();
     const TensorTable& P = model.params();
     for (size_t i = 0; i < P.entries().size(); i++) {
         Tensor p = P.at(i);

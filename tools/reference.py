@@ -6,7 +6,8 @@ generator of the C++ model's reference fixture.
 
 IN is written by build/hafvt_fixture (tests/fixture; parameters under their C++ names, frozen tables, one
 train batch, one eval batch, the config in __metadata__). OUT holds all of IN plus what PyTorch
-computes from it: the head logits and row losses (names as Model::forward_backward's trace), the
+computes from it: the head logits and row losses (logits.<view>.<modality>.<X|Y>, loss_rows.<view>.<X|Y>,
+rows in b*T + t order; tests/test_reference.cpp records the C++ ones at the model's head), the
 per-view and total losses, every parameter gradient (grad.<name>), the parameters after three
 Adam steps on the same batch (adam.<name>) with the total loss of each step, and the evaluation
 scores of the eval lines (score, [lines, max(NX, NY)]).

@@ -18,6 +18,50 @@ float logit_scale(float log_s, float* dscale_dlogs) {
     return s < kScaleMin ? kScaleMin : (s > kScaleMax ? kScaleMax : s);
 }
 
+// logsumexp of one row of V logits, with the max subtracted. `omp simd` reductions let the
+// compiler vectorize the max and the sum without -ffast-math (the lanes' order is fixed, so the
+// result is still deterministic).
+static float row_max(const float* z, size_t V) {
+    float mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (size_t j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
+    return mx;
+}
+static float row_sum_exp(const float* z, size_t V, float mx) {  // sum_j exp(z[j] - mx)
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (size_t j = 0; j < V; j++) sum += vexp(z[j] - mx);
+    return sum;
+}
+static float row_lse(const float* z, size_t V) {
+    const float mx = row_max(z, V);
+    return mx + std::log(row_sum_exp(z, V, mx));
+}
+
+// d[j] = g (exp(z[j] - lse) - [j == y]) for one row of V logits, y in [0, V) or outside (no
+// target in this row or chunk). z may alias d.
+static void row_softmax_grad(float* d, const float* z, float lse, float g, size_t V, int64_t y) {
+#pragma omp simd
+    for (size_t j = 0; j < V; j++) d[j] = g * vexp(z[j] - lse);
+    if (y >= 0 && (size_t)y < V) d[y] -= g;
+}
+
+// ds += sum_r hn_r . G_r (a float dot per row, the rows summed in double); dhn += s G (if given).
+static void scale_and_rows_grad(float* dhn, float* ds, const float* G, const float* hn, float s, size_t R,
+                                size_t C) {
+    double acc = 0.0;
+    for (size_t r = 0; r < R; r++) {
+        const float* g = G + r * C;
+        const float* h = hn + r * C;
+        float dot = 0.0f;
+        for (size_t c = 0; c < C; c++) dot += g[c] * h[c];
+        acc += dot;
+        if (dhn)
+            for (size_t c = 0; c < C; c++) dhn[r * C + c] += s * g[c];
+    }
+    if (ds) *ds += (float)acc;
+}
+
 void cosine_logits_forward(float* logits, const float* hn, const float* En, float s, size_t R,
                            size_t V, size_t C) {
     // logits (R,V) = s * hn (R,C) @ En (V,C)^T
@@ -32,32 +76,9 @@ void cosine_logits_backward(float* dhn, float* dEn, float* ds, const float* dlog
     G.resize(R * C);
     sgemm(false, false, (int)R, (int)C, (int)V, 1.0f, dlogits, (int)V, En, (int)C, 0.0f, G.data(),
           (int)C);
-    double acc = 0.0;
-    for (size_t r = 0; r < R; r++) {
-        const float* g = G.data() + r * C;
-        const float* h = hn + r * C;
-        float dot = 0.0f;
-        for (size_t c = 0; c < C; c++) dot += g[c] * h[c];
-        acc += dot;
-        if (dhn)
-            for (size_t c = 0; c < C; c++) dhn[r * C + c] += s * g[c];
-    }
-    if (ds) *ds += (float)acc;
+    scale_and_rows_grad(dhn, ds, G.data(), hn, s, R, C);
     if (dEn)
         sgemm(true, false, (int)V, (int)C, (int)R, s, dlogits, (int)V, hn, (int)C, 1.0f, dEn, (int)C);
-}
-
-// logsumexp of one row of V logits, with the max subtracted. `omp simd` reductions let the
-// compiler vectorize the max and the sum without -ffast-math (the lanes' order is fixed, so the
-// result is still deterministic).
-static float row_lse(const float* z, size_t V) {
-    float mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-    for (size_t j = 0; j < V; j++) mx = z[j] > mx ? z[j] : mx;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (size_t j = 0; j < V; j++) sum += vexp(z[j] - mx);
-    return mx + std::log(sum);
 }
 
 // -log sum_m exp(logw_m + z_m[y] - lse_m) for one row (the log of a sum of M terms, stably).
@@ -100,11 +121,7 @@ void mixture_ce_backward(float* const* dlogits, const float* const* logits, cons
             }
             float l_m = lse[m * R + r];
             float resp = std::exp(logw[m] + z[y[r]] - l_m + loss[r]);
-            float g = dloss[r] * resp;
-            // z may alias d: read z[j] before writing d[j]
-#pragma omp simd
-            for (size_t j = 0; j < V; j++) d[j] = g * vexp(z[j] - l_m);
-            d[y[r]] -= g;
+            row_softmax_grad(d, z, l_m, dloss[r] * resp, V, y[r]);
         }
     }
 }
@@ -128,10 +145,10 @@ void mixture_prob_accumulate(float* out, const float* const* logits, const float
 
 namespace hafvt {
 
-void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds,
-                        const float* const* hn, const float* const* En, const float* s,
-                        const size_t* Cm, const int32_t* y, const float* logw, const float* dloss,
-                        size_t M, size_t R, size_t V, size_t /*Vc*/) {
+void mixture_head_unfused(float* loss, float* const* dhn, float* const* dEn, float* ds,
+                          const float* const* hn, const float* const* En, const float* s,
+                          const size_t* Cm, const int32_t* y, const float* logw, const float* dloss,
+                          size_t M, size_t R, size_t V) {
     HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
     thread_local std::vector<float> z[8], lse;
     const float* zp[8];
@@ -172,40 +189,53 @@ FusedHeadPlan fused_head_plan(float* const* dhn, float* const* dEn, const float*
     return p;
 }
 
-void fused_mixture_head_chunked(float* loss, float* const* dhn, float* const* dEn, float* ds,
-                                const float* const* hn, const float* const* En, const float* s,
-                                const size_t* Cm, const int32_t* y, const float* logw,
-                                const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
+void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds, const float* const* hn,
+                        const float* const* En, const float* s, const size_t* Cm, const int32_t* y,
+                        const float* logw, const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
     const FusedHeadPlan plan = fused_head_plan(dhn, dEn, ds, Cm, dloss, M, V);
-    const size_t sumC = plan.sumC;
     const bool backward = plan.backward;
     if (R == 0) return;
-    if (Vc == 0) Vc = fused_head_chunk(M, R, V, sumC, (size_t)1 << 30);
+    if (Vc == 0) Vc = fused_head_chunk(M, R, V, plan.sumC, kCpuHeadBudget);
     if (Vc > V) Vc = V;
     const size_t nchunks = (V + Vc - 1) / Vc, MR = M * R;
-    std::vector<float> Z(M * R * Vc), mx(MR, -INFINITY), sum(MR, 0.0f), zy(MR, 0.0f), lse(MR), g(MR);
+    // scratch kept between calls (a step makes up to six): the chunk's logits, per (head, row) the
+    // running max, sum of exp, target logit, lse and g, and the rows' gradients G (R, sumC)
+    // (thread_local: the OpenMP threads below reach them through these pointers, not by name)
+    thread_local std::vector<float> Zs, Gs, stats;
+    Zs.resize(M * R * Vc), Gs.resize(R * plan.sumC), stats.resize(5 * MR);
+    float* const Z = Zs.data();
+    float* const G = Gs.data();
+    float* const mx = stats.data();
+    float* const sum = mx + MR;
+    float* const zy = sum + MR;
+    float* const lse = zy + MR;
+    float* const g = lse + MR;
+    std::fill(mx, mx + MR, -INFINITY);
+    std::fill(sum, sum + MR, 0.0f);
+    std::fill(zy, zy + MR, 0.0f);
     auto chunk_logits = [&](size_t j0, size_t vc) {
         for (size_t m = 0; m < M; m++)
             sgemm(false, true, (int)R, (int)vc, (int)Cm[m], s[m], hn[m], (int)Cm[m], En[m] + j0 * Cm[m],
-                  (int)Cm[m], 0.0f, Z.data() + m * R * Vc, (int)vc);
+                  (int)Cm[m], 0.0f, Z + m * R * Vc, (int)vc);
     };
-    // pass 1: the running logsumexp of every row and head, and the target logits
+    // pass 1: the running logsumexp of every row and head, and the target logits. With one chunk
+    // this is row_lse exactly (sum * exp(-inf) = 0, exp(0) = 1), so the head's results equal those
+    // of the unfused composition bit for bit.
     for (size_t j0 = 0; j0 < V; j0 += Vc) {
         const size_t vc = std::min(Vc, V - j0);
         chunk_logits(j0, vc);
+#pragma omp parallel for schedule(static) if (MR * vc > 65536)
         for (size_t k = 0; k < MR; k++) {
             const size_t m = k / R, r = k % R;
-            const float* z = Z.data() + m * R * Vc + r * vc;
-            float cm = -INFINITY, cs = 0.0f;
-            for (size_t j = 0; j < vc; j++) cm = std::max(cm, z[j]);
-            for (size_t j = 0; j < vc; j++) cs += std::exp(z[j] - cm);
+            const float* z = Z + m * R * Vc + r * vc;
+            const float cm = row_max(z, vc), cs = row_sum_exp(z, vc, cm);
             const float nm = std::max(mx[k], cm);
             sum[k] = sum[k] * std::exp(mx[k] - nm) + cs * std::exp(cm - nm);  // exp(-inf) = 0 at first
             mx[k] = nm;
             if (y[r] >= 0 && (size_t)y[r] >= j0 && (size_t)y[r] < j0 + vc) zy[k] = z[(size_t)y[r] - j0];
         }
     }
-    // per row: lse, the loss, and g_m = dloss * responsibility
+    // per row: lse, the loss (as row_mixture_nll), and g_m = dloss * responsibility
     for (size_t r = 0; r < R; r++) {
         float a[8], amax = -INFINITY;
         for (size_t m = 0; m < M; m++) {
@@ -224,41 +254,32 @@ void fused_mixture_head_chunked(float* loss, float* const* dhn, float* const* dE
     }
     if (!backward) return;
     // pass 2: dZ = g (softmax - onehot) per chunk, then G_m += dZ En_chunk, dEn_chunk += s dZ^T hn
-    std::vector<float> G(R * sumC, 0.0f);
     for (size_t j0 = 0; j0 < V; j0 += Vc) {
         const size_t vc = std::min(Vc, V - j0);
         if (nchunks > 1) chunk_logits(j0, vc);  // one chunk: Z still holds it from pass 1
+#pragma omp parallel for schedule(static) if (MR * vc > 65536)
         for (size_t k = 0; k < MR; k++) {
             const size_t m = k / R, r = k % R;
-            float* z = Z.data() + m * R * Vc + r * vc;
-            for (size_t j = 0; j < vc; j++) {
-                float d = g[k] * std::exp(z[j] - lse[k]);
-                if (y[r] >= 0 && (size_t)y[r] == j0 + j) d -= g[k];
-                z[j] = d;
-            }
+            float* z = Z + m * R * Vc + r * vc;
+            row_softmax_grad(z, z, lse[k], g[k], vc, y[r] < 0 ? -1 : (int64_t)y[r] - (int64_t)j0);
         }
-        float* Gm = G.data();
+        float* Gm = G;
+        const float beta = j0 == 0 ? 0.0f : 1.0f;  // the first chunk overwrites G
         for (size_t m = 0; m < M; m++) {
             const int C = (int)Cm[m];
-            const float* dZ = Z.data() + m * R * Vc;
+            const float* dZ = Z + m * R * Vc;
             if ((dhn && dhn[m]) || ds)
-                sgemm(false, false, (int)R, C, (int)vc, 1.0f, dZ, (int)vc, En[m] + j0 * Cm[m], C, 1.0f, Gm, C);
+                sgemm(false, false, (int)R, C, (int)vc, 1.0f, dZ, (int)vc, En[m] + j0 * Cm[m], C, beta, Gm, C);
             if (dEn && dEn[m])
                 sgemm(true, false, (int)vc, C, (int)R, s[m], dZ, (int)vc, hn[m], C, 1.0f, dEn[m] + j0 * Cm[m], C);
             Gm += R * Cm[m];
         }
     }
-    const float* Gm = G.data();
+    const float* Gm = G;
     for (size_t m = 0; m < M; m++) {
-        const size_t n = R * Cm[m];
-        if (ds) {
-            double acc = 0.0;
-            for (size_t i = 0; i < n; i++) acc += (double)Gm[i] * (double)hn[m][i];
-            ds[m] += (float)acc;
-        }
-        if (dhn && dhn[m])
-            for (size_t i = 0; i < n; i++) dhn[m][i] += s[m] * Gm[i];
-        Gm += n;
+        if ((dhn && dhn[m]) || ds)
+            scale_and_rows_grad(dhn ? dhn[m] : nullptr, ds ? ds + m : nullptr, Gm, hn[m], s[m], R, Cm[m]);
+        Gm += R * Cm[m];
     }
 }
 

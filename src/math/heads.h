@@ -41,18 +41,17 @@ void mixture_ce_backward(float* const* dlogits, const float* const* logits, cons
 void mixture_prob_accumulate(float* out, const float* const* logits, const float* logw,
                              float alpha, size_t M, size_t R, size_t V);  // out (R,V)
 
-// The heads of M modalities and the mixture cross-entropy in one call, with the parameter list of
-// fused_mixture_head_cuda (cuda/ops_cuda.h), which processes the items in chunks of Vc so that
-// it never holds the (R,V) logits. This CPU twin is the composition cosine_logits_forward ->
-// mixture_ce_forward -> mixture_ce_backward -> cosine_logits_backward and holds them (Vc is
-// ignored); it is what the device path of Model runs under emulated_device_backend (backend.h).
+// The heads of M modalities and the mixture cross-entropy in one call, unfused: the composition
+// cosine_logits_forward -> mixture_ce_forward -> mixture_ce_backward -> cosine_logits_backward,
+// holding the M (R,V) logits. It states the algorithm in the fewest lines; the tests hold the
+// chunked fused_mixture_head below (and its CUDA twin) against it.
 //   hn[m] (R,Cm[m]), En[m] (V,Cm[m]), s[m] (host), logw (M), y (R, < 0 = unsupervised)
 //   loss (R) overwritten; dhn[m] +=, dEn[m] += (entries may be null); ds (M) += (may be null)
 // dloss == nullptr computes the loss only.
-void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds,
-                        const float* const* hn, const float* const* En, const float* s,
-                        const size_t* Cm, const int32_t* y, const float* logw, const float* dloss,
-                        size_t M, size_t R, size_t V, size_t Vc);
+void mixture_head_unfused(float* loss, float* const* dhn, float* const* dEn, float* ds,
+                          const float* const* hn, const float* const* En, const float* s,
+                          const size_t* Cm, const int32_t* y, const float* logw, const float* dloss,
+                          size_t M, size_t R, size_t V);
 
 // What the two chunked fused heads (the CPU twin below and fused_mixture_head_cuda) need to know
 // of a call before they start: the sum of the widths (the rows of G) and whether the backward runs
@@ -71,14 +70,19 @@ FusedHeadPlan fused_head_plan(float* const* dhn, float* const* dEn, const float*
 // columns that fits, at least 256 (logits recomputed in the backward pass, 4 GEMMs per head).
 size_t fused_head_chunk(size_t M, size_t R, size_t V, size_t sumC, size_t budget_bytes);
 
-// The CPU twin of fused_mixture_head_cuda's algorithm (cuda/fused_head.cu), same parameters and
-// results up to rounding: the items in chunks of Vc (0 = fused_head_chunk with a 1 GiB budget),
-// each chunk's logits from one SGEMM per head, folded into a running (online) max and sum of
-// exp per row; the target logits picked up on the way; then per chunk dZ in place and the two
-// backward SGEMMs. Holds M R Vc logits, never M R V (unless Vc >= V).
-void fused_mixture_head_chunked(float* loss, float* const* dhn, float* const* dEn, float* ds,
-                                const float* const* hn, const float* const* En, const float* s,
-                                const size_t* Cm, const int32_t* y, const float* logw,
-                                const float* dloss, size_t M, size_t R, size_t V, size_t Vc);
+// The scratch budget of the CPU head when the caller leaves the chunk to it (Vc = 0).
+constexpr size_t kCpuHeadBudget = (size_t)1 << 30;
+
+// The head every backend runs (Model, backend.h), on the CPU; fused_mixture_head_cuda
+// (cuda/fused_head.cu) is its twin, same parameters and results up to rounding. Parameters and
+// results as mixture_head_unfused, but the items go in chunks of Vc (0 = fused_head_chunk with
+// kCpuHeadBudget): each chunk's logits from one SGEMM per head, folded into a running (online)
+// max and sum of exp per row, the target logits picked up on the way; then per chunk dZ in place
+// and the two backward SGEMMs. Holds M R Vc logits, never M R V (unless Vc >= V). With one chunk
+// its results equal mixture_head_unfused's bit for bit (the same row operations in the same order).
+void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds,
+                        const float* const* hn, const float* const* En, const float* s,
+                        const size_t* Cm, const int32_t* y, const float* logw,
+                        const float* dloss, size_t M, size_t R, size_t V, size_t Vc);
 
 }  // namespace hafvt

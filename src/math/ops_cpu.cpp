@@ -41,10 +41,10 @@ void embedding_forward(float* out, const int32_t* ids, const float* table, float
     }
 }
 
-void embedding_backward(float* dtable, const float* dout, const int32_t* ids, float scale,
-                        int32_t pad, size_t N, size_t C) {
-    // forward: out[n] = table[ids[n]] * scale  =>  dtable[ids[n]] += dout[n] * scale.
-    // Ids repeat, so threads split the channels, not the rows.
+// dtable[ids[n]] += dout[n] * scale for the rows whose id is not `pad` (-1: every row).
+// Ids repeat, so threads split the channels, not the rows.
+static void add_rows(float* dtable, const float* dout, const int32_t* ids, float scale, int32_t pad,
+                     size_t N, size_t C) {
 #pragma omp parallel if (N * C > kParallelMin)
     {
         size_t c0, c1;
@@ -56,6 +56,22 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* ids, fl
             for (size_t c = c0; c < c1; c++) d[c] += g[c] * scale;
         }
     }
+}
+
+void embedding_backward(float* dtable, const float* dout, const int32_t* ids, float scale,
+                        int32_t pad, size_t N, size_t C) {
+    // forward: out[n] = table[ids[n]] * scale  =>  dtable[ids[n]] += dout[n] * scale
+    add_rows(dtable, dout, ids, scale, pad, N, C);
+}
+
+void gather_rows(float* out, const float* src, const int32_t* rows, size_t R, size_t C) {
+#pragma omp parallel for schedule(static) if (R * C > kParallelMin)
+    for (size_t r = 0; r < R; r++) std::memcpy(out + r * C, src + (size_t)rows[r] * C, C * sizeof(float));
+}
+
+void scatter_add_rows(float* dst, const float* src, const int32_t* rows, float scale, size_t R, size_t C) {
+    // forward: out[r] = src[rows[r]]  =>  dsrc[rows[r]] += dout[r]
+    add_rows(dst, src, rows, scale, -1, R, C);
 }
 
 void posadd_forward(float* x, const int32_t* pos, const float* P, size_t N, size_t C) {

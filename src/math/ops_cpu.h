@@ -24,6 +24,13 @@ void embedding_forward(float* out, const int32_t* ids, const float* table, float
 void embedding_backward(float* dtable, const float* dout, const int32_t* ids, float scale,
                         int32_t pad, size_t N, size_t C);
 
+// out[r,:] = src[rows[r],:]: the rows of an activation that go on (the supervised positions of H
+// into the heads, the last positions in evaluation).
+void gather_rows(float* out, const float* src, const int32_t* rows, size_t R, size_t C);  // out (R,C)
+// dst[rows[r],:] += src[r,:] * scale: the backward of gather_rows (rows may repeat; each element
+// of dst adds its rows in increasing r); also the scatter of the log scales' gradients.
+void scatter_add_rows(float* dst, const float* src, const int32_t* rows, float scale, size_t R, size_t C);
+
 // x[n,:] += P[pos[n],:]; row 0 of P (PAD positions) is held at zero and receives no gradient.
 void posadd_forward(float* x, const int32_t* pos, const float* P, size_t N, size_t C);
 void posadd_backward(float* dP, const float* dx, const int32_t* pos, size_t N, size_t C);

@@ -41,7 +41,7 @@ void* emulated_alloc(size_t bytes) {
     return host_alloc(bytes);
 }
 
-// The CPU ops, with `device` deciding which path of Model runs.
+// The CPU ops, with `device` deciding whether Model keeps its own copies of the parameters.
 Backend make_host(const char* name, bool device) {
     Backend b{};
     b.name = name;
@@ -105,8 +105,8 @@ const Backend* cuda_backend() { return nullptr; }
 
 // --device: the backend of the model (backend.h). `auto` takes CUDA when this is a CUDA build, a
 // device answers and the GPU attention takes --T, else the CPU, and says why in one line; `cuda`
-// without a device, or with a longer --T, is an error. `emulate` runs the device path with the CPU
-// ops (emulated_device_backend; for tests).
+// without a device, or with a longer --T, is an error. `emulate` keeps the parameters in a
+// device backend's memory with the CPU ops (emulated_device_backend; for tests).
 DeviceKind decide_device(const std::string& want, size_t T, bool tf32, bool (*probe)(std::string* why),
                          std::string* line) {
     line->clear();

@@ -2,15 +2,17 @@
 // heads.h (each entry has the parameter list of the CPU op of the same name) plus the memory
 // calls of its address space. Model (model.cpp) makes every layer call through one, so the same
 // sequence of layer calls trains on the CPU or on a CUDA device:
-//   host_backend()            the CPU ops on host memory (the default; Model's plain CPU path)
+//   host_backend()            the CPU ops on host memory (the default)
 //   cuda_backend()            the *_cuda ops of cuda/ops_cuda.h on device memory; nullptr in a
 //                             build without CUDA
-//   emulated_device_backend() the CPU ops on host memory, but marked `device`: Model then takes
-//                             its device path (uploads, gathers by index, the fused head, Adam on
-//                             the backend), so that path is tested on every machine against the
-//                             CPU path and the PyTorch fixture; only the kernels need a GPU.
+//   emulated_device_backend() the CPU ops on host memory, but marked `device`: Model then keeps
+//                             its own copies of the parameters, gradients and Adam moments in
+//                             the backend's memory (to_device, to_host, Adam on the backend), as
+//                             on a GPU, so that residency is tested on every machine against the
+//                             host backend and the PyTorch fixture; only the kernels need a GPU.
 //                             HAFVT_FAULT=device_alloc@N fails its N-th allocation as a full
 //                             GPU does (InputError "out of device memory", exit 2).
+// `device` decides only where the parameters live; every backend runs the same layer calls.
 // alloc of a device backend throws InputError when the device is out of memory (a configuration
 // too large for it; cuda_malloc names the size, the free and the total memory).
 #pragma once
@@ -30,7 +32,8 @@ namespace hafvt {
 // Model calls. A backend's table holds the CPU op of that name or its twin `op##_cuda`
 // (cuda/ops_cuda.h), which must have the same type (backend.cpp checks it at compile time).
 #define HAFVT_BACKEND_OPS(X)                                                                     \
-    X(embedding_forward) X(embedding_backward) X(posadd_forward) X(posadd_backward)              \
+    X(embedding_forward) X(embedding_backward) X(gather_rows) X(scatter_add_rows)                \
+    X(posadd_forward) X(posadd_backward)                                                         \
     X(padmask_forward) X(padmask_backward) X(dropout_forward) X(dropout_backward)                \
     X(layernorm_forward) X(layernorm_backward) X(linear_forward) X(linear_backward)              \
     X(gelu_forward) X(gelu_backward) X(residual_forward) X(residual_backward)                    \
@@ -39,7 +42,7 @@ namespace hafvt {
 
 struct Backend {
     const char* name;
-    bool device;  // true: Model keeps its parameters and activations in the backend's memory
+    bool device;  // true: Model keeps its own copies of the parameters in the backend's memory
 
     // memory: alloc returns zeroed memory (nullptr for 0 bytes); copies are host<->backend
     void* (*alloc)(size_t bytes);

@@ -8,9 +8,9 @@
 //
 // Every layer call goes through a Backend (backend.h): the host backend runs the CPU ops on host
 // memory; a device backend runs its ops on its own copies of the parameters and activations. The
-// encoders are the same code on both. The heads differ in one place: the host path keeps the
-// (R,V) logits (the reference test traces them), the device path gathers the supervised rows by
-// index and calls the fused head, which never holds them.
+// code is the same on both, heads included: the supervised rows are gathered by index, scored by
+// the fused chunked head (which never holds the (R,V) logits of all items at once) and scattered
+// back. What `device` decides is only where the parameters live (to_device, to_host, adam_step).
 #include "model/model.h"
 
 #include <algorithm>
@@ -21,13 +21,12 @@
 #include "core/common.h"
 #include "math/heads.h"
 #include "math/ops_cpu.h"
+#include "model/params.h"
 
 namespace hafvt {
 
 const char* const kModNames[3] = {"id", "img", "txt"};
 
-static std::string enc_prefix(int v, int m) { return cat("enc.", kViewNames[v], ".", kModNames[m], "."); }
-static std::string scale_name(int v, int m) { return cat("head.", kViewNames[v], ".", kModNames[m], ".log_scale"); }
 
 using Arr = BackendArray<float>;
 
@@ -57,11 +56,11 @@ struct Model::Encoder {
     uint64_t site(size_t k) const { return (uint64_t)index * 64 + k; }
 };
 
-// Many small host arrays copied to a backend in ONE copy (the device path's inputs of a training
-// step or of a score() call: each tiny copy costs a synchronization with the device). add()
-// appends an array to a host buffer at a 64-byte aligned offset and returns that offset; upload()
-// copies the whole buffer; at<T>(offset) is where the array then lies on the backend (whose
-// allocations are at least 64-byte aligned).
+// Many small host arrays copied to a backend in ONE copy (the inputs of a training step or of a
+// score() call: on a device each tiny copy costs a synchronization). add() appends an array to a
+// host buffer at a 64-byte aligned offset and returns that offset; upload() copies the whole
+// buffer; at<T>(offset) is where the array then lies on the backend (whose allocations are at
+// least 64-byte aligned).
 struct Staging {
     std::vector<uint8_t> host;
     BackendArray<uint8_t> dev;
@@ -81,9 +80,9 @@ struct Staging {
 };
 
 // One view's inputs: ids, pos (B*T) and valid (1 where a position holds an item); for evaluation
-// also the rows of the sequences' last positions (b*T + T-1) and their valid flags. On the host
-// backend the pointers are the batch's own arrays (and the host vectors below); on a device
-// backend they point into Impl::stage, at the offsets *_at.
+// also the rows of the sequences' last positions (b*T + T-1) and their valid flags. The host
+// vectors are staged (Impl::stage, at the offsets *_at); the pointers are their copies on the
+// backend.
 struct ViewInputs {
     std::vector<uint8_t> valid, last_valid;
     std::vector<int32_t> last;
@@ -102,34 +101,33 @@ struct Model::Impl {
     std::vector<int> mods;        // enabled modalities
     float logw[3] = {0, 0, 0};    // log mixture weights of the enabled modalities, by modality
     ViewInputs in[3];
-    std::vector<size_t> rows[3][2];  // forward_backward: the supervised (b*T + t) per view and target domain
+    std::vector<int32_t> rows[3][2];  // forward_backward: the supervised (b*T + t) per view and target domain
     // scratch for the encoder backward (N, d_max) and (N, 3 d_max)
     Arr dx, s1, s2, s3;
     // normalized E_id rows (NX+NY, q) with norms, and their gradient
     Arr en_id, en_id_norm, den_id;
-    // device path: parameters, gradients, Adam moments and frozen tables in the backend's memory,
+    // on a device backend: parameters, gradients, Adam moments and frozen tables in its memory
+    Arr P, G, Am, Av, fz[3];
+    // the parameters and their gradients where the layers read them (the host tables, or P and G
+    // on a device backend, bound by to_device)
+    ModelParams w, dw;
     // the log mixture weights of the enabled modalities in order, and the heads' scratch
-    Arr P, G, Am, Av, fz[3], logw_b;
+    Arr logw_b;
     Arr hg_b[3], hn_b[3], hnorm_b[3], dhn_b[3], dhg_b[3], logits_b[3], loss_b, ds_b, acc_b, out_b;
-    // device path: the inputs of a step or a score() call, copied to the backend in one copy
+    // the inputs of a step or a score() call, copied to the backend in one copy
     Staging stage;
-    // device path: the log scales, read in one copy per step: their offsets from the first one in
-    // the parameter table (staged with the inputs at scale_at), gathered into scales_b, their
-    // values on the host by (view, modality), and the slot of each (view, modality) in that list
+    // the log scales, read in one copy per step: their offsets from the first one in the parameter
+    // table (staged with the inputs at scale_at), gathered into scales_b, their values on the host
+    // by (view, modality), and the slot of each (view, modality) in that list
     std::vector<int32_t> scale_off;
     size_t scale_at = 0, scale_base = 0;
     int scale_slot[3][3];
     Arr scales_b;
     std::vector<float> scales;
-    // host path: head scratch, grown on demand
-    std::vector<float> logits[3], hg[3], hn[3], hnorm[3], dhn[3], dhg[3], loss, lse, dloss;
-    std::vector<float> acc;  // score(): one view's mixture probabilities (R, V), kept between calls
+    // host copies: the row losses of a step, the staged targets and loss weights, the scores
+    std::vector<float> loss, dloss, acc;
     std::vector<int32_t> y;
 };
-
-static void grow(std::vector<float>& v, size_t n) {
-    if (v.size() < n) v.resize(n);
-}
 
 Model::Model(const ModelConfig& cfg, const FrozenTables* frozen) : Model(cfg, frozen, host_backend()) {}
 
@@ -145,61 +143,40 @@ Model::Model(const ModelConfig& cfg, const FrozenTables* frozen, const Backend& 
         I.mods.push_back(m);
         I.logw[m] = std::log(cfg.weight[m]);
     }
-    // Parameters: E_id, then per encoder its positional table and blocks, then the log scales.
-    const size_t V1 = cfg.num_items() + 1, T1 = cfg.T + 1;
-    if (cfg.mods[MOD_ID]) params_.add("E_id", {V1, cfg.q});
+    // The parameters (params.h) and one encoder per enabled (view, modality), in table order.
+    params_ = make_param_table(cfg);
+    grads_ = params_.like();
     for (int v = 0; v < 3; v++) {
         if (!cfg.views[v]) continue;
         for (int m : I.mods) {
-            size_t d = cfg.width(m);
-            HAFVT_CHECK(d % cfg.n_heads == 0, "width ", d, " not divisible by ", cfg.n_heads, " heads");
-            std::string p = enc_prefix(v, m);
-            params_.add(p + "pos", {T1, d});
-            for (size_t b = 0; b < cfg.n_blocks; b++) {
-                std::string k = cat(p, "blk", b, ".");
-                params_.add(k + "ln1.w", {d});
-                params_.add(k + "ln1.b", {d});
-                params_.add(k + "attn.wqkv", {d, 3 * d});
-                params_.add(k + "attn.bqkv", {3 * d});
-                params_.add(k + "attn.wo", {d, d});
-                params_.add(k + "attn.bo", {d});
-                params_.add(k + "ln2.w", {d});
-                params_.add(k + "ln2.b", {d});
-                params_.add(k + "ffn.w1", {d, d});
-                params_.add(k + "ffn.b1", {d});
-                params_.add(k + "ffn.w2", {d, d});
-                params_.add(k + "ffn.b2", {d});
-            }
-            params_.add(p + "lnf.w", {d});
-            params_.add(p + "lnf.b", {d});
-            params_.add(scale_name(v, m), {1});
             Encoder e;
             e.v = v;
             e.m = m;
-            e.d = d;
+            e.d = cfg.width(m);
             e.index = v * 3 + m;
             I.enc_of[v][m] = (int)I.enc.size();
             I.enc.push_back(std::move(e));
         }
     }
-    params_.allocate();
-    grads_ = params_.like();
-    if (backend.device) {  // the frozen tables and the mixture weights live on the backend
-        std::vector<float> lw;
-        for (int m : I.mods) lw.push_back(I.logw[m]);
-        I.logw_b.upload(backend, lw.data(), lw.size());
+    const ModelParams host = bind_params(cfg, params_, params_.data());
+    if (!backend.device) I.w = host, I.dw = bind_params(cfg, grads_, grads_.data());
+    // the log mixture weights of the enabled modalities, in order, on the backend, and the frozen
+    // tables on a device backend (the host backend reads the caller's)
+    std::vector<float> lw;
+    for (int m : I.mods) lw.push_back(I.logw[m]);
+    I.logw_b.upload(backend, lw.data(), lw.size());
+    if (backend.device)
         for (int m : I.mods)
             if (m != MOD_ID) I.fz[m].upload(backend, frozen->table[m].data(), frozen->table[m].size());
-        // the log scales' offsets from the first one, in (view, modality) order (forward_backward
-        // and score gather them to read them in one copy)
-        std::memset(I.scale_slot, -1, sizeof I.scale_slot);
-        for (const Encoder& e : I.enc) {
-            const size_t at = (size_t)(params_.get(scale_name(e.v, e.m)).data - params_.data());
-            if (I.scale_off.empty()) I.scale_base = at;
-            HAFVT_CHECK(at - I.scale_base <= (size_t)INT32_MAX, "log scale offset ", at - I.scale_base, " beyond int32");
-            I.scale_slot[e.v][e.m] = (int)I.scale_off.size();
-            I.scale_off.push_back((int32_t)(at - I.scale_base));
-        }
+    // the log scales' offsets from the first one, in (view, modality) order (forward_backward and
+    // score gather them to read them in one copy)
+    std::memset(I.scale_slot, -1, sizeof I.scale_slot);
+    for (const Encoder& e : I.enc) {
+        const size_t at = (size_t)(host.enc[e.v][e.m].log_scale - params_.data());
+        if (I.scale_off.empty()) I.scale_base = at;
+        HAFVT_CHECK(at - I.scale_base <= (size_t)INT32_MAX, "log scale offset ", at - I.scale_base, " beyond int32");
+        I.scale_slot[e.v][e.m] = (int)I.scale_off.size();
+        I.scale_off.push_back((int32_t)(at - I.scale_base));
     }
 }
 
@@ -207,56 +184,51 @@ Model::~Model() = default;
 
 const Backend& Model::backend() const { return *impl_->be; }
 
-void Model::to_device(const TensorTable* m, const TensorTable* v) {
+void Model::init_optimizer() {
+    adam_m_ = params_.like();
+    adam_v_ = params_.like();
+}
+
+void Model::to_device() {
     Impl& I = *impl_;
     if (!I.be->device) return;
     I.P.upload(*I.be, params_.data(), params_.size());
     I.G.resize(*I.be, grads_.size());
-    if (m) I.Am.upload(*I.be, m->data(), m->size());
-    if (v) I.Av.upload(*I.be, v->data(), v->size());
+    I.w = bind_params(cfg_, params_, I.P.data());
+    I.dw = bind_params(cfg_, grads_, I.G.data());
+    if (has_optimizer()) {
+        I.Am.upload(*I.be, adam_m_.data(), adam_m_.size());
+        I.Av.upload(*I.be, adam_v_.data(), adam_v_.size());
+    }
 }
 
-void Model::to_host(TensorTable* m, TensorTable* v) {
+void Model::to_host() {
     Impl& I = *impl_;
     if (!I.be->device) return;
     I.P.download(params_.data(), params_.size());
     I.G.download(grads_.data(), grads_.size());
-    if (m && I.Am.size() == m->size()) I.Am.download(m->data(), m->size());
-    if (v && I.Av.size() == v->size()) I.Av.download(v->data(), v->size());
+    if (has_optimizer() && I.Am.size() == adam_m_.size()) {
+        I.Am.download(adam_m_.data(), adam_m_.size());
+        I.Av.download(adam_v_.data(), adam_v_.size());
+    }
 }
 
-void Model::adam_step(TensorTable& m, TensorTable& v, const AdamConfig& cfg, long t) {
+void Model::adam_step(const AdamConfig& cfg, long t) {
     Impl& I = *impl_;
+    HAFVT_CHECK(has_optimizer(), "Model::adam_step before init_optimizer()");
     if (!I.be->device) {
-        adam_update(params_.data(), m.data(), v.data(), grads_.data(), params_.size(), cfg, t);
+        adam_update(params_.data(), adam_m_.data(), adam_v_.data(), grads_.data(), params_.size(), cfg, t);
         return;
     }
     HAFVT_CHECK(I.P.size() == params_.size(), "Model on a device: to_device() was not called");
-    if (I.Am.size() != m.size()) I.Am.upload(*I.be, m.data(), m.size());
-    if (I.Av.size() != v.size()) I.Av.upload(*I.be, v.data(), v.size());
+    if (I.Am.size() != adam_m_.size()) {  // init_optimizer after to_device: the moments go up now
+        I.Am.upload(*I.be, adam_m_.data(), adam_m_.size());
+        I.Av.upload(*I.be, adam_v_.data(), adam_v_.size());
+    }
     I.be->adam_update(I.P.data(), I.Am.data(), I.Av.data(), I.G.data(), params_.size(), cfg, t);
 }
 
-void Model::init_params(uint64_t seed) {
-    // linear weights, E_id and positional tables ~ N(0, 0.02); biases 0; LayerNorm weight 1.
-    for (size_t i = 0; i < params_.entries().size(); i++) {
-        Tensor t = params_.at(i);
-        const std::string& n = t.name;
-        auto ends = [&](const char* s) { return n.size() >= std::strlen(s) && n.compare(n.size() - std::strlen(s), std::strlen(s), s) == 0; };
-        size_t k = t.numel();
-        if (ends(".w") && (ends("ln1.w") || ends("ln2.w") || ends("lnf.w"))) {
-            for (size_t j = 0; j < k; j++) t.data[j] = 1.0f;
-        } else if (ends("log_scale")) {
-            t.data[0] = std::log(10.0f);
-        } else if (n == "E_id" || ends(".pos") || ends("wqkv") || ends("wo") || ends("w1") || ends("w2")) {
-            for (size_t j = 0; j < k; j++) t.data[j] = 0.02f * rng_normal(seed, rng_stream(RNG_INIT, i), j);
-            size_t zero_row = n == "E_id" ? (size_t)cfg_.pad() : 0;  // PAD row of E_id, row 0 of P
-            if (n == "E_id" || ends(".pos")) std::memset(t.row(zero_row), 0, t.shape[1] * sizeof(float));
-        } else {
-            std::memset(t.data, 0, k * sizeof(float));  // biases
-        }
-    }
-}
+void Model::init_params(uint64_t seed) { hafvt::init_params(cfg_, params_, seed); }
 
 // Sizes one encoder's activations for batches of B sequences. The buffers only grow: the shorter
 // last batch of an epoch (or of an evaluation) reuses them instead of reallocating, and so does
@@ -281,19 +253,13 @@ static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend
     e.dH.reserve(K, N * d);
 }
 
-// The parameter `name` of a table laid out like `layout`, whose data starts at `base` (the host
-// table itself, or its copy on a device backend).
-static float* param_at(const TensorTable& layout, const float* base, const std::string& name) {
-    return const_cast<float*>(base) + (layout.get(name).data - layout.data());
-}
-
 // Eq. 1: H = Attention(F) for one view and modality. `in` holds the view's left-padded items,
-// position ids and valid mask on the backend; the parameters are those of `layout` at `P` (host or
-// backend); `train` turns dropout on (masks from seed, step).
+// position ids and valid mask on the backend; W the encoder's parameters (host or backend);
+// `train` turns dropout on (masks from seed, step).
 // With `last_only` (evaluation, no dropout) the last block computes its attention over every
 // position, then only the B rows of the last positions go on: e.H holds (B, d).
 static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Backend& K,
-                            const TensorTable& layout, const float* P, const float* table,
+                            const EncoderParams& W, const float* table,
                             const ViewInputs& in, size_t B, bool train, uint64_t seed, uint64_t step,
                             bool last_only = false) {
     HAFVT_CHECK(!last_only || !train, "the last-position pass is for evaluation (no dropout)");
@@ -302,22 +268,20 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
     const float p = train ? cfg.dropout : 0.0f;
     const int32_t pad = cfg.pad();
     const uint8_t* valid = in.valid_p;
-    const std::string pre = enc_prefix(e.v, e.m);
-    auto W = [&](const std::string& name) { return param_at(layout, P, pre + name); };
 
     // x_t = E_m[s_t] * sqrt(d) + P[pos_t];  x = dropout(x);  x_t = 0 at PAD
     float* x0 = e.xs[0].data();
     K.embedding_forward(x0, in.ids, table, std::sqrt((float)d), pad, N, d);
-    K.posadd_forward(x0, in.pos, W("pos"), N, d);
+    K.posadd_forward(x0, in.pos, W.pos, N, d);
     K.dropout_forward(x0, x0, N * d, p, seed, step, e.site(0));
     K.padmask_forward(x0, valid, N, d);
     for (size_t b = 0; b < cfg.n_blocks; b++) {
         BlockActs& a = e.blocks[b];
-        const std::string k = cat("blk", b, ".");
+        const BlockParams& k = W.blk[b];
         const float* x = e.xs[b].data();
         // x = x + dropout(MHA(LN1(x)))
-        K.layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, W(k + "ln1.w"), W(k + "ln1.b"), N, d);
-        K.linear_forward(a.qkv.data(), a.ln1.data(), W(k + "attn.wqkv"), W(k + "attn.bqkv"), N, d, 3 * d);
+        K.layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, k.ln1_w, k.ln1_b, N, d);
+        K.linear_forward(a.qkv.data(), a.ln1.data(), k.wqkv, k.bqkv, N, d, 3 * d);
         K.attention_forward(a.atty.data(), a.att.data(), a.qkv.data(), valid, B, T, d, NH, p, seed, step,
                             e.site(1 + 3 * b));
         // The rest of the block on R rows: all N positions, or, in the last block of a last_only
@@ -328,84 +292,82 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
         const float* xin = x;
         const uint8_t* rows_valid = valid;
         if (gathered) {
-            K.embedding_forward(a.fc1.data(), in.last_p, a.atty.data(), 1.0f, -1, B, d);  // (B, d) scratch
-            K.embedding_forward(a.gelu.data(), in.last_p, x, 1.0f, -1, B, d);            // (B, d) scratch
+            K.gather_rows(a.fc1.data(), a.atty.data(), in.last_p, B, d);  // (B, d) scratch
+            K.gather_rows(a.gelu.data(), x, in.last_p, B, d);            // (B, d) scratch
             atty = a.fc1.data(), xin = a.gelu.data(), rows_valid = in.last_valid_p;
         }
-        K.linear_forward(a.attproj.data(), atty, W(k + "attn.wo"), W(k + "attn.bo"), R, d, d);
+        K.linear_forward(a.attproj.data(), atty, k.wo, k.bo, R, d, d);
         K.dropout_forward(a.attproj.data(), a.attproj.data(), R * d, p, seed, step, e.site(2 + 3 * b));
         K.residual_forward(a.res1.data(), xin, a.attproj.data(), R * d);
         // x = x + dropout(W2 gelu(W1 LN2(x) + b1) + b2);  x_t = 0 at PAD
-        K.layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), W(k + "ln2.w"), W(k + "ln2.b"), R, d);
-        K.linear_forward(a.fc1.data(), a.ln2.data(), W(k + "ffn.w1"), W(k + "ffn.b1"), R, d, d);
+        K.layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), k.ln2_w, k.ln2_b, R, d);
+        K.linear_forward(a.fc1.data(), a.ln2.data(), k.w1, k.b1, R, d, d);
         K.gelu_forward(a.gelu.data(), a.fc1.data(), R * d);
-        K.linear_forward(a.fc2.data(), a.gelu.data(), W(k + "ffn.w2"), W(k + "ffn.b2"), R, d, d);
+        K.linear_forward(a.fc2.data(), a.gelu.data(), k.w2, k.b2, R, d, d);
         K.dropout_forward(a.fc2.data(), a.fc2.data(), R * d, p, seed, step, e.site(3 + 3 * b));
         K.residual_forward(e.xs[b + 1].data(), a.res1.data(), a.fc2.data(), R * d);
         K.padmask_forward(e.xs[b + 1].data(), rows_valid, R, d);
     }
     // H = LN_final(x), over the rows the last block produced
     K.layernorm_forward(e.H.data(), e.lnf_mean.data(), e.lnf_rstd.data(), e.xs[cfg.n_blocks].data(),
-                        W("lnf.w"), W("lnf.b"), last_only ? B : N, d);
+                        W.lnf_w, W.lnf_b, last_only ? B : N, d);
 }
 
 // The backward of encoder_forward from e.dH; accumulates into the encoder's parameter gradients
-// (the table at G, laid out like `layout`) and, for the id modality, into dE_id (dtable). dx, s1,
+// (dW) and, for the id modality, into dE_id (dtable). dx, s1,
 // s2 (N, d) and s3 (N, 3d) are scratch on the backend.
 static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Backend& K,
-                             const TensorTable& layout, const float* P, float* G, float* dtable,
+                             const EncoderParams& W, const EncoderParams& dW, float* dtable,
                              const ViewInputs& in, uint64_t seed, uint64_t step, float* dx, float* s1,
                              float* s2, float* s3) {
     const size_t B = e.B, T = cfg.T, N = B * T, d = e.d, NH = cfg.n_heads, Nd = N * d;
     const float p = cfg.dropout;
     const int32_t pad = cfg.pad();
     const uint8_t* valid = in.valid_p;
-    const std::string pre = enc_prefix(e.v, e.m);
-    auto W = [&](const std::string& name) { return param_at(layout, P, pre + name); };
-    auto dW = [&](const std::string& name) { return param_at(layout, G, pre + name); };
     auto zero = [&](float* b, size_t n) { K.zero(b, n * sizeof(float)); };
 
     // H = LN_final(x)
     zero(dx, Nd);
-    K.layernorm_backward(dx, dW("lnf.w"), dW("lnf.b"), e.dH.data(), e.xs[cfg.n_blocks].data(), W("lnf.w"),
+    K.layernorm_backward(dx, dW.lnf_w, dW.lnf_b, e.dH.data(), e.xs[cfg.n_blocks].data(), W.lnf_w,
                          e.lnf_mean.data(), e.lnf_rstd.data(), N, d);
     for (size_t b = cfg.n_blocks; b-- > 0;) {
         BlockActs& a = e.blocks[b];
-        const std::string k = cat("blk", b, ".");
+        const BlockParams& k = W.blk[b];
+        const BlockParams& dk = dW.blk[b];
         // x_out = padmask(res1 + dropout(fc2))
         K.padmask_backward(dx, valid, N, d);
         zero(s1, Nd);
         K.dropout_backward(s1, dx, Nd, p, seed, step, e.site(3 + 3 * b));
         // fc2 = gelu W2 + b2;  gelu = gelu(fc1);  fc1 = ln2 W1 + b1
         zero(s2, Nd);
-        K.linear_backward(s2, dW(k + "ffn.w2"), dW(k + "ffn.b2"), s1, a.gelu.data(), W(k + "ffn.w2"), N, d, d);
+        K.linear_backward(s2, dk.w2, dk.b2, s1, a.gelu.data(), k.w2, N, d, d);
         zero(s1, Nd);
         K.gelu_backward(s1, s2, a.fc1.data(), Nd);
         zero(s2, Nd);
-        K.linear_backward(s2, dW(k + "ffn.w1"), dW(k + "ffn.b1"), s1, a.ln2.data(), W(k + "ffn.w1"), N, d, d);
+        K.linear_backward(s2, dk.w1, dk.b1, s1, a.ln2.data(), k.w1, N, d, d);
         // ln2 = LN2(res1): dres1 = dx (residual path) + LN2 backward
-        K.layernorm_backward(dx, dW(k + "ln2.w"), dW(k + "ln2.b"), s2, a.res1.data(), W(k + "ln2.w"),
+        K.layernorm_backward(dx, dk.ln2_w, dk.ln2_b, s2, a.res1.data(), k.ln2_w,
                              a.ln2_mean.data(), a.ln2_rstd.data(), N, d);
         // res1 = x + dropout(atty Wo + bo)
         zero(s1, Nd);
         K.dropout_backward(s1, dx, Nd, p, seed, step, e.site(2 + 3 * b));
         zero(s2, Nd);
-        K.linear_backward(s2, dW(k + "attn.wo"), dW(k + "attn.bo"), s1, a.atty.data(), W(k + "attn.wo"), N, d, d);
+        K.linear_backward(s2, dk.wo, dk.bo, s1, a.atty.data(), k.wo, N, d, d);
         // atty = attention(qkv);  qkv = ln1 Wqkv + bqkv
         zero(s3, 3 * Nd);
         K.attention_backward(s3, s2, a.qkv.data(), a.att.data(), valid, B, T, d, NH, p, seed, step,
                              e.site(1 + 3 * b));
         zero(s1, Nd);
-        K.linear_backward(s1, dW(k + "attn.wqkv"), dW(k + "attn.bqkv"), s3, a.ln1.data(), W(k + "attn.wqkv"), N, d, 3 * d);
+        K.linear_backward(s1, dk.wqkv, dk.bqkv, s3, a.ln1.data(), k.wqkv, N, d, 3 * d);
         // ln1 = LN1(x): dx = dres1 (residual path) + LN1 backward
-        K.layernorm_backward(dx, dW(k + "ln1.w"), dW(k + "ln1.b"), s1, e.xs[b].data(), W(k + "ln1.w"),
+        K.layernorm_backward(dx, dk.ln1_w, dk.ln1_b, s1, e.xs[b].data(), k.ln1_w,
                              a.ln1_mean.data(), a.ln1_rstd.data(), N, d);
     }
     // x0 = padmask(dropout(E[s] sqrt(d) + P[pos]))
     K.padmask_backward(dx, valid, N, d);
     zero(s1, Nd);
     K.dropout_backward(s1, dx, Nd, p, seed, step, e.site(0));
-    K.posadd_backward(dW("pos"), s1, in.pos, N, d);
+    K.posadd_backward(dW.pos, s1, in.pos, N, d);
     if (dtable) K.embedding_backward(dtable, s1, in.ids, std::sqrt((float)d), pad, N, d);
 }
 
@@ -424,9 +386,8 @@ static const float* candidate_table(const Model::Impl& I, const FrozenTables* fz
 }
 
 // One view's items, positions and valid mask, and for evaluation the rows of the last positions and
-// their valid flags: pointed at on the host backend, added to `st` for the device (bind_view then
-// points at the backend's copies).
-static void load_view(ViewInputs& in, Staging* st, const ViewBatch& vb, size_t B, size_t T, int32_t pad,
+// their valid flags, added to `st` (bind_view then points at the backend's copies).
+static void load_view(ViewInputs& in, Staging& st, const ViewBatch& vb, size_t B, size_t T, int32_t pad,
                       bool eval) {
     const size_t N = B * T;
     in.valid.resize(N);
@@ -437,19 +398,11 @@ static void load_view(ViewInputs& in, Staging* st, const ViewBatch& vb, size_t B
         in.last[b] = (int32_t)(b * T + T - 1);  // left padding: the last item sits at T-1
         in.last_valid[b] = in.valid[(size_t)in.last[b]];
     }
-    if (!st) {
-        in.ids = vb.ids.data();
-        in.pos = vb.pos.data();
-        in.valid_p = in.valid.data();
-        in.last_p = in.last.data();
-        in.last_valid_p = in.last_valid.data();
-        return;
-    }
-    in.ids_at = st->add(vb.ids.data(), N);
-    in.pos_at = st->add(vb.pos.data(), N);
-    in.valid_at = st->add(in.valid.data(), N);
-    in.last_at = st->add(in.last.data(), in.last.size());
-    in.last_valid_at = st->add(in.last_valid.data(), in.last_valid.size());
+    in.ids_at = st.add(vb.ids.data(), N);
+    in.pos_at = st.add(vb.pos.data(), N);
+    in.valid_at = st.add(in.valid.data(), N);
+    in.last_at = st.add(in.last.data(), in.last.size());
+    in.last_valid_at = st.add(in.last_valid.data(), in.last_valid.size());
 }
 
 static void bind_view(ViewInputs& in, Staging& st) {
@@ -460,19 +413,18 @@ static void bind_view(ViewInputs& in, Staging& st) {
     in.last_valid_p = st.at<uint8_t>(in.last_valid_at);
 }
 
-// The inputs of every enabled view: on a device backend they are staged (Impl::stage, cleared
-// first) for upload_inputs, with the caller adding its own arrays in between.
+// The inputs of every enabled view, staged (Impl::stage, cleared first) for upload_inputs, with the
+// caller adding its own arrays in between.
 static void load_inputs(Model::Impl& I, const ModelConfig& c, const Batch& batch, bool eval) {
     HAFVT_CHECK(batch.T == c.T, "batch T ", batch.T, " vs model T ", c.T);
-    Staging* st = I.be->device ? &I.stage : nullptr;
-    if (st) st->clear();
+    I.stage.clear();
     for (int v = 0; v < 3; v++)
-        if (c.views[v]) load_view(I.in[v], st, batch.view[v], batch.B, c.T, c.pad(), eval);
-    if (st) I.scale_at = st->add(I.scale_off.data(), I.scale_off.size());
+        if (c.views[v]) load_view(I.in[v], I.stage, batch.view[v], batch.B, c.T, c.pad(), eval);
+    I.scale_at = I.stage.add(I.scale_off.data(), I.scale_off.size());
 }
 
-// Device path: copies everything staged to the backend (the one host-to-device copy of a step or
-// a score() call), points the views at it, and reads every log scale in one copy (a gather of the
+// Copies everything staged to the backend (the one host-to-backend copy of a step or a score()
+// call), points the views at it, and reads every log scale in one copy (a gather of the
 // parameter table's scattered log scales, then one download).
 static void upload_inputs(Model::Impl& I, const ModelConfig& c, const float* P) {
     const Backend& K = *I.be;
@@ -481,24 +433,24 @@ static void upload_inputs(Model::Impl& I, const ModelConfig& c, const float* P) 
         if (c.views[v]) bind_view(I.in[v], I.stage);
     const size_t n = I.scale_off.size();
     I.scales_b.reserve(K, n);
-    K.embedding_forward(I.scales_b.data(), I.stage.at<int32_t>(I.scale_at), P + I.scale_base, 1.0f, -1, n, 1);
+    K.gather_rows(I.scales_b.data(), P + I.scale_base, I.stage.at<int32_t>(I.scale_at), n, 1);
     I.scales.resize(n);
     I.scales_b.download(I.scales.data(), n);
 }
 
 // Runs every enabled encoder forward on the batch (Eq. 1) and normalizes the E_id rows for the id
 // heads (cos clamps norms at eps). Without `train` (evaluation) H holds only the last positions,
-// row b for sequence b. The inputs are loaded (load_inputs, and upload_inputs on a device).
+// row b for sequence b. The inputs are loaded (load_inputs, then upload_inputs).
 // Returns the backend's E_id (null without the id modality).
 static const float* encode_all(Model::Impl& I, const ModelConfig& c, const FrozenTables* fz,
-                               const TensorTable& layout, const float* P, const Batch& batch,
+                               const Batch& batch,
                                bool train, uint64_t seed, uint64_t step) {
     const Backend& K = *I.be;
     const size_t B = batch.B, N = B * c.T;
-    const float* E_id = c.mods[MOD_ID] ? param_at(layout, P, "E_id") : nullptr;
+    const float* E_id = I.w.E_id;
     for (Model::Encoder& e : I.enc) {
         const float* table = e.m == MOD_ID ? E_id : frozen_table(I, fz, e.m);
-        encoder_forward(e, c, K, layout, P, table, I.in[e.v], B, train, seed, step, !train);
+        encoder_forward(e, c, K, I.w.enc[e.v][e.m], table, I.in[e.v], B, train, seed, step, !train);
         if (train) K.zero(e.dH.data(), N * e.d * sizeof(float));
     }
     if (E_id) {
@@ -510,32 +462,10 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
     return E_id;
 }
 
-// Host path. Eq. 2, 4-6 for view v against the items of domain D: gathers the rows `hrows` of
-// each enabled modality's H, L2-normalizes them and computes the scaled cosine logits. Fills, per
-// enabled modality k: I.hg/hn/hnorm[k], I.logits[k] (R, V_D), zp[k], s[k], dsdl[k] and logw[k].
-static void head_logits(Model::Impl& I, const ModelConfig& c, const TensorTable& P, const FrozenTables* fz,
-                        int v, int D, const std::vector<size_t>& hrows, const float* zp[3], float s[3],
-                        float dsdl[3], float logw[3]) {
-    const size_t R = hrows.size(), V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
-    for (size_t k = 0; k < I.mods.size(); k++) {
-        const int m = I.mods[k];
-        const Model::Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
-        const size_t d = e.d;
-        grow(I.hg[k], R * d); grow(I.hn[k], R * d); grow(I.hnorm[k], R);
-        grow(I.logits[k], R * V);
-        for (size_t r = 0; r < R; r++) std::memcpy(&I.hg[k][r * d], e.H.data() + hrows[r] * d, d * sizeof(float));
-        l2norm_forward(I.hn[k].data(), I.hnorm[k].data(), I.hg[k].data(), R, d);
-        s[k] = logit_scale(P.get(scale_name(v, m)).data[0], &dsdl[k]);
-        cosine_logits_forward(I.logits[k].data(), I.hn[k].data(), candidate_table(I, fz, m) + off * d, s[k], R, V, d);
-        zp[k] = I.logits[k].data();
-        logw[k] = I.logw[m];
-    }
-}
-
-// Device path of the same: the rows (b*T + t indices, `rows` on the backend) of each enabled
-// modality's H gathered on the backend (an embedding lookup with H as the table) and normalized
-// into I.hn_b[k]; s[k], dsdl[k] from the log scales read by upload_inputs.
-static void head_rows_device(Model::Impl& I, int v, const int32_t* rows, size_t R, float s[3], float dsdl[3]) {
+// Eq. 2 for view v: the rows (b*T + t indices, `rows` on the backend) of each enabled modality's
+// H gathered and L2-normalized into I.hn_b[k]; s[k], dsdl[k] from the log scales read by
+// upload_inputs.
+static void head_rows(Model::Impl& I, int v, const int32_t* rows, size_t R, float s[3], float dsdl[3]) {
     const Backend& K = *I.be;
     for (size_t k = 0; k < I.mods.size(); k++) {
         const int m = I.mods[k];
@@ -544,14 +474,13 @@ static void head_rows_device(Model::Impl& I, int v, const int32_t* rows, size_t 
         I.hg_b[k].reserve(K, R * d);
         I.hn_b[k].reserve(K, R * d);
         I.hnorm_b[k].reserve(K, R);
-        K.embedding_forward(I.hg_b[k].data(), rows, e.H.data(), 1.0f, -1, R, d);
+        K.gather_rows(I.hg_b[k].data(), e.H.data(), rows, R, d);
         K.l2norm_forward(I.hn_b[k].data(), I.hnorm_b[k].data(), I.hg_b[k].data(), R, d);
         s[k] = logit_scale(I.scales[(size_t)I.scale_slot[v][m]], &dsdl[k]);
     }
 }
 
-LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t step,
-                                  std::map<std::string, std::vector<float>>* trace) {
+LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t step) {
     Impl& I = *impl_;
     const Backend& K = *I.be;
     const ModelConfig& c = cfg_;
@@ -561,9 +490,9 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
     float* G = K.device ? I.G.data() : grads_.data();
     const float lambda[3] = {1.0f, c.lambda1, c.lambda2};  // weights of the X, Y, XY terms (Eq. 9)
 
-    // The supervised (b*T + t) of each view per target domain. The device path stages them with
-    // their targets and loss weights next to the views' inputs: a step makes three copies in all,
-    // these inputs up, the log scales down (upload_inputs), the row losses down (at the end).
+    // The supervised (b*T + t) of each view per target domain, staged with their targets and loss
+    // weights next to the views' inputs: a step makes three copies to and from the backend in
+    // all, these inputs up, the log scales down (upload_inputs), the row losses down (at the end).
     load_inputs(I, c, batch, false);
     size_t count[3] = {0, 0, 0}, rows_at[3][2] = {}, y_at[3][2] = {}, dloss_at[3][2] = {}, loss_at[3][2] = {};
     size_t loss_rows = 0;
@@ -573,138 +502,80 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
         if (!c.views[v]) continue;
         const ViewBatch& vb = batch.view[v];
         for (size_t n = 0; n < B * T; n++)
-            if (vb.target[n] >= 0) I.rows[v][(size_t)vb.target[n] < c.NX ? 0 : 1].push_back(n);
+            if (vb.target[n] >= 0) I.rows[v][(size_t)vb.target[n] < c.NX ? 0 : 1].push_back((int32_t)n);
         count[v] = I.rows[v][0].size() + I.rows[v][1].size();
-        if (!K.device) continue;
         for (int D = 0; D < 2; D++) {
-            const std::vector<size_t>& rows = I.rows[v][D];
+            const std::vector<int32_t>& rows = I.rows[v][D];
             const size_t R = rows.size(), off = D == 0 ? 0 : c.NX;
-            std::vector<int32_t> rows32(rows.begin(), rows.end());
             I.y.resize(R);
-            for (size_t r = 0; r < R; r++) I.y[r] = vb.target[rows[r]] - (int32_t)off;
+            for (size_t r = 0; r < R; r++) I.y[r] = vb.target[(size_t)rows[r]] - (int32_t)off;
             // backward: dL/dl = lambda_v / count_v for each position of view v
             I.dloss.assign(R, lambda[v] / (float)count[v]);
-            rows_at[v][D] = I.stage.add(rows32.data(), R);
+            rows_at[v][D] = I.stage.add(rows.data(), R);
             y_at[v][D] = I.stage.add(I.y.data(), R);
             dloss_at[v][D] = I.stage.add(I.dloss.data(), R);
             loss_at[v][D] = loss_rows;
             loss_rows += R;
         }
     }
-    if (K.device) upload_inputs(I, c, P);
+    upload_inputs(I, c, P);
 
     K.zero(G, grads_.size() * sizeof(float));
-    const float* E_id = encode_all(I, c, frozen_, params_, P, batch, true, seed, step);  // Eq. 1
-    float* dE_id = E_id ? param_at(params_, G, "E_id") : nullptr;
+    const float* E_id = encode_all(I, c, frozen_, batch, true, seed, step);  // Eq. 1
+    float* dE_id = I.dw.E_id;
     const size_t NI = c.num_items();
     if (E_id) I.den_id.resize(K, NI * c.q), I.den_id.zero();
-    if (K.device) {
-        I.loss_b.reserve(K, loss_rows);
-        I.ds_b.reserve(K, 6 * M);  // ds of each (view, domain) head, M each
-        K.zero(I.ds_b.data(), 6 * M * sizeof(float));
-    }
+    I.loss_b.reserve(K, loss_rows);
+    I.ds_b.reserve(K, 6 * M);  // ds of each (view, domain) head, M each
+    K.zero(I.ds_b.data(), 6 * M * sizeof(float));
+    const int32_t* scale_off = I.stage.at<int32_t>(I.scale_at);
 
-    LossTerms lt;
     for (int v = 0; v < 3; v++) {
-        if (!c.views[v]) continue;
-        const ViewBatch& vb = batch.view[v];
-        lt.count[v] = count[v];
-        if (count[v] == 0) continue;  // a term with no positions contributes 0
-        double view_sum = 0.0;
+        if (!c.views[v] || count[v] == 0) continue;  // a term with no positions contributes 0
         for (int D = 0; D < 2; D++) {
-            const std::vector<size_t>& rows = I.rows[v][D];
-            const size_t R = rows.size();
+            const size_t R = I.rows[v][D].size();
             if (R == 0) continue;
             const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
-            const char* dn = D == 0 ? "X" : "Y";
+            // Eq. 2, 4-8 and their backward: the supervised rows of H, normalized, scored against
+            // the items of the target's domain by the fused head, which adds into dhn and, for the
+            // id modality, into the normalized E_id's gradient. The row losses stay on the backend
+            // until the end of the step.
+            const int32_t* rows_p = I.stage.at<int32_t>(rows_at[v][D]);
             float s[3], dsdl[3];
-            if (K.device) {
-                // The fused head (Eq. 2, 4-8 and their backward) on the gathered, normalized rows;
-                // it adds into dhn and, for the id modality, into the normalized E_id's gradient.
-                // The row losses stay on the backend until the end of the step.
-                const int32_t* rows_p = I.stage.at<int32_t>(rows_at[v][D]);
-                head_rows_device(I, v, rows_p, R, s, dsdl);
-                const float* hn[3];
-                const float* En[3];
-                float* dhn[3];
-                float* dEn[3];
-                size_t Cm[3];
-                for (size_t k = 0; k < M; k++) {
-                    const int m = I.mods[k];
-                    const size_t d = c.width(m);
-                    I.dhn_b[k].reserve(K, R * d);
-                    K.zero(I.dhn_b[k].data(), R * d * sizeof(float));
-                    hn[k] = I.hn_b[k].data();
-                    En[k] = candidate_table(I, frozen_, m) + off * d;
-                    dhn[k] = I.dhn_b[k].data();
-                    dEn[k] = m == MOD_ID ? I.den_id.data() + off * d : nullptr;  // frozen tables get none
-                    Cm[k] = d;
-                }
-                float* ds = I.ds_b.data() + (size_t)(v * 2 + D) * M;
-                K.fused_mixture_head(I.loss_b.data() + loss_at[v][D], dhn, dEn, ds, hn, En, s, Cm,
-                                     I.stage.at<int32_t>(y_at[v][D]), I.logw_b.data(),
-                                     I.stage.at<float>(dloss_at[v][D]), M, R, V, 0);
-                const int32_t* scale_off = I.stage.at<int32_t>(I.scale_at);
-                for (size_t k = 0; k < M; k++) {
-                    const int m = I.mods[k];
-                    const size_t d = c.width(m);
-                    // the log scale's gradient, on the backend: G[log_s] += ds * ds/dlog_s (a
-                    // one-row scatter; the same sum, in the same order, as the host path)
-                    K.embedding_backward(G + I.scale_base, ds + k, scale_off + I.scale_slot[v][m], dsdl[k], -1, 1, 1);
-                    I.dhg_b[k].reserve(K, R * d);
-                    K.zero(I.dhg_b[k].data(), R * d * sizeof(float));
-                    K.l2norm_backward(I.dhg_b[k].data(), I.dhn_b[k].data(), I.hn_b[k].data(), I.hnorm_b[k].data(), R, d);
-                    // scatter-add into dH: the backward of the gather
-                    Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
-                    K.embedding_backward(e.dH.data(), I.dhg_b[k].data(), rows_p, 1.0f, -1, R, d);
-                }
-                continue;
-            }
-            // Host path: the supervised rows of H, normalized and scored against the domain's items
-            // (Eq. 2, 4-6); the backward overwrites the logits with their gradient (dz aliases zp)
-            grow(I.loss, R); grow(I.lse, M * R); grow(I.dloss, R);
-            I.y.resize(R);
-            for (size_t r = 0; r < R; r++) I.y[r] = vb.target[rows[r]] - (int32_t)off;
-            // backward: dL/dl = lambda_v / count_v for each position of view v
-            for (size_t r = 0; r < R; r++) I.dloss[r] = lambda[v] / (float)count[v];
-            const float* zp[3];
-            float* dz[3];
-            float logw[3];
-            head_logits(I, c, params_, frozen_, v, D, rows, zp, s, dsdl, logw);
-            for (size_t k = 0; k < M; k++) dz[k] = I.logits[k].data();
-            // Eq. 7-8: l = -log sum_m w_m p_m(y)
-            mixture_ce_forward(I.loss.data(), I.lse.data(), zp, I.y.data(), logw, M, R, V);
-            for (size_t r = 0; r < R; r++) view_sum += I.loss[r];
-            if (trace) {  // copies taken before the backward overwrites the logits with dlogits
-                for (size_t k = 0; k < M; k++)
-                    (*trace)[cat("logits.", kViewNames[v], ".", kModNames[I.mods[k]], ".", dn)].assign(zp[k], zp[k] + R * V);
-                (*trace)[cat("loss_rows.", kViewNames[v], ".", dn)].assign(I.loss.data(), I.loss.data() + R);
-            }
-            mixture_ce_backward(dz, zp, I.lse.data(), I.loss.data(), I.y.data(), logw, I.dloss.data(), M, R, V);
+            head_rows(I, v, rows_p, R, s, dsdl);
+            const float* hn[3];
+            const float* En[3];
+            float* dhn[3];
+            float* dEn[3];
+            size_t Cm[3];
             for (size_t k = 0; k < M; k++) {
                 const int m = I.mods[k];
+                const size_t d = c.width(m);
+                I.dhn_b[k].reserve(K, R * d);
+                K.zero(I.dhn_b[k].data(), R * d * sizeof(float));
+                hn[k] = I.hn_b[k].data();
+                En[k] = candidate_table(I, frozen_, m) + off * d;
+                dhn[k] = I.dhn_b[k].data();
+                dEn[k] = m == MOD_ID ? I.den_id.data() + off * d : nullptr;  // frozen tables get none
+                Cm[k] = d;
+            }
+            float* ds = I.ds_b.data() + (size_t)(v * 2 + D) * M;
+            K.fused_mixture_head(I.loss_b.data() + loss_at[v][D], dhn, dEn, ds, hn, En, s, Cm,
+                                 I.stage.at<int32_t>(y_at[v][D]), I.logw_b.data(),
+                                 I.stage.at<float>(dloss_at[v][D]), M, R, V, 0);
+            for (size_t k = 0; k < M; k++) {
+                const int m = I.mods[k];
+                const size_t d = c.width(m);
+                // the log scale's gradient, on the backend: G[log_s] += ds * ds/dlog_s
+                K.scatter_add_rows(G + I.scale_base, ds + k, scale_off + I.scale_slot[v][m], dsdl[k], 1, 1);
+                I.dhg_b[k].reserve(K, R * d);
+                K.zero(I.dhg_b[k].data(), R * d * sizeof(float));
+                K.l2norm_backward(I.dhg_b[k].data(), I.dhn_b[k].data(), I.hn_b[k].data(), I.hnorm_b[k].data(), R, d);
+                // the backward of the gather: dH[rows[r]] += dhg[r]
                 Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
-                const size_t d = e.d;
-                grow(I.dhn[k], R * d); grow(I.dhg[k], R * d);
-                std::memset(I.dhn[k].data(), 0, R * d * sizeof(float));
-                std::memset(I.dhg[k].data(), 0, R * d * sizeof(float));
-                float ds = 0.0f;
-                float* dEn = m == MOD_ID ? I.den_id.data() + off * d : nullptr;  // frozen tables get none
-                cosine_logits_backward(I.dhn[k].data(), dEn, &ds, dz[k], I.hn[k].data(),
-                                       candidate_table(I, frozen_, m) + off * d, s[k], R, V, d);
-                grads_.get(scale_name(v, m)).data[0] += ds * dsdl[k];
-                l2norm_backward(I.dhg[k].data(), I.dhn[k].data(), I.hn[k].data(), I.hnorm[k].data(), R, d);
-                for (size_t r = 0; r < R; r++) {
-                    float* dst = e.dH.data() + rows[r] * d;
-                    const float* src = &I.dhg[k][r * d];
-                    for (size_t j = 0; j < d; j++) dst[j] += src[j];
-                }
+                K.scatter_add_rows(e.dH.data(), I.dhg_b[k].data(), rows_p, 1.0f, R, d);
             }
         }
-        if (K.device) continue;  // the device path's losses are summed below, after the backward
-        lt.view[v] = view_sum / (double)count[v];
-        lt.total += lambda[v] * lt.view[v];
-        if (trace) (*trace)[cat("loss.", kViewNames[v])] = {(float)lt.view[v]};
     }
     // E_id receives the heads' gradient through the normalization
     if (E_id) K.l2norm_backward(dE_id, I.den_id.data(), I.en_id.data(), I.en_id_norm.data(), NI, c.q);
@@ -714,29 +585,27 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
     for (const Encoder& e : I.enc) dmax = std::max(dmax, e.d);
     I.dx.reserve(K, B * T * dmax); I.s1.reserve(K, B * T * dmax); I.s2.reserve(K, B * T * dmax); I.s3.reserve(K, 3 * B * T * dmax);
     for (Encoder& e : I.enc)
-        encoder_backward(e, c, K, params_, P, G, e.m == MOD_ID ? dE_id : nullptr, I.in[e.v], seed, step,
+        encoder_backward(e, c, K, I.w.enc[e.v][e.m], I.dw.enc[e.v][e.m], e.m == MOD_ID ? dE_id : nullptr, I.in[e.v], seed, step,
                          I.dx.data(), I.s1.data(), I.s2.data(), I.s3.data());
     // the PAD row of E_id is held at zero
     if (dE_id) K.zero(dE_id + (size_t)c.pad() * c.q, c.q * sizeof(float));
 
-    if (K.device) {
-        // the row losses of every head in one copy, once the device has queued the whole step;
-        // summed as the host path sums them
-        grow(I.loss, loss_rows);
-        I.loss_b.download(I.loss.data(), loss_rows);
-        for (int v = 0; v < 3; v++) {
-            if (!c.views[v] || count[v] == 0) continue;
-            double view_sum = 0.0;
-            for (int D = 0; D < 2; D++) {
-                const float* loss = I.loss.data() + loss_at[v][D];
-                const size_t R = I.rows[v][D].size();
-                for (size_t r = 0; r < R; r++) view_sum += loss[r];
-                if (trace && R) (*trace)[cat("loss_rows.", kViewNames[v], ".", D == 0 ? "X" : "Y")].assign(loss, loss + R);
-            }
-            lt.view[v] = view_sum / (double)count[v];
-            lt.total += lambda[v] * lt.view[v];
-            if (trace) (*trace)[cat("loss.", kViewNames[v])] = {(float)lt.view[v]};
+    // the row losses of every head in one copy, once the backend has queued the whole step;
+    // each view's mean in double, rows in (b*T + t) order per domain, X before Y
+    I.loss.resize(loss_rows);
+    I.loss_b.download(I.loss.data(), loss_rows);
+    LossTerms lt;
+    for (int v = 0; v < 3; v++) {
+        if (!c.views[v]) continue;
+        lt.count[v] = count[v];
+        if (count[v] == 0) continue;
+        double view_sum = 0.0;
+        for (int D = 0; D < 2; D++) {
+            const float* loss = I.loss.data() + loss_at[v][D];
+            for (size_t r = 0; r < I.rows[v][D].size(); r++) view_sum += loss[r];
         }
+        lt.view[v] = view_sum / (double)count[v];
+        lt.total += lambda[v] * lt.view[v];
     }
     return lt;
 }
@@ -757,12 +626,12 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
             domain[b] = (size_t)batch.eval_target[b] < c.NX ? 0 : 1;
         }
     }
-    // The lines scored against domain D in view v: row r of H is line rows[D][v][r]. The device
-    // path adds each view's probabilities on the backend into the rows of its domain's block of
-    // out_b (B_D lines x V_D items: line b is row place[b] of its domain's block) and reads all of
-    // it in one copy at the end: a call makes three copies, the inputs up, the log scales down
-    // (upload_inputs) and the scores down.
-    std::vector<size_t> rows[2][3];
+    // The lines scored against domain D in view v: row r of H is line rows[D][v][r]. Each view's
+    // probabilities are added on the backend into the rows of its domain's block of out_b (B_D
+    // lines x V_D items: line b is row place[b] of its domain's block), read in one copy at the
+    // end: a call makes three copies, the inputs up, the log scales down (upload_inputs) and the
+    // scores down.
+    std::vector<int32_t> rows[2][3];
     size_t lines[2] = {0, 0}, rows_at[2][3] = {}, place_at[2][3] = {};
     std::vector<int32_t> place(B);
     for (size_t b = 0; b < B; b++) place[b] = (int32_t)lines[domain[b]]++;
@@ -770,22 +639,17 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     for (int D = 0; D < 2; D++)
         for (int v = 0; v < 3; v++) {
             if (!c.views[v]) continue;
+            std::vector<int32_t> p32;
             for (size_t b = 0; b < B; b++)  // H holds the view's last position of each line
-                if (domain[b] == D && batch.view[v].nonempty[b]) rows[D][v].push_back(b);
-            if (!K.device) continue;
-            std::vector<int32_t> h32(rows[D][v].begin(), rows[D][v].end()), p32;
-            for (size_t b : rows[D][v]) p32.push_back(place[b]);
-            rows_at[D][v] = I.stage.add(h32.data(), h32.size());
+                if (domain[b] == D && batch.view[v].nonempty[b]) rows[D][v].push_back((int32_t)b), p32.push_back(place[b]);
+            rows_at[D][v] = I.stage.add(rows[D][v].data(), rows[D][v].size());
             place_at[D][v] = I.stage.add(p32.data(), p32.size());
         }
     const size_t block_at[2] = {0, lines[0] * c.NX}, out_n = lines[0] * c.NX + lines[1] * c.NY;
-    if (K.device) {
-        upload_inputs(I, c, P);
-        I.out_b.reserve(K, out_n);
-        K.zero(I.out_b.data(), out_n * sizeof(float));
-    }
-    encode_all(I, c, frozen_, params_, P, batch, false, 0, 0);
-    std::vector<float>& acc = I.acc;
+    upload_inputs(I, c, P);
+    I.out_b.reserve(K, out_n);
+    K.zero(I.out_b.data(), out_n * sizeof(float));
+    encode_all(I, c, frozen_, batch, false, 0, 0);
     for (int D = 0; D < 2; D++) {
         const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
         for (int v = 0; v < 3; v++) {
@@ -795,55 +659,31 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
             const size_t R = rows[D][v].size();
             if (R == 0) continue;
             const float* zp[3];
-            float s[3], dsdl[3], logw[3];
-            if (K.device) {
-                head_rows_device(I, v, I.stage.at<int32_t>(rows_at[D][v]), R, s, dsdl);
-                for (size_t k = 0; k < M; k++) {
-                    const size_t d = c.width(I.mods[k]);
-                    I.logits_b[k].reserve(K, R * V);
-                    K.cosine_logits_forward(I.logits_b[k].data(), I.hn_b[k].data(),
-                                            candidate_table(I, frozen_, I.mods[k]) + off * d, s[k], R, V, d);
-                    zp[k] = I.logits_b[k].data();
-                }
-                I.acc_b.reserve(K, R * V);
-                K.zero(I.acc_b.data(), R * V * sizeof(float));
-                K.mixture_prob_accumulate(I.acc_b.data(), zp, I.logw_b.data(), coef, M, R, V);
-                // out[place[b]] += acc[r] (a row scatter: the host path's sum, in its order)
-                K.embedding_backward(I.out_b.data() + block_at[D], I.acc_b.data(), I.stage.at<int32_t>(place_at[D][v]),
-                                     1.0f, -1, R, V);
-                continue;
+            float s[3], dsdl[3];
+            head_rows(I, v, I.stage.at<int32_t>(rows_at[D][v]), R, s, dsdl);
+            for (size_t k = 0; k < M; k++) {
+                const size_t d = c.width(I.mods[k]);
+                I.logits_b[k].reserve(K, R * V);
+                K.cosine_logits_forward(I.logits_b[k].data(), I.hn_b[k].data(),
+                                        candidate_table(I, frozen_, I.mods[k]) + off * d, s[k], R, V, d);
+                zp[k] = I.logits_b[k].data();
             }
-            head_logits(I, c, params_, frozen_, v, D, rows[D][v], zp, s, dsdl, logw);
-            acc.assign(R * V, 0.0f);
-            mixture_prob_accumulate(acc.data(), zp, logw, coef, M, R, V);
-            for (size_t r = 0; r < R; r++) {
-                float* dst = scores.data() + rows[D][v][r] * Vmax;
-                const float* src = acc.data() + r * V;
-                for (size_t j = 0; j < V; j++) dst[j] += src[j];
-            }
+            I.acc_b.reserve(K, R * V);
+            K.zero(I.acc_b.data(), R * V * sizeof(float));
+            K.mixture_prob_accumulate(I.acc_b.data(), zp, I.logw_b.data(), coef, M, R, V);
+            // out[place[b]] += acc[r]
+            K.scatter_add_rows(I.out_b.data() + block_at[D], I.acc_b.data(), I.stage.at<int32_t>(place_at[D][v]),
+                               1.0f, R, V);
         }
     }
-    if (K.device) {
-        acc.resize(out_n);
-        I.out_b.download(acc.data(), out_n);
-        for (size_t b = 0; b < B; b++) {
-            const size_t V = domain[b] == 0 ? c.NX : c.NY;
-            const float* src = acc.data() + block_at[domain[b]] + (size_t)place[b] * V;
-            std::copy(src, src + V, scores.data() + b * Vmax);
-        }
+    std::vector<float>& acc = I.acc;
+    acc.resize(out_n);
+    I.out_b.download(acc.data(), out_n);
+    for (size_t b = 0; b < B; b++) {
+        const size_t V = domain[b] == 0 ? c.NX : c.NY;
+        const float* src = acc.data() + block_at[domain[b]] + (size_t)place[b] * V;
+        std::copy(src, src + V, scores.data() + b * Vmax);
     }
-}
-
-size_t Model::count_params(const ModelConfig& c) {
-    size_t n = c.mods[MOD_ID] ? (c.num_items() + 1) * c.q : 0;  // E_id
-    for (int v = 0; v < 3; v++)
-        for (int m = 0; m < 3; m++)
-            if (c.views[v] && c.mods[m]) {
-                const size_t d = c.width(m);
-                // pos; per block 2 LN (4d), QKV (3d^2 + 3d), Wo (d^2 + d), FFN (2d^2 + 2d); final LN; log_scale
-                n += (c.T + 1) * d + c.n_blocks * (4 * d + 6 * d * d + 6 * d) + 2 * d + 1;
-            }
-    return n;
 }
 
 size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {

@@ -2,7 +2,6 @@
 // cosine-softmax heads with learnable scales, the probability mixture, the loss and the score.
 #pragma once
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,10 +46,11 @@ struct LossTerms {
 
 struct Backend;
 
-// The parameters live in params() (host). With a device backend (backend.h) the layers run on the
-// backend's copies: to_device() uploads params (and Adam moments), forward_backward, score and
-// adam_step use the backend's copies, and to_host() brings params, grads (and moments) back for
-// checkpoints and tests. With the host backend to_device / to_host do nothing.
+// The parameters live in params() (host; their layout and named pointers in params.h). With a
+// device backend (backend.h) the layers run on the backend's copies: to_device() uploads params
+// (and the Adam moments), forward_backward, score and adam_step use the backend's copies, and
+// to_host() brings params, grads (and moments) back for checkpoints and tests. With the host
+// backend to_device / to_host do nothing.
 class Model {
 public:
     Model(const ModelConfig& cfg, const FrozenTables* frozen);
@@ -64,11 +64,7 @@ public:
 
     // One training forward and backward on a train batch: returns the loss terms and leaves the
     // gradients (zeroed first) in grads(). Dropout masks come from (seed, step).
-    // trace (tests/test_reference.cpp): when given, records per view v, modality m and target
-    // domain D the head logits "logits.<v>.<m>.<X|Y>" (R,V), the rows' losses
-    // "loss_rows.<v>.<X|Y>" (R), rows in (b*T + t) order, and the view means "loss.<v>" (1).
-    LossTerms forward_backward(const Batch& batch, uint64_t seed, uint64_t step,
-                               std::map<std::string, std::vector<float>>* trace = nullptr);
+    LossTerms forward_backward(const Batch& batch, uint64_t seed, uint64_t step);
 
     // Evaluation score (SPEC §4) of every candidate of the target's domain for each line of an
     // eval batch: scores (B, V_max), row b holds the NX or NY scores of line b's target domain
@@ -77,13 +73,19 @@ public:
     void score(const Batch& batch, std::vector<float>& scores, std::vector<int>& domain,
                int domain_override = -1);
 
-    // Host <-> backend copies of the parameters, their gradients (to_host only) and the Adam
-    // moments m, v (tables laid out like params(); null to leave them out).
-    void to_device(const TensorTable* m, const TensorTable* v);
-    void to_host(TensorTable* m, TensorTable* v);
-    // One Adam update (adam.h) of all parameters at step t; m, v are host tables, used directly on
-    // the host backend and through the backend's copies (made by to_device) otherwise.
-    void adam_step(TensorTable& m, TensorTable& v, const AdamConfig& cfg, long t);
+    // The Adam moments m, v (tables laid out like params(), zeroed), owned by the model: made by
+    // init_optimizer (training; a checkpoint may then fill them), absent otherwise (eval, recommend).
+    void init_optimizer();
+    bool has_optimizer() const { return adam_m_.size() != 0; }
+    TensorTable& adam_m() { return adam_m_; }
+    TensorTable& adam_v() { return adam_v_; }
+
+    // Host <-> backend copies: params (and the moments) up; params, grads (and moments) down.
+    void to_device();
+    void to_host();
+    // One Adam update (adam.h) of all parameters at step t, with the model's moments, on the
+    // backend.
+    void adam_step(const AdamConfig& cfg, long t);
     const Backend& backend() const;
 
     TensorTable& params() { return params_; }
@@ -91,8 +93,6 @@ public:
     const ModelConfig& config() const { return cfg_; }
     // Bytes held by the model's activations and scratch for batches of B (for the memory estimate).
     static size_t estimate_bytes(const ModelConfig& cfg, size_t B, size_t max_rows_per_domain);
-    // Floats in the parameter table of a configuration (without building the model).
-    static size_t count_params(const ModelConfig& cfg);
 
     // Implementation details, defined in model.cpp.
     struct Encoder;
@@ -101,7 +101,7 @@ public:
 private:
     ModelConfig cfg_;
     const FrozenTables* frozen_;
-    TensorTable params_, grads_;
+    TensorTable params_, grads_, adam_m_, adam_v_;
     // Owned: a constructor that throws (a device allocation failing) frees what it allocated.
     // Impl is complete only in model.cpp, where the destructor is defined.
     std::unique_ptr<Impl> impl_;

@@ -141,7 +141,7 @@ EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const st
     SequenceSet set = read_sequences(c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, c.T, false);
     Model model(w.mc, &w.fz, choose_backend(o.device, false, c.T));  // c.T: the checkpoint's
     load_checkpoint(ckpt, model.params(), nullptr, nullptr);
-    model.to_device(nullptr, nullptr);
+    model.to_device();
     // the run's saved negatives when they fit this split, else the same draw from the run's seed
     std::vector<int32_t> neg;
     std::string neg_path = dir_of(ckpt) + "/negatives_" + split + ".npy";

@@ -16,6 +16,7 @@
 
 #include "math/adam.h"
 #include "model/backend.h"
+#include "model/params.h"
 #include "formats/checkpoint.h"
 #include "core/common.h"
 #include "core/lines.h"
@@ -88,7 +89,7 @@ static std::string fmt_time(double s) {
 static void check_memory(const TrainConfig& c, const ModelConfig& mc, RunFiles& run) {
     const double MiB = 1048576.0;
     const size_t V = std::max(mc.NX, mc.NY), mods = (size_t)mc.mods[0] + mc.mods[1] + mc.mods[2];
-    double params = 4.0 * (double)Model::count_params(mc) * sizeof(float);
+    double params = 4.0 * (double)count_params(mc) * sizeof(float);
     double frozen = (double)((size_t)mc.mods[MOD_IMG] + mc.mods[MOD_TXT]) * (mc.num_items() + 1) * mc.e * sizeof(float);
     double train = (double)Model::estimate_bytes(mc, c.batch, c.batch * mc.T);
     double eval = (double)(mods + 2) * c.eval_batch * V * sizeof(float) + (double)Model::estimate_bytes(mc, c.eval_batch, 0);
@@ -137,7 +138,7 @@ int run_train(const TrainConfig& c) {
 
     if (!backend.device) check_memory(c, mc, run);  // host memory; a device run keeps its activations there
     Model model(mc, &w.fz, backend);
-    TensorTable adam_m = model.params().like(), adam_v = model.params().like();
+    model.init_optimizer();
     TrainState st;
     st.seed = c.seed;
     const std::string last_path = c.out + "/last.safetensors", best_path = c.out + "/best.safetensors";
@@ -148,7 +149,7 @@ int run_train(const TrainConfig& c) {
         HAFVT_INPUT(resume_key(Json::parse(old_cfg, last_path)) == resume_key(cfg), last_path,
                     ": ", setting_name("resume"), " with other settings or data than the run being continued (expected ",
                     resume_key(Json::parse(old_cfg, last_path)), ", found ", resume_key(cfg), ")");
-        load_checkpoint(last_path, model.params(), &adam_m, &adam_v);
+        load_checkpoint(last_path, model.params(), &model.adam_m(), &model.adam_v());
         // keep the metrics of the epochs the checkpoint covers
         if (file_exists(c.out + "/metrics.jsonl")) {
             std::string text = read_file(c.out + "/metrics.jsonl");
@@ -167,7 +168,7 @@ int run_train(const TrainConfig& c) {
     } else {
         model.init_params(c.seed);
     }
-    model.to_device(&adam_m, &adam_v);
+    model.to_device();
     // every input is read and checked above: only now does the run folder get its first file
     make_dirs(c.out);
     for (const std::string& name : remove_stale_temporaries(c.out))
@@ -218,7 +219,7 @@ int run_train(const TrainConfig& c) {
                 }
             st.step++;
             steps_this_run++;
-            model.adam_step(adam_m, adam_v, ac, st.step);
+            model.adam_step(ac, st.step);
             if (steps_this_run > 1) {
                 timed_s += step_t.seconds();
                 timed_seqs += (double)B;
@@ -242,7 +243,7 @@ int run_train(const TrainConfig& c) {
                 break;
             }
         }
-        model.to_host(&adam_m, &adam_v);  // the checkpoints below save the host tables
+        model.to_host();  // the checkpoints below save the host tables
         LossTerms mean;
         mean.total = sum.total / std::max(1.0, seqs);
         for (int v = 0; v < 3; v++) mean.view[v] = sum.view[v] / std::max(1.0, seqs);
@@ -271,14 +272,14 @@ int run_train(const TrainConfig& c) {
                 stop = true;
             }
         }
-        save_checkpoint(last_path, model.params(), &adam_m, &adam_v, cfg_s, st);
+        save_checkpoint(last_path, model.params(), &model.adam_m(), &model.adam_v(), cfg_s, st);
         run.flush();
     }
 
     if (!c.skip_test) {
         // the test split, once, with the best checkpoint
         if (file_exists(best_path)) load_checkpoint(best_path, model.params(), nullptr, nullptr);
-        model.to_device(nullptr, nullptr);
+        model.to_device();
         EvalResult r[2];
         evaluate(model, w, test, neg_test, c.exclude_history, c.eval_batch, c.tail_max, r);
         for (auto& x : r) x.split = "test";
