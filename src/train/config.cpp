@@ -20,61 +20,15 @@ namespace hafvt {
 
 namespace {
 
-constexpr double kInf = std::numeric_limits<double>::infinity();
-constexpr double kNone = 1, kNoneHi = 0;  // lo > hi: no range
+using namespace setting_range;
 
-// One row: flag, member, kind, range [lo, hi] (open_lo / open_hi exclude a bound) and its text,
-// accepted values (strings), help, stored in config.json, part of the resume key.
-#define HAFVT_SETTING(flag, member, kind, lo, hi, open_lo, open_hi, range, choices, help, stored, resume)                  \
-    Setting { flag, #member, Kind::kind, [](TrainConfig& c) -> void* { return &c.member; }, lo, hi, open_lo, open_hi, range, \
-              choices, help, stored, resume }
+#define HAFVT_SETTING_ROW(flag, member, type, def, kind, lo, hi, open_lo, open_hi, range, choices, help, stored, resume) \
+    Setting{flag, #member, Kind::kind, [](TrainConfig& c) -> void* { return &c.member; }, lo, hi, open_lo, open_hi, range, \
+            choices, help, stored, resume},
 
-const std::vector<Setting> kSettings = {
-    // data
-    HAFVT_SETTING("data", data, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "dataset folder in the C2DSR format (required)", true, false),
-    HAFVT_SETTING("train-file", train_file, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "training file inside --data (default traindata_new.txt)", true, false),
-    HAFVT_SETTING("img", img, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "image features .npy [NX+NY, e] (enables the img modality)", true, false),
-    HAFVT_SETTING("txt", txt, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "text features .npy [NX+NY, e] (enables the txt modality)", true, false),
-    HAFVT_SETTING("img-ids", img_ids, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "alignment file of --img: one ASIN per row", true, false),
-    HAFVT_SETTING("txt-ids", txt_ids, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "alignment file of --txt: one ASIN per row", true, false),
-    HAFVT_SETTING("out", out, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "run directory (default runs/hafvt)", true, false),
-    // model
-    HAFVT_SETTING("modalities", modalities, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "id|id,img|id,txt|id,img,txt (default: id + every feature file)", true, false),
-    HAFVT_SETTING("views", views, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "x,y,xy (hierarchical, default) or xy (original framework)", true, true),
-    HAFVT_SETTING("T", T, SIZE, 1, 512, false, false, "1..512", nullptr, "max sequence length (default 15; at most 64 on a GPU)", true, true),
-    HAFVT_SETTING("q", q, SIZE, 1, 8192, false, false, "1..8192", nullptr, "ID embedding width (default 256)", true, true),
-    HAFVT_SETTING("blocks", blocks, SIZE, 1, 32, false, false, "1..32", nullptr, "transformer blocks per encoder (default 2)", true, true),
-    HAFVT_SETTING("heads", heads, SIZE, 1, kInf, false, false, "at least 1", nullptr, "attention heads (default 1)", true, true),
-    HAFVT_SETTING("dropout", dropout, FLOAT, 0, 1, false, true, "0 <= p < 1", nullptr, "dropout rate (default 0.3)", true, true),
-    HAFVT_SETTING("alpha", alpha, FLOAT, kNone, kNoneHi, false, false, nullptr, nullptr, "mixture weight of the id head (default 1/3)", true, false),
-    HAFVT_SETTING("beta", beta, FLOAT, kNone, kNoneHi, false, false, nullptr, nullptr, "mixture weight of the img head (default 1/3); txt gets 1-alpha-beta", true, false),
-    HAFVT_SETTING("lambda1", lambda1, FLOAT, 0, kInf, false, false, ">= 0", nullptr, "weight of the Y term / other-domain view (default 1)", true, true),
-    HAFVT_SETTING("lambda2", lambda2, FLOAT, 0, kInf, false, false, ">= 0", nullptr, "weight of the XY term (default 1)", true, true),
-    // optimization
-    HAFVT_SETTING("lr", lr, FLOAT, 0, 10, true, true, "0 < lr < 10", nullptr, "Adam learning rate (default 1e-3)", true, true),
-    HAFVT_SETTING("l2", l2, FLOAT, 0, 1, false, true, "0 <= l2 < 1", nullptr, "coupled L2 (Adam weight_decay, default 1e-5)", true, true),
-    HAFVT_SETTING("batch", batch, SIZE, 1, 65536, false, false, "1..65536", nullptr, "sequences per batch (default 256)", true, true),
-    HAFVT_SETTING("epochs", epochs, SIZE, 1, 100000, false, false, "1..100000", nullptr, "max epochs (default 100)", true, false),
-    HAFVT_SETTING("patience", patience, SIZE, 1, kInf, false, false, "at least 1", nullptr, "early stopping: evaluations without improvement (default 10)", true, false),
-    HAFVT_SETTING("eval-every", eval_every, SIZE, 1, kInf, false, false, "at least 1", nullptr, "validate every N epochs (default 1)", true, false),
-    HAFVT_SETTING("loss-window", loss_window, INT, kNone, kNoneHi, false, false, nullptr, nullptr, "supervise only the last K positions of each view (default all)", true, true),
-    HAFVT_SETTING("seed", seed, U64, kNone, kNoneHi, false, false, nullptr, nullptr, "seed of every random draw (default 2040)", true, true),
-    // evaluation
-    HAFVT_SETTING("protocol", protocol, STR, kNone, kNoneHi, false, false, nullptr, "full,c2dsr", "protocol that selects the best epoch: full (default) or c2dsr", true, false),
-    HAFVT_SETTING("exclude-history", exclude_history, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "full protocol: do not rank the input items", true, false),
-    HAFVT_SETTING("eval-batch", eval_batch, SIZE, 1, 65536, false, false, "1..65536", nullptr, "lines per evaluation batch (default 64)", true, false),
-    HAFVT_SETTING("tail-max", tail_max, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "targets seen at most this often in training count as tail (default 5)", true, false),
-    // running
-    HAFVT_SETTING("resume", resume, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "continue the run in --out from its last checkpoint", false, false),
-    HAFVT_SETTING("threads", threads, INT, kNone, kNoneHi, false, false, nullptr, nullptr, "CPU threads (default: all)", false, false),
-    HAFVT_SETTING("log-every", log_every, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "progress line every N steps (default: ten per epoch)", false, false),
-    HAFVT_SETTING("max-steps", max_steps, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "stop after N optimizer steps (benchmarks)", false, false),
-    HAFVT_SETTING("skip-test", skip_test, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "do not evaluate the test split at the end", false, false),
-    HAFVT_SETTING("device", device, STR, kNone, kNoneHi, false, false, nullptr, nullptr, "cpu, cuda or auto (default: CUDA when a device answers)", false, false),
-    HAFVT_SETTING("tf32", tf32, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "CUDA only: TF32 tensor cores for the matmuls (default FP32)", false, false),
-};
+const std::vector<Setting> kSettings = {HAFVT_SETTINGS(HAFVT_SETTING_ROW)};
 
-#undef HAFVT_SETTING
+#undef HAFVT_SETTING_ROW
 
 // The derived values run_train stores beside the settings that a resumed run must keep.
 const char* const kDerivedResumeKeys[] = {"fingerprint", "modalities_resolved", "weights", "e"};

@@ -4,10 +4,11 @@
 // resumed run must keep it. The table drives the flags (parsing and --help), the JSON round trip,
 // the range checks, the resume key, and the names of settings in messages: a value the user typed
 // is named by its flag (--T), a value read back from a stored configuration by its key ('T').
-// Adding a setting is a member here and a row in config.cpp.
+// Adding a setting is one row of HAFVT_SETTINGS.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -17,34 +18,65 @@
 
 namespace hafvt {
 
+// The settings table: one row per setting, X(flag, member, type, default, kind, lo, hi, open_lo,
+// open_hi, range, choices, help, stored, resume): the flag of hafvt train (without "--"), the
+// member of TrainConfig (also its key in config.json) with its type and default, the kind of its
+// value, the accepted range [lo, hi] (open_lo / open_hi exclude a bound; lo > hi: none) and how it
+// reads in a message, the accepted values of a string (comma-separated) or null, the help line,
+// whether config.json and checkpoints store it, whether a resumed run must keep it.
+#define HAFVT_SETTINGS(X) \
+    /* data */ \
+    X("data", data, std::string, "", STR, kNone, kNoneHi, false, false, nullptr, nullptr, "dataset folder in the C2DSR format (required)", true, false) \
+    X("train-file", train_file, std::string, "traindata_new.txt", STR, kNone, kNoneHi, false, false, nullptr, nullptr, "training file inside --data (default traindata_new.txt)", true, false) \
+    X("img", img, std::string, "", STR, kNone, kNoneHi, false, false, nullptr, nullptr, "image features .npy [NX+NY, e] (enables the img modality)", true, false) \
+    X("txt", txt, std::string, "", STR, kNone, kNoneHi, false, false, nullptr, nullptr, "text features .npy [NX+NY, e] (enables the txt modality)", true, false) \
+    X("img-ids", img_ids, std::string, "", STR, kNone, kNoneHi, false, false, nullptr, nullptr, "alignment file of --img: one ASIN per row", true, false) \
+    X("txt-ids", txt_ids, std::string, "", STR, kNone, kNoneHi, false, false, nullptr, nullptr, "alignment file of --txt: one ASIN per row", true, false) \
+    X("out", out, std::string, "runs/hafvt", STR, kNone, kNoneHi, false, false, nullptr, nullptr, "run directory (default runs/hafvt)", true, false) \
+    /* model */ \
+    X("modalities", modalities, std::string, "", STR, kNone, kNoneHi, false, false, nullptr, nullptr, "id|id,img|id,txt|id,img,txt (default: id + every feature file)", true, false) \
+    X("views", views, std::string, "x,y,xy", STR, kNone, kNoneHi, false, false, nullptr, nullptr, "x,y,xy (hierarchical, default) or xy (original framework)", true, true) \
+    X("T", T, size_t, 15, SIZE, 1, 512, false, false, "1..512", nullptr, "max sequence length (default 15; at most 64 on a GPU)", true, true) \
+    X("q", q, size_t, 256, SIZE, 1, 8192, false, false, "1..8192", nullptr, "ID embedding width (default 256)", true, true) \
+    X("blocks", blocks, size_t, 2, SIZE, 1, 32, false, false, "1..32", nullptr, "transformer blocks per encoder (default 2)", true, true) \
+    X("heads", heads, size_t, 1, SIZE, 1, kInf, false, false, "at least 1", nullptr, "attention heads (default 1)", true, true) \
+    X("dropout", dropout, float, 0.3f, FLOAT, 0, 1, false, true, "0 <= p < 1", nullptr, "dropout rate (default 0.3)", true, true) \
+    X("alpha", alpha, float, -1.0f, FLOAT, kNone, kNoneHi, false, false, nullptr, nullptr, "mixture weight of the id head (default 1/3)", true, false) \
+    X("beta", beta, float, -1.0f, FLOAT, kNone, kNoneHi, false, false, nullptr, nullptr, "mixture weight of the img head (default 1/3); txt gets 1-alpha-beta", true, false) \
+    X("lambda1", lambda1, float, 1.0f, FLOAT, 0, kInf, false, false, ">= 0", nullptr, "weight of the Y term / other-domain view (default 1)", true, true) \
+    X("lambda2", lambda2, float, 1.0f, FLOAT, 0, kInf, false, false, ">= 0", nullptr, "weight of the XY term (default 1)", true, true) \
+    /* optimization */ \
+    X("lr", lr, float, 1e-3f, FLOAT, 0, 10, true, true, "0 < lr < 10", nullptr, "Adam learning rate (default 1e-3)", true, true) \
+    X("l2", l2, float, 1e-5f, FLOAT, 0, 1, false, true, "0 <= l2 < 1", nullptr, "coupled L2 (Adam weight_decay, default 1e-5)", true, true) \
+    X("batch", batch, size_t, 256, SIZE, 1, 65536, false, false, "1..65536", nullptr, "sequences per batch (default 256)", true, true) \
+    X("epochs", epochs, size_t, 100, SIZE, 1, 100000, false, false, "1..100000", nullptr, "max epochs (default 100)", true, false) \
+    X("patience", patience, size_t, 10, SIZE, 1, kInf, false, false, "at least 1", nullptr, "early stopping: evaluations without improvement (default 10)", true, false) \
+    X("eval-every", eval_every, size_t, 1, SIZE, 1, kInf, false, false, "at least 1", nullptr, "validate every N epochs (default 1)", true, false) \
+    X("loss-window", loss_window, int, 0, INT, kNone, kNoneHi, false, false, nullptr, nullptr, "supervise only the last K positions of each view (default all)", true, true) \
+    X("seed", seed, uint64_t, 2040, U64, kNone, kNoneHi, false, false, nullptr, nullptr, "seed of every random draw (default 2040)", true, true) \
+    /* evaluation */ \
+    X("protocol", protocol, std::string, "full", STR, kNone, kNoneHi, false, false, nullptr, "full,c2dsr", "protocol that selects the best epoch: full (default) or c2dsr", true, false) \
+    X("exclude-history", exclude_history, bool, false, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "full protocol: do not rank the input items", true, false) \
+    X("eval-batch", eval_batch, size_t, 64, SIZE, 1, 65536, false, false, "1..65536", nullptr, "lines per evaluation batch (default 64)", true, false) \
+    X("tail-max", tail_max, size_t, 5, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "targets seen at most this often in training count as tail (default 5)", true, false) \
+    /* running */ \
+    X("resume", resume, bool, false, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "continue the run in --out from its last checkpoint", false, false) \
+    X("threads", threads, int, 0, INT, kNone, kNoneHi, false, false, nullptr, nullptr, "CPU threads (default: all)", false, false) \
+    X("log-every", log_every, size_t, 0, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "progress line every N steps (default: ten per epoch)", false, false) \
+    X("max-steps", max_steps, size_t, 0, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "stop after N optimizer steps (benchmarks)", false, false) \
+    X("skip-test", skip_test, bool, false, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "do not evaluate the test split at the end", false, false) \
+    X("device", device, std::string, "auto", STR, kNone, kNoneHi, false, false, nullptr, nullptr, "cpu, cuda or auto (default: CUDA when a device answers)", false, false) \
+    X("tf32", tf32, bool, false, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "CUDA only: TF32 tensor cores for the matmuls (default FP32)", false, false)
+
+namespace setting_range {
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNone = 1, kNoneHi = 0;  // lo > hi: no range
+}  // namespace setting_range
+
 struct TrainConfig {
-    // data
-    std::string data, train_file = "traindata_new.txt", img, txt, img_ids, txt_ids;
-    std::string out = "runs/hafvt";
-    // model
-    size_t T = 15, q = 256, blocks = 2, heads = 1;
-    float dropout = 0.3f;
-    std::string modalities;            // "" = id plus every modality with a feature file
-    std::string views = "x,y,xy";
-    float alpha = -1, beta = -1;       // mixture weights; < 0 = default 1/3 each, renormalized
-    float lambda1 = 1.0f, lambda2 = 1.0f;
-    // optimization
-    float lr = 1e-3f, l2 = 1e-5f;
-    size_t batch = 256, epochs = 100, patience = 10, eval_every = 1;
-    int loss_window = 0;               // <= 0: every supervised position
-    uint64_t seed = 2040;
-    // evaluation
-    std::string protocol = "full";     // the protocol that selects the best checkpoint
-    bool exclude_history = false;
-    size_t eval_batch = 64, tail_max = 5;
-    // running
-    bool resume = false;
-    int threads = 0;                   // 0 = OpenMP's default
-    size_t log_every = 0;              // 0 = about ten progress lines per epoch
-    size_t max_steps = 0;              // stop after this many steps (benchmarks); 0 = no limit
-    bool skip_test = false;            // skip the final test evaluation (benchmarks)
-    std::string device = "auto";
-    bool tf32 = false;                 // CUDA: TF32 tensor cores for the matmuls (FP32 otherwise)
+#define HAFVT_SETTING_MEMBER(flag, member, type, def, ...) type member = def;
+    HAFVT_SETTINGS(HAFVT_SETTING_MEMBER)
+#undef HAFVT_SETTING_MEMBER
 };
 
 // ---- the settings table ------------------------------------------------------------------------
