@@ -53,6 +53,16 @@ int cmd_train(int argc, char** argv) {
     return run_train(c);
 }
 
+// --img, --txt (one flag per frozen modality): the feature files to score with, instead of the run's.
+void add_feature_flags(std::vector<Flag>& flags, TrainConfig& o) {
+    static std::vector<std::string> help(kNumMods);
+    for (int m = 0; m < kNumMods; m++) {
+        if (m == MOD_ID) continue;
+        help[(size_t)m] = cat(kModNames[m], " features .npy (default: the run's)");
+        flags.push_back({kModNames[m], Kind::STR, &modality_file(o, m, false), help[(size_t)m].c_str()});
+    }
+}
+
 int cmd_eval(int argc, char** argv) {
     TrainConfig o;
     std::string ckpt, split = "test", protocol = "full";
@@ -61,8 +71,6 @@ int cmd_eval(int argc, char** argv) {
         {"data", Kind::STR, &o.data, "dataset folder (default: the one the run used)"},
         {"split", Kind::STR, &split, "valid or test (default test)"},
         {"protocol", Kind::STR, &protocol, "full (default) or c2dsr"},
-        {"img", Kind::STR, &o.img, "image features (default: the run's)"},
-        {"txt", Kind::STR, &o.txt, "text features (default: the run's)"},
         {"exclude-history", Kind::BOOL, &o.exclude_history, "full protocol: do not rank the input items"},
         {"alpha", Kind::FLOAT, &o.alpha, "score with another id weight (default: the run's)"},
         {"beta", Kind::FLOAT, &o.beta, "score with another img weight (default: the run's); a weight of 0 drops that head"},
@@ -70,6 +78,7 @@ int cmd_eval(int argc, char** argv) {
         {"eval-batch", Kind::SIZE, &o.eval_batch, "lines per evaluation batch (default: the run's)"},
         {"device", Kind::STR, &o.device, "cpu, cuda or auto (default: CUDA when a device answers)"},
     };
+    add_feature_flags(flags, o);
     o.eval_batch = 0;
     if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;
     if (o.threads > 0) omp_set_num_threads(o.threads);
@@ -94,9 +103,8 @@ int cmd_recommend(int argc, char** argv) {
         {"domain", Kind::STR, &dom, "X or Y: the domain to recommend from (default X)"},
         {"k", Kind::SIZE, &k, "how many items (default 10)"},
         {"exclude-history", Kind::BOOL, &exclude, "do not recommend items of the history"},
-        {"img", Kind::STR, &o.img, "image features (default: the run's)"},
-        {"txt", Kind::STR, &o.txt, "text features (default: the run's)"},
     };
+    add_feature_flags(flags, o);
     std::vector<std::string> hist;
     if (!parse_flags("recommend", "--ckpt F --data DIR --domain X|Y --k 10 [ITEM ...]  (ITEMs: ASINs or merged ids; "
                      "read from stdin when none are given)", argc, argv, flags, &hist)) return 0;

@@ -25,7 +25,7 @@
 
 namespace hafvt {
 
-const char* const kModNames[3] = {"id", "img", "txt"};
+const char* const kModNames[kNumMods] = {"id", "img", "txt"};
 
 
 using Arr = BackendArray<float>;
@@ -97,9 +97,9 @@ struct ViewInputs {
 struct Model::Impl {
     const Backend* be = nullptr;
     std::vector<Encoder> enc;     // enabled encoders, in (view, modality) order
-    int enc_of[3][3];             // index into enc, -1 if disabled
+    int enc_of[3][kNumMods];             // index into enc, -1 if disabled
     std::vector<int> mods;        // enabled modalities
-    float logw[3] = {0, 0, 0};    // log mixture weights of the enabled modalities, by modality
+    float logw[kNumMods] = {};    // log mixture weights of the enabled modalities, by modality
     ViewInputs in[3];
     std::vector<int32_t> rows[3][2];  // forward_backward: the supervised (b*T + t) per view and target domain
     // scratch for the encoder backward (N, d_max) and (N, 3 d_max)
@@ -107,13 +107,13 @@ struct Model::Impl {
     // normalized E_id rows (NX+NY, q) with norms, and their gradient
     Arr en_id, en_id_norm, den_id;
     // on a device backend: parameters, gradients, Adam moments and frozen tables in its memory
-    Arr P, G, Am, Av, fz[3];
+    Arr P, G, Am, Av, fz[kNumMods];
     // the parameters and their gradients where the layers read them (the host tables, or P and G
     // on a device backend, bound by to_device)
     ModelParams w, dw;
     // the log mixture weights of the enabled modalities in order, and the heads' scratch
     Arr logw_b;
-    Arr hg_b[3], hn_b[3], hnorm_b[3], dhn_b[3], dhg_b[3], logits_b[3], loss_b, ds_b, acc_b, out_b;
+    Arr hg_b[kNumMods], hn_b[kNumMods], hnorm_b[kNumMods], dhn_b[kNumMods], dhg_b[kNumMods], logits_b[kNumMods], loss_b, ds_b, acc_b, out_b;
     // the inputs of a step or a score() call, copied to the backend in one copy
     Staging stage;
     // the log scales, read in one copy per step: their offsets from the first one in the parameter
@@ -121,7 +121,7 @@ struct Model::Impl {
     // by (view, modality), and the slot of each (view, modality) in that list
     std::vector<int32_t> scale_off;
     size_t scale_at = 0, scale_base = 0;
-    int scale_slot[3][3];
+    int scale_slot[3][kNumMods];
     Arr scales_b;
     std::vector<float> scales;
     // host copies: the row losses of a step, the staged targets and loss weights, the scores
@@ -134,11 +134,13 @@ Model::Model(const ModelConfig& cfg, const FrozenTables* frozen) : Model(cfg, fr
 Model::Model(const ModelConfig& cfg, const FrozenTables* frozen, const Backend& backend)
     : cfg_(cfg), frozen_(frozen), impl_(std::make_unique<Impl>()) {
     impl_->be = &backend;
-    HAFVT_CHECK(cfg.mods[MOD_ID] || cfg.mods[MOD_IMG] || cfg.mods[MOD_TXT], "no modality enabled");
-    HAFVT_CHECK(!(cfg.mods[MOD_IMG] || cfg.mods[MOD_TXT]) || (frozen && cfg.e > 0), "feature tables missing");
+    bool any = false, frozen_any = false;
+    for (int m = 0; m < kNumMods; m++) any = any || cfg.mods[m], frozen_any = frozen_any || (m != MOD_ID && cfg.mods[m]);
+    HAFVT_CHECK(any, "no modality enabled");
+    HAFVT_CHECK(!frozen_any || (frozen && cfg.e > 0), "feature tables missing");
     Impl& I = *impl_;
     std::memset(I.enc_of, -1, sizeof I.enc_of);
-    for (int m = 0; m < 3; m++) {
+    for (int m = 0; m < kNumMods; m++) {
         if (!cfg.mods[m]) continue;
         I.mods.push_back(m);
         I.logw[m] = std::log(cfg.weight[m]);
@@ -465,7 +467,7 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
 // Eq. 2 for view v: the rows (b*T + t indices, `rows` on the backend) of each enabled modality's
 // H gathered and L2-normalized into I.hn_b[k]; s[k], dsdl[k] from the log scales read by
 // upload_inputs.
-static void head_rows(Model::Impl& I, int v, const int32_t* rows, size_t R, float s[3], float dsdl[3]) {
+static void head_rows(Model::Impl& I, int v, const int32_t* rows, size_t R, float* s, float* dsdl) {
     const Backend& K = *I.be;
     for (size_t k = 0; k < I.mods.size(); k++) {
         const int m = I.mods[k];
@@ -541,13 +543,13 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
             // id modality, into the normalized E_id's gradient. The row losses stay on the backend
             // until the end of the step.
             const int32_t* rows_p = I.stage.at<int32_t>(rows_at[v][D]);
-            float s[3], dsdl[3];
+            float s[kNumMods], dsdl[kNumMods];
             head_rows(I, v, rows_p, R, s, dsdl);
-            const float* hn[3];
-            const float* En[3];
-            float* dhn[3];
-            float* dEn[3];
-            size_t Cm[3];
+            const float* hn[kNumMods];
+            const float* En[kNumMods];
+            float* dhn[kNumMods];
+            float* dEn[kNumMods];
+            size_t Cm[kNumMods];
             for (size_t k = 0; k < M; k++) {
                 const int m = I.mods[k];
                 const size_t d = c.width(m);
@@ -658,8 +660,8 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
             const float coef = v == VIEW_XY ? c.lambda2 : (v == D ? 1.0f : c.lambda1);
             const size_t R = rows[D][v].size();
             if (R == 0) continue;
-            const float* zp[3];
-            float s[3], dsdl[3];
+            const float* zp[kNumMods];
+            float s[kNumMods], dsdl[kNumMods];
             head_rows(I, v, I.stage.at<int32_t>(rows_at[D][v]), R, s, dsdl);
             for (size_t k = 0; k < M; k++) {
                 const size_t d = c.width(I.mods[k]);
@@ -690,7 +692,7 @@ size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {
     const size_t N = B * c.T, V = std::max(c.NX, c.NY);
     size_t per_d = 0, dmax = 0, encs = 0;
     for (int v = 0; v < 3; v++)
-        for (int m = 0; m < 3; m++)
+        for (int m = 0; m < kNumMods; m++)
             if (c.views[v] && c.mods[m]) {
                 size_t d = c.width(m);
                 dmax = std::max(dmax, d);
@@ -698,7 +700,8 @@ size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {
                 // xs + per block (ln1, qkv x3, atty, attproj, res1, ln2, fc1, gelu, fc2) + H, dH
                 per_d += N * d * ((c.n_blocks + 1) + c.n_blocks * 12 + 2) + c.n_blocks * B * c.n_heads * c.T * c.T;
             }
-    size_t mods = (size_t)c.mods[0] + c.mods[1] + c.mods[2];
+    size_t mods = 0;
+    for (int m = 0; m < kNumMods; m++) mods += c.mods[m];
     size_t floats = per_d + 6 * N * dmax                        // encoder scratch
                     + mods * max_rows * V                       // head logits
                     + 3 * c.num_items() * c.q;                  // normalized E_id, its gradient

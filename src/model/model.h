@@ -12,8 +12,12 @@
 
 namespace hafvt {
 
+// The modalities: id (learned embeddings) and the frozen feature tables. A frozen modality is a
+// name here; its feature file and alignment file are the settings keyed by that name and
+// name + "_ids" (config.h), found by modality_file (config.h).
 enum Modality : int { MOD_ID = 0, MOD_IMG = 1, MOD_TXT = 2 };
-extern const char* const kModNames[3];  // "id", "img", "txt"
+constexpr int kNumMods = 3;
+extern const char* const kModNames[kNumMods];  // "id", "img", "txt"
 
 struct ModelConfig {
     size_t NX = 0, NY = 0;         // items per domain (PAD = NX+NY)
@@ -23,8 +27,8 @@ struct ModelConfig {
     size_t n_blocks = 2, n_heads = 1;
     float dropout = 0.3f;
     bool views[3] = {true, true, true};  // X, Y, XY
-    bool mods[3] = {true, false, false}; // id, img, txt
-    float weight[3] = {1.0f, 0.0f, 0.0f};  // mixture weights alpha, beta, 1-alpha-beta (renormalized)
+    bool mods[kNumMods] = {true};        // enabled modalities (id, img, txt)
+    float weight[kNumMods] = {1.0f};     // mixture weights alpha, beta, 1-alpha-beta (renormalized)
     float lambda1 = 1.0f, lambda2 = 1.0f;
     size_t width(int m) const { return m == MOD_ID ? q : e; }
     size_t num_items() const { return NX + NY; }
@@ -33,7 +37,7 @@ struct ModelConfig {
 
 // The frozen feature tables: [NX+NY+1, e], rows L2-normalized at load, PAD row zero.
 struct FrozenTables {
-    Buffer table[3];  // indexed by modality; table[MOD_ID] unused
+    Buffer table[kNumMods];  // indexed by modality; table[MOD_ID] unused
     size_t e = 0;
 };
 

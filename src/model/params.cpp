@@ -19,7 +19,7 @@ std::vector<ParamSpec> param_specs(const ModelConfig& c, ModelParams* p) {
     if (c.mods[MOD_ID]) add("E_id", {c.num_items() + 1, c.q}, N, &P.E_id, (long)c.pad());
     for (int v = 0; v < 3; v++) {
         if (!c.views[v]) continue;
-        for (int m = 0; m < 3; m++) {
+        for (int m = 0; m < kNumMods; m++) {
             if (!c.mods[m]) continue;
             const size_t d = c.width(m);
             HAFVT_CHECK(d % c.n_heads == 0, "width ", d, " not divisible by ", c.n_heads, " heads");

@@ -44,7 +44,7 @@ struct EncoderParams {
 
 struct ModelParams {
     float* E_id = nullptr;    // (NX+NY+1, q) ID embeddings; row PAD = NX+NY zero
-    EncoderParams enc[3][3];  // [view][modality]; only the enabled ones are set
+    EncoderParams enc[3][kNumMods];  // [view][modality]; only the enabled ones are set
 };
 
 // How a parameter starts (SPEC §3.3): N(0, 0.02) from stream RNG_INIT of its table index, with

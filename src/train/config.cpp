@@ -155,33 +155,41 @@ TrainConfig config_from_json(const Json& j, const std::string& what) {
     return c;
 }
 
-// "x,y,xy" -> one bool per name of `names` (three); InputError naming the setting otherwise.
-static void parse_name_list(const std::string& s, const std::string& name, const char* const* names, bool* on) {
-    on[0] = on[1] = on[2] = false;
+// "x,y,xy" -> one bool per name of `names` (n of them); InputError naming the setting otherwise.
+static void parse_name_list(const std::string& s, const std::string& name, const char* const* names, int n, bool* on) {
+    std::string all;
+    for (int i = 0; i < n; i++) on[i] = false, all += cat(i ? "," : "", names[i]);
     size_t pos = 0;
     HAFVT_INPUT(!s.empty(), name, ": expected a comma-separated list, found nothing");
     while (pos <= s.size()) {
         size_t comma = s.find(',', pos);
         std::string item = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
         bool found = false;
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < n; i++)
             if (item == names[i]) on[i] = found = true;
-        HAFVT_INPUT(found, name, ": expected items from {", names[0], ",", names[1], ",", names[2], "}, found '", item,
-                    "' in '", s, "'");
+        HAFVT_INPUT(found, name, ": expected items from {", all, "}, found '", item, "' in '", s, "'");
         if (comma == std::string::npos) break;
         pos = comma + 1;
     }
+}
+
+std::string& modality_file(TrainConfig& c, int m, bool ids) {
+    HAFVT_CHECK(m != MOD_ID && m < kNumMods, "modality ", m, " has no feature file");
+    const Setting& s = setting(ids ? cat(kModNames[m], "_ids") : std::string(kModNames[m]));
+    HAFVT_CHECK(s.kind == Kind::STR, "setting ", s.key, " is not a file name");
+    return *static_cast<std::string*>(s.field(c));
+}
+const std::string& modality_file(const TrainConfig& c, int m, bool ids) {
+    return modality_file(const_cast<TrainConfig&>(c), m, ids);
 }
 
 // The modalities a configuration asks for (indexed by Modality, model.h): --modalities, or id
 // plus every modality with a feature file.
 static void resolve_modalities(const TrainConfig& c, bool* mods, Source src) {
     if (c.modalities.empty()) {
-        mods[MOD_ID] = true;
-        mods[MOD_IMG] = !c.img.empty();
-        mods[MOD_TXT] = !c.txt.empty();
+        for (int m = 0; m < kNumMods; m++) mods[m] = m == MOD_ID || !modality_file(c, m, false).empty();
     } else {
-        parse_name_list(c.modalities, setting_name("modalities", src), kModNames, mods);
+        parse_name_list(c.modalities, setting_name("modalities", src), kModNames, kNumMods, mods);
     }
 }
 
@@ -203,15 +211,18 @@ void validate_config(const TrainConfig& c0, Source src) {
     }
     // combinations
     HAFVT_INPUT(c.q % c.heads == 0, N("heads"), ": expected a divisor of ", N("q"), " ", c.q, ", found ", c.heads);
-    bool views[3], mods[3];
-    parse_name_list(c.views, N("views"), kViewNames, views);
+    bool views[3], mods[kNumMods];
+    parse_name_list(c.views, N("views"), kViewNames, 3, views);
     resolve_modalities(c, mods, src);
-    HAFVT_INPUT(!mods[MOD_IMG] || !c.img.empty(), N("modalities"), " '", c.modalities, "' includes img: expected the image ",
-                "features with ", N("img"), " F.npy, found no ", N("img"));
-    HAFVT_INPUT(!mods[MOD_TXT] || !c.txt.empty(), N("modalities"), " '", c.modalities, "' includes txt: expected the text ",
-                "features with ", N("txt"), " F.npy, found no ", N("txt"));
-    HAFVT_INPUT(c.img_ids.empty() || !c.img.empty(), N("img_ids"), " given: expected ", N("img"), " F.npy with it, found no ", N("img"));
-    HAFVT_INPUT(c.txt_ids.empty() || !c.txt.empty(), N("txt_ids"), " given: expected ", N("txt"), " F.npy with it, found no ", N("txt"));
+    for (int m = 0; m < kNumMods; m++) {
+        if (m == MOD_ID) continue;
+        const std::string key = kModNames[m], ids_key = key + "_ids";
+        const bool has = !modality_file(c, m, false).empty();
+        HAFVT_INPUT(!mods[m] || has, N("modalities"), " '", c.modalities, "' includes ", key, ": expected the ", key,
+                    " features with ", N(key.c_str()), " F.npy, found no ", N(key.c_str()));
+        HAFVT_INPUT(modality_file(c, m, true).empty() || has, N(ids_key.c_str()), " given: expected ", N(key.c_str()),
+                    " F.npy with it, found no ", N(key.c_str()));
+    }
     // -1 is the "unset" default; any other negative weight is a mistake, not a default
     const std::string ab = cat(N("alpha"), "/", N("beta"));
     HAFVT_INPUT((c.alpha == -1 || c.alpha >= 0) && (c.beta == -1 || c.beta >= 0), ab, ": expected weights in [0, 1], found ",
@@ -221,12 +232,14 @@ void validate_config(const TrainConfig& c0, Source src) {
     HAFVT_INPUT(a + b <= 1.0f + 1e-6f, N("alpha"), " ", a, " + ", N("beta"), " ", b, " = ", a + b,
                 ": expected a sum of at most 1 (the text weight is 1 - alpha - beta)");
     const ModelConfig mc = resolve_model_config(c, 0, 0);
-    HAFVT_INPUT(mc.mods[0] || mc.mods[1] || mc.mods[2], ab, ": every enabled modality has weight 0");
+    bool any = false;
+    for (int m = 0; m < kNumMods; m++) any = any || mc.mods[m];
+    HAFVT_INPUT(any, ab, ": every enabled modality has weight 0");
 }
 
 ModelConfig resolve_model_config(const TrainConfig& c, size_t NX, size_t NY) {
-    bool views[3], mods[3];
-    parse_name_list(c.views, setting_name("views"), kViewNames, views);
+    bool views[3], mods[kNumMods];
+    parse_name_list(c.views, setting_name("views"), kViewNames, 3, views);
     resolve_modalities(c, mods, Source::FLAGS);
     ModelConfig mc;
     mc.NX = NX;
@@ -234,14 +247,14 @@ ModelConfig resolve_model_config(const TrainConfig& c, size_t NX, size_t NY) {
     mc.T = c.T, mc.q = c.q, mc.n_blocks = c.blocks, mc.n_heads = c.heads, mc.dropout = c.dropout;
     mc.lambda1 = c.lambda1, mc.lambda2 = c.lambda2;
     const float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
-    const float raw[3] = {a, b, std::max(0.0f, 1.0f - a - b)};
+    const float raw[kNumMods] = {a, b, std::max(0.0f, 1.0f - a - b)};
     float sum = 0;
-    for (int m = 0; m < 3; m++) {
+    for (int m = 0; m < kNumMods; m++) {
         mods[m] = mods[m] && raw[m] > 0.0f;
         sum += mods[m] ? raw[m] : 0.0f;
     }
-    for (int m = 0; m < 3; m++) {
-        mc.views[m] = views[m];
+    for (int v = 0; v < 3; v++) mc.views[v] = views[v];
+    for (int m = 0; m < kNumMods; m++) {
         mc.mods[m] = mods[m];
         mc.weight[m] = mods[m] ? raw[m] / sum : 0.0f;
     }

@@ -120,6 +120,11 @@ void validate_config(const TrainConfig& c, Source src = Source::FLAGS);
 // mixture weights, feature width), as one string.
 std::string resume_key(const Json& cfg);
 
+// The feature file of frozen modality m (`ids` false: the setting keyed kModNames[m], e.g. img) or
+// its alignment file (`ids` true: the setting keyed kModNames[m] + "_ids").
+std::string& modality_file(TrainConfig& c, int m, bool ids);
+const std::string& modality_file(const TrainConfig& c, int m, bool ids);
+
 // The model's configuration from the settings, resolved once (SPEC §2.4): the views, the
 // modalities, the mixture weights (alpha, beta, 1 - alpha - beta; a disabled or zero-weight
 // modality is left out and the others renormalized to sum to 1), the sizes and the loss weights.

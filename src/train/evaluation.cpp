@@ -115,10 +115,9 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
         HAFVT_FAIL_INPUT(ckpt, ": the config stored in the checkpoint is invalid: ", e.what());
     }
     if (!overrides.data.empty()) c.data = overrides.data;
-    if (!overrides.img.empty()) c.img = overrides.img;
-    if (!overrides.txt.empty()) c.txt = overrides.txt;
-    if (!overrides.img_ids.empty()) c.img_ids = overrides.img_ids;
-    if (!overrides.txt_ids.empty()) c.txt_ids = overrides.txt_ids;
+    for (int m = 0; m < kNumMods; m++)
+        for (bool ids : {false, true})
+            if (m != MOD_ID && !modality_file(overrides, m, ids).empty()) modality_file(c, m, ids) = modality_file(overrides, m, ids);
     if (overrides.alpha != -1) c.alpha = overrides.alpha;
     if (overrides.beta != -1) c.beta = overrides.beta;
     if (overrides.eval_batch > 0) c.eval_batch = overrides.eval_batch;

@@ -38,16 +38,15 @@ void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
     ModelConfig& mc = w.mc;
     mc = resolve_model_config(c, w.cat.NX, w.cat.NY);
     const bool* mods = mc.mods;
-    const std::string* paths[3] = {nullptr, &c.img, &c.txt};
-    const std::string* ids[3] = {nullptr, &c.img_ids, &c.txt_ids};
-    for (int m = 1; m < 3; m++) {
-        if (!mods[m]) continue;
-        FeatureInfo fi = load_features(w.fz.table[m], *paths[m], *ids[m], w.cat);
-        HAFVT_INPUT(mc.e == 0 || mc.e == fi.e, *paths[m], ": expected width ", mc.e,
+    for (int m = 0; m < kNumMods; m++) {
+        if (m == MOD_ID || !mods[m]) continue;
+        const std::string& path = modality_file(c, m, false);
+        FeatureInfo fi = load_features(w.fz.table[m], path, modality_file(c, m, true), w.cat);
+        HAFVT_INPUT(mc.e == 0 || mc.e == fi.e, path, ": expected width ", mc.e,
                     " (that of the other feature file), found ", fi.e);
-        HAFVT_INPUT(fi.e % c.heads == 0, *paths[m], ": width ", fi.e, " is not divisible by ", setting_name("heads"), " ", c.heads);
+        HAFVT_INPUT(fi.e % c.heads == 0, path, ": width ", fi.e, " is not divisible by ", setting_name("heads"), " ", c.heads);
         mc.e = fi.e;
-        if (fi.zero_rows) std::printf("%s: %zu all-zero rows (missing features, cosine 0)\n", paths[m]->c_str(), fi.zero_rows);
+        if (fi.zero_rows) std::printf("%s: %zu all-zero rows (missing features, cosine 0)\n", path.c_str(), fi.zero_rows);
     }
     w.fz.e = mc.e;
     // head/tail split of the targets: occurrences of each item in the training file
@@ -90,7 +89,9 @@ static void check_memory(const TrainConfig& c, const ModelConfig& mc, RunFiles& 
     const double MiB = 1048576.0;
     const size_t V = std::max(mc.NX, mc.NY), mods = (size_t)mc.mods[0] + mc.mods[1] + mc.mods[2];
     double params = 4.0 * (double)count_params(mc) * sizeof(float);
-    double frozen = (double)((size_t)mc.mods[MOD_IMG] + mc.mods[MOD_TXT]) * (mc.num_items() + 1) * mc.e * sizeof(float);
+    size_t frozen_tables = 0;
+    for (int m = 0; m < kNumMods; m++) frozen_tables += m != MOD_ID && mc.mods[m];
+    double frozen = (double)frozen_tables * (mc.num_items() + 1) * mc.e * sizeof(float);
     double train = (double)Model::estimate_bytes(mc, c.batch, c.batch * mc.T);
     double eval = (double)(mods + 2) * c.eval_batch * V * sizeof(float) + (double)Model::estimate_bytes(mc, c.eval_batch, 0);
     double in_use = std::max(resident_bytes(), frozen), more = params + std::max(train, eval), have = available_bytes();
@@ -125,13 +126,13 @@ int run_train(const TrainConfig& c) {
                 train.skipped_short, " skipped, shorter than 2), valid ", valid.seqs.size(), " (X ", valid.targets_x,
                 " / Y ", valid.targets_y, "), test ", test.seqs.size(), " (X ", test.targets_x, " / Y ", test.targets_y, ")"));
     std::string mods_s, views_s;
-    for (int m = 0; m < 3; m++) if (mc.mods[m]) mods_s += cat(mods_s.empty() ? "" : ",", kModNames[m]);
+    for (int m = 0; m < kNumMods; m++) if (mc.mods[m]) mods_s += cat(mods_s.empty() ? "" : ",", kModNames[m]);
     for (int v = 0; v < 3; v++) if (mc.views[v]) views_s += cat(views_s.empty() ? "" : ",", kViewNames[v]);
 
     Json cfg = config_to_json(c);
     cfg.set("modalities_resolved", mods_s).set("views", views_s);
     Json wts = Json::array();
-    for (int m = 0; m < 3; m++) wts.push(mc.weight[m]);
+    for (int m = 0; m < kNumMods; m++) wts.push(mc.weight[m]);
     cfg.set("weights", wts).set("NX", mc.NX).set("NY", mc.NY).set("e", mc.e);
     cfg.set("fingerprint", w.fingerprint).set("threads", threads);
     const std::string cfg_s = cfg.dump();
