@@ -25,8 +25,6 @@
 
 namespace hafvt {
 
-const char* const kModNames[kNumMods] = {"id", "img", "txt"};
-
 
 using Arr = BackendArray<float>;
 

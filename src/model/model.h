@@ -17,7 +17,7 @@ namespace hafvt {
 // name + "_ids" (config.h), found by modality_file (config.h).
 enum Modality : int { MOD_ID = 0, MOD_IMG = 1, MOD_TXT = 2 };
 constexpr int kNumMods = 3;
-extern const char* const kModNames[kNumMods];  // "id", "img", "txt"
+inline constexpr const char* kModNames[kNumMods] = {"id", "img", "txt"};
 
 struct ModelConfig {
     size_t NX = 0, NY = 0;         // items per domain (PAD = NX+NY)
