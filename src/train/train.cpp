@@ -183,8 +183,9 @@ int run_train(const TrainConfig& c) {
 
     size_t n_params = 0;
     for (const auto& e : model.params().entries()) n_params += e.numel;
-    run.say(cat("model: views ", views_s, ", modalities ", mods_s, " (weights ", mc.weight[0], " ", mc.weight[1], " ",
-                mc.weight[2], "), q ", mc.q, ", e ", mc.e, ", ", mc.n_blocks, " blocks, ", mc.n_heads, " heads, ",
+    std::string weights_s;
+    for (int m = 0; m < kNumMods; m++) weights_s += cat(m ? " " : "", mc.weight[m]);
+    run.say(cat("model: views ", views_s, ", modalities ", mods_s, " (weights ", weights_s, "), q ", mc.q, ", e ", mc.e, ", ", mc.n_blocks, " blocks, ", mc.n_heads, " heads, ",
                 n_params, " parameters; ", threads, " threads, device ", device));
 
     AdamConfig ac;
