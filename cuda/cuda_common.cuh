@@ -112,8 +112,5 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
 struct PtrPack {
     const float* p[8];
 };
-struct MutPtrPack {
-    float* p[8];
-};
 
 }  // namespace hafvt

@@ -1,7 +1,7 @@
-// heads.cu: row L2 normalization, the cosine-softmax heads, the mixture cross-entropy, the
-// evaluation mixture and Adam on the GPU (see ops_cpu.h, heads.h, adam.h). Per-row reductions
-// use one warp (L2 norm) or one block (softmax over V candidates) per row; the scale gradient is a
-// two-stage fixed-order sum, so everything here is deterministic.
+// heads.cu: row L2 normalization, the cosine logits and the mixture of evaluation, Adam, and the
+// dot product and axpy of the fused head (fused_head.cu) on the GPU (see ops_cpu.h, heads.h,
+// adam.h). Per-row reductions use one warp (L2 norm) or one block (softmax over V candidates) per
+// row; the scale gradient is a two-stage fixed-order sum, so everything here is deterministic.
 #include <algorithm>
 #include <cmath>
 
@@ -127,24 +127,7 @@ void cosine_logits_forward_cuda(float* logits, const float* hn, const float* En,
     sgemm_cuda(false, true, (int)R, (int)V, (int)C, s, hn, (int)C, En, (int)C, 0.0f, logits, (int)V);
 }
 
-void cosine_logits_backward_cuda(float* dhn, float* dEn, float* ds, const float* dlogits,
-                                 const float* hn, const float* En, float s, size_t R, size_t V,
-                                 size_t C) {
-    // forward: logits = s * hn @ En^T
-    // G = dlogits @ En (R,C);  dhn += s G;  ds += sum_r hn_r . G_r;  dEn += s dlogits^T @ hn
-    if (dhn || ds) {
-        float* G = cuda_workspace(R * C);  // (R,C)
-        sgemm_cuda(false, false, (int)R, (int)C, (int)V, 1.0f, dlogits, (int)V, En, (int)C, 0.0f, G,
-                   (int)C);
-        if (ds) dot_sum_add_cuda(ds, G, hn, R * C);
-        if (dhn) axpy_cuda(dhn, s, G, R * C);
-    }
-    if (dEn)
-        sgemm_cuda(true, false, (int)V, (int)C, (int)R, s, dlogits, (int)V, hn, (int)C, 1.0f, dEn,
-                   (int)C);
-}
-
-// ---- mixture cross-entropy -------------------------------------------------------------------
+// ---- the evaluation mixture ------------------------------------------------------------------
 
 constexpr unsigned kRowThreads = 256;
 
@@ -158,84 +141,8 @@ __device__ float block_row_lse(const float* z, size_t V, float* scratch) {
     return mx + logf(block_sum(sum, scratch));
 }
 
-// One block per row r: lse[m,r] for every head, then the loss (thread 0).
-//   loss[r] = -logsumexp_m(logw[m] + z_m[y] - lse[m,r])   (0 when y[r] < 0)
-__global__ void mixture_ce_forward_kernel(float* loss, float* lse, PtrPack logits, const int32_t* y,
-                                          const float* logw, size_t M, size_t R, size_t V) {
-    __shared__ float scratch[kWarp];
-    size_t r = blockIdx.x;
-    float l[8];
-    for (size_t m = 0; m < M; m++) l[m] = block_row_lse(logits.p[m] + r * V, V, scratch);
-    if (threadIdx.x != 0) return;
-    for (size_t m = 0; m < M; m++) lse[m * R + r] = l[m];
-    if (y[r] < 0) {
-        loss[r] = 0.0f;
-        return;
-    }
-    float a[8], mx = -INFINITY;
-    for (size_t m = 0; m < M; m++) {
-        a[m] = logw[m] + logits.p[m][r * V + (size_t)y[r]] - l[m];
-        mx = fmaxf(mx, a[m]);
-    }
-    float sum = 0.0f;
-    for (size_t m = 0; m < M; m++) sum += expf(a[m] - mx);
-    loss[r] = -(mx + logf(sum));
-}
-
 static void check_mixture(size_t M) {
     HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
-}
-
-void mixture_ce_forward_cuda(float* loss, float* lse, const float* const* logits, const int32_t* y,
-                             const float* logw, size_t M, size_t R, size_t V) {
-    check_mixture(M);
-    if (R == 0) return;
-    PtrPack pk{};
-    for (size_t m = 0; m < M; m++) pk.p[m] = logits[m];
-    HAFVT_LAUNCH(mixture_ce_forward_kernel, (unsigned)R, kRowThreads, 0, loss, lse, pk, y, logw, M, R, V);
-}
-
-// Derivation (SPEC §3.2, as mixture_ce_backward in heads.cpp): with P = sum_m w_m p_m[y],
-//   dl/dz_m[j] = r_m (p_m[j] - [j==y]),  r_m = w_m p_m[y] / P = exp(logw_m + z_m[y] - lse_m + l).
-// One block per row; thread 0 reads every z_m[y] before any thread overwrites (dlogits may alias).
-__global__ void mixture_ce_backward_kernel(MutPtrPack dlogits, PtrPack logits, const float* lse,
-                                           const float* loss, const int32_t* y, const float* logw,
-                                           const float* dloss, size_t M, size_t R, size_t V) {
-    __shared__ float g[8];
-    size_t r = blockIdx.x;
-    int32_t yr = y[r];
-    if (threadIdx.x == 0) {
-        for (size_t m = 0; m < M; m++)
-            g[m] = yr < 0 ? 0.0f
-                          : dloss[r] * expf(logw[m] + logits.p[m][r * V + (size_t)yr] -
-                                            lse[m * R + r] + loss[r]);
-    }
-    __syncthreads();
-    for (size_t m = 0; m < M; m++) {
-        const float* z = logits.p[m] + r * V;
-        float* d = dlogits.p[m] + r * V;
-        float l_m = lse[m * R + r], gm = g[m];
-        for (size_t j = threadIdx.x; j < V; j += blockDim.x)
-            d[j] = yr < 0 ? 0.0f : gm * expf(z[j] - l_m);
-    }
-    __syncthreads();
-    if (threadIdx.x == 0 && yr >= 0)
-        for (size_t m = 0; m < M; m++) dlogits.p[m][r * V + (size_t)yr] -= g[m];
-}
-
-void mixture_ce_backward_cuda(float* const* dlogits, const float* const* logits, const float* lse,
-                              const float* loss, const int32_t* y, const float* logw,
-                              const float* dloss, size_t M, size_t R, size_t V) {
-    check_mixture(M);
-    if (R == 0) return;
-    PtrPack pk{};
-    MutPtrPack dpk{};
-    for (size_t m = 0; m < M; m++) {
-        pk.p[m] = logits[m];
-        dpk.p[m] = dlogits[m];
-    }
-    HAFVT_LAUNCH(mixture_ce_backward_kernel, (unsigned)R, kRowThreads, 0, dpk, pk, lse, loss, y, logw, dloss, M,
-                                                             R, V);
 }
 
 // out[r,j] += alpha * sum_m w_m softmax(z_m[r])[j]; one block per row, heads added in order.

@@ -1,12 +1,11 @@
 // ops_cuda.h: the CUDA path of HAF-VT, declared in plain C++ (no CUDA types or headers), so that
 // src/ can dispatch to it and the tests can compare it with the CPU ops without nvcc.
 //
-// Every op of ops_cpu.h and heads.h has a twin here with the suffix _cuda and THE SAME parameter
-// list; every pointer is a DEVICE pointer unless its comment says "host". The accumulate
-// conventions are the CPU's: backward functions ADD (+=) into their gradients, the pad masks zero
-// rows in place, and mixture_ce_backward_cuda OVERWRITES its dlogits (which may alias the logits).
-// Scalars that are gradients (ds of the cosine head) are device pointers to one float; scalars
-// that are inputs (s, p, scale) are host values.
+// Every op of ops_cpu.h and heads.h that a Backend holds (backend.h) has a twin here with the
+// suffix _cuda and THE SAME parameter list; every pointer is a DEVICE pointer unless its comment
+// says "host". The accumulate conventions are the CPU's: backward functions ADD (+=) into their
+// gradients and the pad masks zero rows in place. Scalars that are gradients (ds of the cosine
+// heads) are device pointers; scalars that are inputs (s, p, scale) are host values.
 //
 // All work is queued on the default stream in call order; the copies below synchronize. The code
 // assumes one host thread drives the device (the cuBLAS handle and the workspace are global).
@@ -116,18 +115,9 @@ void l2norm_backward_cuda(float* dinp, const float* dout, const float* out, cons
 // s is a host float (the caller computes it with logit_scale on the host).
 void cosine_logits_forward_cuda(float* logits, const float* hn, const float* En, float s, size_t R,
                                 size_t V, size_t C);
-// ds: device pointer to ONE float (+=), or null.
-void cosine_logits_backward_cuda(float* dhn, float* dEn, float* ds, const float* dlogits,
-                                 const float* hn, const float* En, float s, size_t R, size_t V,
-                                 size_t C);
 
-// `logits` / `dlogits` are HOST arrays of M device pointers, each to an (R,V) block (M <= 8);
-// logw is a device array of M floats; loss (R), lse (M,R), y (R), dloss (R) are device arrays.
-void mixture_ce_forward_cuda(float* loss, float* lse, const float* const* logits, const int32_t* y,
-                             const float* logw, size_t M, size_t R, size_t V);
-void mixture_ce_backward_cuda(float* const* dlogits, const float* const* logits, const float* lse,
-                              const float* loss, const int32_t* y, const float* logw,
-                              const float* dloss, size_t M, size_t R, size_t V);
+// `logits` is a HOST array of M device pointers, each to an (R,V) block (M <= 8); logw is a
+// device array of M floats.
 // Evaluation (SPEC §4): out (R,V) += alpha * sum_m w_m softmax(logits[m][r]); logits as above.
 void mixture_prob_accumulate_cuda(float* out, const float* const* logits, const float* logw,
                                   float alpha, size_t M, size_t R, size_t V);
