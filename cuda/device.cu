@@ -63,11 +63,10 @@ void* cuda_malloc(size_t bytes) {
                 std::snprintf(s, sizeof s, "%.1f MiB", (double)b / 1048576.0);
                 return std::string(s);
             };
-            throw_input(__FILE__, __LINE__,
-                        cat("out of device memory: allocating ", mib(bytes), " with ",
-                            info ? cat(mib(free_b), " free of ", mib(total_b), " (cudaMemGetInfo)")
-                                 : std::string("an unknown amount free (cudaMemGetInfo failed)"),
-                            "; try a smaller --batch or --eval-batch"));
+            throw_device_memory(__FILE__, __LINE__,
+                                cat("out of device memory: allocating ", mib(bytes), " with ",
+                                    info ? cat(mib(free_b), " free of ", mib(total_b), " (cudaMemGetInfo)")
+                                         : std::string("an unknown amount free (cudaMemGetInfo failed)")));
         }
         throw_internal(__FILE__, __LINE__,
                        cat("cudaMalloc of ", bytes, " bytes failed: ", cudaGetErrorString(e)));

@@ -509,7 +509,7 @@ std::vector<Case> malformed_cases() {
         {"flag: --device cuda with --T above 64", no_op, TRAIN + " --device cuda --T 65",
          {"--T:", "expected <= 64 with --device cuda", "found 65", "use --device cpu"}},
         {"eval: --device cuda with a checkpoint of --T 65", [](const Ctx& x) { st_set_config(x.C, "T", 65); },
-         EVAL + " --device cuda", {"--T:", "expected <= 64 with --device cuda", "found 65", "use --device cpu"}},
+         EVAL + " --device cuda", {"'T':", "expected <= 64 with --device cuda", "found 65", "use --device cpu"}},
         {"flag: --data missing", no_op, "train --out $O --q 16", {"--data:", "required"}},
         {"flag: --out is a file", no_op, TRAIN + " --out $D/Alist.txt", {"Alist.txt:", "expected a folder, found a file"}},
         {"flag: --resume with no previous run", no_op, TRAIN + " --resume", {"out/last.safetensors:", "--resume needs the last checkpoint", "found none"}},

@@ -239,8 +239,8 @@ long up = 0, down = 0, live = 0, allocs = 0, fail_at = -1;  // fail_at: the allo
 void reset() { up = down = live = allocs = 0, fail_at = -1; }
 void* alloc(size_t bytes) {
     if (bytes && fail_at >= 0 && allocs >= fail_at)
-        throw InputError(cat("out of device memory: allocating ", bytes, " bytes with 0 MiB free (test backend, allocation ",
-                             allocs + 1, "); try a smaller --batch or --eval-batch"));
+        throw DeviceMemoryError(cat("out of device memory: allocating ", bytes, " bytes with 0 MiB free (test backend, allocation ",
+                                    allocs + 1, ")"), "[test_model.cpp]");
     void* p = emulated_device_backend().alloc(bytes);
     if (p) live++, allocs++;
     return p;
@@ -342,7 +342,7 @@ TEST_CASE("model: an allocation failing on the device throws InputError and leak
     wrapped::reset();
     wrapped::fail_at = 0;
     testutil::expect_input_error([&] { Model m(w.cfg, &w.fz, wrapped::backend()); },
-                                 {"out of device memory", "try a smaller --batch or --eval-batch"});
+                                 {"out of device memory", "test backend"});
     CHECK(wrapped::live == 0);
     wrapped::reset();
 }

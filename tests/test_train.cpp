@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "model/backend.h"
+#include "train/config.h"
 #include "cli_util.h"
 #include "core/json.h"
 #include "formats/safetensors.h"
@@ -143,38 +144,39 @@ bool probe_no(std::string* why) {
 }  // namespace
 
 TEST_CASE("--device: the GPU attention's T limit refuses --device cuda and sends auto to the CPU") {
+    const DeviceSettingNames kNames = device_setting_names(Source::FLAGS);
     using P = bool (*)(std::string*);
     std::string line;
     // cuda with --T above the limit: refused before any probe, in every build
     for (P probe : {P(probe_yes), P(probe_no), P(nullptr)}) {
         probes = 0;
-        testutil::expect_input_error([&] { decide_device("cuda", kCudaMaxT + 1, false, probe, &line); },
+        testutil::expect_input_error([&] { decide_device("cuda", kCudaMaxT + 1, false, probe, kNames, &line); },
                                      {"--T:", "expected <= 64", "--device cuda", "found 65", "use --device cpu"});
         CHECK(probes == 0);
     }
-    CHECK(decide_device("cuda", kCudaMaxT, false, probe_yes, &line) == DeviceKind::CUDA);
+    CHECK(decide_device("cuda", kCudaMaxT, false, probe_yes, kNames, &line) == DeviceKind::CUDA);
     CHECK(line.find("device: CUDA, Test GPU") == 0);
     // auto: the CPU, with one line saying why
-    CHECK(decide_device("auto", kCudaMaxT, true, probe_yes, &line) == DeviceKind::CUDA);
+    CHECK(decide_device("auto", kCudaMaxT, true, probe_yes, kNames, &line) == DeviceKind::CUDA);
     CHECK(line.find("TF32") != std::string::npos);
-    CHECK(decide_device("auto", 100, false, probe_yes, &line) == DeviceKind::CPU);
+    CHECK(decide_device("auto", 100, false, probe_yes, kNames, &line) == DeviceKind::CPU);
     CHECK(line == "device: --T 100 is above 64, the longest sequence the GPU attention takes; running on the CPU, "
                   "not on Test GPU (compute capability 9.0, 1000 MiB)");
-    CHECK(decide_device("auto", 100, false, probe_no, &line) == DeviceKind::CPU);
+    CHECK(decide_device("auto", 100, false, probe_no, kNames, &line) == DeviceKind::CPU);
     CHECK(line.find("device: no CUDA device") == 0);
-    CHECK(decide_device("auto", 100, false, nullptr, &line) == DeviceKind::CPU);
+    CHECK(decide_device("auto", 100, false, nullptr, kNames, &line) == DeviceKind::CPU);
     CHECK(line.find("device: this build has no CUDA") == 0);
     // cpu and emulate take any T, print nothing and probe nothing
     probes = 0;
-    CHECK(decide_device("cpu", 512, false, probe_yes, &line) == DeviceKind::CPU);
+    CHECK(decide_device("cpu", 512, false, probe_yes, kNames, &line) == DeviceKind::CPU);
     CHECK(line.empty());
-    CHECK(decide_device("emulate", 512, false, probe_yes, &line) == DeviceKind::EMULATE);
+    CHECK(decide_device("emulate", 512, false, probe_yes, kNames, &line) == DeviceKind::EMULATE);
     CHECK(line.empty());
     CHECK(probes == 0);
     // the other refusals are unchanged
-    testutil::expect_input_error([&] { decide_device("cuda", 15, false, probe_no, &line); }, {"--device cuda:", "expected a CUDA device"});
-    testutil::expect_input_error([&] { decide_device("cuda", 15, false, nullptr, &line); }, {"--device cuda:", "expected a CUDA build"});
-    testutil::expect_input_error([&] { decide_device("tpu", 15, false, nullptr, &line); }, {"--device:", "found 'tpu'"});
+    testutil::expect_input_error([&] { decide_device("cuda", 15, false, probe_no, kNames, &line); }, {"--device cuda:", "expected a CUDA device"});
+    testutil::expect_input_error([&] { decide_device("cuda", 15, false, nullptr, kNames, &line); }, {"--device cuda:", "expected a CUDA build"});
+    testutil::expect_input_error([&] { decide_device("tpu", 15, false, nullptr, kNames, &line); }, {"--device:", "found 'tpu'"});
 
     // through the binary: --device auto with --T 65 trains on the CPU and says why in one line
     // (which reason depends on the build and the machine; with a CUDA device it is --T)
@@ -229,7 +231,8 @@ CUDA_TEST_CASE("a full device: cuda_malloc throws InputError with the sizes, and
     if (!testutil::gpu_ready()) return;
     testutil::expect_input_error([] { cuda_malloc((size_t)1 << 50); },
                                  {"out of device memory: allocating 1073741824.0 MiB with ", " MiB free of ",
-                                  " MiB (cudaMemGetInfo); try a smaller --batch or --eval-batch"});
+                                  " MiB (cudaMemGetInfo)"});
+    CHECK_THROWS_AS(cuda_malloc((size_t)1 << 50), DeviceMemoryError);  // main adds the settings to lower
     void* p = cuda_malloc(1024);  // the failure is not sticky
     CHECK(p != nullptr);
     cuda_free(p);

@@ -82,6 +82,7 @@ int cmd_eval(int argc, char** argv) {
     o.eval_batch = 0;
     if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;
     if (o.threads > 0) omp_set_num_threads(o.threads);
+    HAFVT_INPUT(!ckpt.empty(), "hafvt eval: --ckpt F is required");
     EvalOutcome e = run_eval(ckpt, split, protocol, o);
     std::printf("%s", format_results({e.result}).c_str());
     std::printf("%zu lines in %.1f s (%.0f lines/s)\n", e.lines, e.seconds, (double)e.lines / e.seconds);
@@ -108,6 +109,7 @@ int cmd_recommend(int argc, char** argv) {
     std::vector<std::string> hist;
     if (!parse_flags("recommend", "--ckpt F --data DIR --domain X|Y --k 10 [ITEM ...]  (ITEMs: ASINs or merged ids; "
                      "read from stdin when none are given)", argc, argv, flags, &hist)) return 0;
+    HAFVT_INPUT(!ckpt.empty(), "hafvt recommend: --ckpt F is required");
     if (hist.empty()) {
         std::string tok;
         while (std::cin >> tok) hist.push_back(tok);
@@ -156,6 +158,9 @@ int main(int argc, char** argv) {
         if (cmd == "text-features") return text_features_main(argc - 2, argv + 2);
         HAFVT_FAIL_INPUT("hafvt: unknown command '", cmd, "'; expected one of synth, train, eval, recommend, info, "
                          "text-features, bench-gemm (see hafvt --help)");
+    } catch (const DeviceMemoryError& e) {
+        std::fprintf(stderr, "error: %s; try a smaller --batch or --eval-batch %s\n", e.message.c_str(), e.place.c_str());
+        return 2;
     } catch (const InputError& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 2;

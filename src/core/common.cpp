@@ -18,6 +18,9 @@ void throw_internal(const char* file, int line, const std::string& what) {
 void throw_input(const char* file, int line, const std::string& what) {
     throw InputError(what + " " + where(file, line));
 }
+void throw_device_memory(const char* file, int line, const std::string& what) {
+    throw DeviceMemoryError(what, where(file, line));
+}
 
 bool fault_injected(const char* point) {
     // HAFVT_FAULT=point fires at every call; point@N only at the N-th call for that point

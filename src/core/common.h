@@ -26,6 +26,14 @@ namespace hafvt {
 struct InputError : std::runtime_error {
     explicit InputError(const std::string& msg) : std::runtime_error(msg) {}
 };
+// An allocation the device's memory cannot hold: bad input (a configuration too large for the
+// device). `message` and `place` are what() in two parts, so that the command line can add which
+// settings to lower before the place.
+struct DeviceMemoryError : InputError {
+    DeviceMemoryError(const std::string& msg, const std::string& where)
+        : InputError(msg + " " + where), message(msg), place(where) {}
+    std::string message, place;
+};
 struct InternalError : std::runtime_error {
     explicit InternalError(const std::string& msg) : std::runtime_error(msg) {}
 };
@@ -40,6 +48,7 @@ std::string cat(const Args&... args) {
 
 [[noreturn]] void throw_internal(const char* file, int line, const std::string& what);
 [[noreturn]] void throw_input(const char* file, int line, const std::string& what);
+[[noreturn]] void throw_device_memory(const char* file, int line, const std::string& what);
 
 // Fault-injection hook for crash-safety tests: returns true when the environment variable
 // HAFVT_FAULT equals `point` (e.g. "before_rename"), or is `point@N` and this is the N-th call.

@@ -36,8 +36,8 @@ void host_zero(void* p, size_t bytes) { std::memset(p, 0, bytes); }
 // and eval report it.
 void* emulated_alloc(size_t bytes) {
     if (bytes && fault_injected("device_alloc"))
-        HAFVT_FAIL_INPUT("out of device memory: allocating ", bytes, " bytes (fault injected: HAFVT_FAULT=device_alloc); ",
-                         "try a smaller --batch or --eval-batch");
+        throw_device_memory(__FILE__, __LINE__, cat("out of device memory: allocating ", bytes,
+                                                    " bytes (fault injected: HAFVT_FAULT=device_alloc)"));
     return host_alloc(bytes);
 }
 
@@ -103,46 +103,49 @@ const Backend* cuda_backend() {
 const Backend* cuda_backend() { return nullptr; }
 #endif
 
-// --device: the backend of the model (backend.h). `auto` takes CUDA when this is a CUDA build, a
-// device answers and the GPU attention takes --T, else the CPU, and says why in one line; `cuda`
-// without a device, or with a longer --T, is an error. `emulate` keeps the parameters in a
+// The device setting: the backend of the model (backend.h). `auto` takes CUDA when this is a CUDA
+// build, a device answers and the GPU attention takes T, else the CPU, and says why in one line;
+// `cuda` without a device, or with a longer T, is an error. `emulate` keeps the parameters in a
 // device backend's memory with the CPU ops (emulated_device_backend; for tests).
 DeviceKind decide_device(const std::string& want, size_t T, bool tf32, bool (*probe)(std::string* why),
-                         std::string* line) {
+                         const DeviceSettingNames& n, std::string* line) {
     line->clear();
     HAFVT_INPUT(want == "auto" || want == "cpu" || want == "cuda" || want == "emulate",
-                "--device: expected cpu, cuda, auto or emulate, found '", want, "'");
+                n.device, ": expected cpu, cuda, auto or emulate, found '", want, "'");
     if (want == "cpu") return DeviceKind::CPU;
     if (want == "emulate") return DeviceKind::EMULATE;
-    HAFVT_INPUT(want != "cuda" || T <= kCudaMaxT, "--T: expected <= ", kCudaMaxT, " with --device cuda (the GPU attention keeps a ",
-                "sequence's T x T scores in shared memory), found ", T, "; use --device cpu (or auto) for longer sequences");
+    HAFVT_INPUT(want != "cuda" || T <= kCudaMaxT, n.T, ": expected <= ", kCudaMaxT, " with ", n.device, " cuda (the GPU ",
+                "attention keeps a sequence's T x T scores in shared memory), found ", T, "; use ", n.device,
+                " cpu (or auto) for longer sequences");
     if (!probe) {
-        HAFVT_INPUT(want != "cuda", "--device cuda: expected a CUDA build, found a CPU-only build (USE_CUDA=0 or no nvcc)");
+        HAFVT_INPUT(want != "cuda", n.device, " cuda: expected a CUDA build, found a CPU-only build (USE_CUDA=0 or no nvcc)");
         *line = "device: this build has no CUDA (USE_CUDA=0 or no nvcc); running on the CPU";
         return DeviceKind::CPU;
     }
     std::string why;
     if (!probe(&why)) {
-        HAFVT_INPUT(want != "cuda", "--device cuda: expected a CUDA device, found none (", why, "); use --device cpu or auto");
+        HAFVT_INPUT(want != "cuda", n.device, " cuda: expected a CUDA device, found none (", why, "); use ", n.device,
+                    " cpu or auto");
         *line = cat("device: no CUDA device (", why, "); running on the CPU");
         return DeviceKind::CPU;
     }
     if (T > kCudaMaxT) {
-        *line = cat("device: --T ", T, " is above ", kCudaMaxT, ", the longest sequence the GPU attention takes; running on the CPU, not on ", why);
+        *line = cat("device: ", n.T, " ", T, " is above ", kCudaMaxT,
+                    ", the longest sequence the GPU attention takes; running on the CPU, not on ", why);
         return DeviceKind::CPU;
     }
-    *line = cat("device: CUDA, ", why, "; matmuls in ", tf32 ? "TF32 (--tf32)" : "FP32");
+    *line = cat("device: CUDA, ", why, "; matmuls in ", tf32 ? cat("TF32 (", n.tf32, ")") : std::string("FP32"));
     return DeviceKind::CUDA;
 }
 
-const Backend& choose_backend(const std::string& want, bool tf32, size_t T) {
+const Backend& choose_backend(const std::string& want, bool tf32, size_t T, const DeviceSettingNames& names) {
 #ifdef HAFVT_CUDA
     bool (*probe)(std::string*) = cuda_device_available;
 #else
     bool (*probe)(std::string*) = nullptr;
 #endif
     std::string line;
-    const DeviceKind kind = decide_device(want, T, tf32, probe, &line);
+    const DeviceKind kind = decide_device(want, T, tf32, probe, names, &line);
     if (!line.empty()) std::printf("%s\n", line.c_str());
     if (kind == DeviceKind::EMULATE) return emulated_device_backend();
     if (kind == DeviceKind::CPU) return host_backend();

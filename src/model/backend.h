@@ -13,8 +13,9 @@
 //                             HAFVT_FAULT=device_alloc@N fails its N-th allocation as a full
 //                             GPU does (InputError "out of device memory", exit 2).
 // `device` decides only where the parameters live; every backend runs the same layer calls.
-// alloc of a device backend throws InputError when the device is out of memory (a configuration
-// too large for it; cuda_malloc names the size, the free and the total memory).
+// alloc of a device backend throws DeviceMemoryError (core/common.h) when the device is out of
+// memory (a configuration too large for it; cuda_malloc names the size, the free and the total
+// memory); the command line adds which settings to lower.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -66,20 +67,24 @@ const Backend* cuda_backend();  // nullptr without CUDA support in the build
 // T x T scores of one head in shared memory (its kMaxT).
 constexpr size_t kCudaMaxT = 64;
 
-// What --device decides, as a pure function of what it looks at (unit-tested in every build):
-// `want` (cpu, cuda, auto or emulate), the model's T, and `probe`, which says whether a CUDA device
-// answers (cuda_device_available; null in a build without CUDA) and is called only when needed.
-// Returns the backend to run on and sets *line to the line to print ("" for none). InputError for
-// another name, for `cuda` with --T above kCudaMaxT (in any build: no GPU could run it), and for
-// `cuda` without a CUDA build or device. `auto` falls back to the CPU, saying why in *line, when
-// there is no CUDA build or device or when --T is above kCudaMaxT.
+// What the device setting decides, as a pure function of what it looks at (unit-tested in every
+// build): `want` (cpu, cuda, auto or emulate), the model's T, and `probe`, which says whether a
+// CUDA device answers (cuda_device_available; null in a build without CUDA) and is called only
+// when needed. Returns the backend to run on and sets *line to the line to print ("" for none).
+// InputError for another name, for `cuda` with T above kCudaMaxT (in any build: no GPU could run
+// it), and for `cuda` without a CUDA build or device. `auto` falls back to the CPU, saying why in
+// *line, when there is no CUDA build or device or when T is above kCudaMaxT. The messages name
+// the settings as the caller names them (`names`: flags, or the keys of a stored configuration).
+struct DeviceSettingNames {
+    std::string device, T, tf32;
+};
 enum class DeviceKind { CPU, CUDA, EMULATE };
 DeviceKind decide_device(const std::string& want, size_t T, bool tf32, bool (*probe)(std::string* why),
-                         std::string* line);
+                         const DeviceSettingNames& names, std::string* line);
 
-// --device for a model of sequence length T: decide_device with this build's probe; prints its
-// line, and sets up the CUDA backend (TF32 or not) when it is chosen.
-const Backend& choose_backend(const std::string& want, bool tf32, size_t T);
+// The device setting for a model of sequence length T: decide_device with this build's probe;
+// prints its line, and sets up the CUDA backend (TF32 or not) when it is chosen.
+const Backend& choose_backend(const std::string& want, bool tf32, size_t T, const DeviceSettingNames& names);
 
 
 // An owning array in a backend's memory (RAII, movable), zeroed when (re)sized.

@@ -173,6 +173,10 @@ static void parse_name_list(const std::string& s, const std::string& name, const
     }
 }
 
+DeviceSettingNames device_setting_names(Source src) {
+    return {setting_name("device", src), setting_name("T", src), setting_name("tf32", src)};
+}
+
 std::string& modality_file(TrainConfig& c, int m, bool ids) {
     HAFVT_CHECK(m != MOD_ID && m < kNumMods, "modality ", m, " has no feature file");
     const Setting& s = setting(ids ? cat(kModNames[m], "_ids") : std::string(kModNames[m]));

@@ -14,6 +14,7 @@
 
 #include "core/flags.h"
 #include "core/json.h"
+#include "model/backend.h"
 #include "model/model.h"
 
 namespace hafvt {
@@ -102,6 +103,9 @@ const Setting& setting(const std::string& key);  // by key; an internal error fo
 enum class Source { FLAGS, STORED };
 // "--flag" for FLAGS, "'key'" for STORED.
 std::string setting_name(const std::string& key, Source src = Source::FLAGS);
+
+// The names of the settings that choose the device (backend.h), for its messages.
+DeviceSettingNames device_setting_names(Source src);
 
 // The flags of hafvt train, from the table.
 std::vector<Flag> train_flags(TrainConfig& c);

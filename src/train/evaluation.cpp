@@ -131,14 +131,13 @@ static std::string dir_of(const std::string& path) {
 }
 
 EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o) {
-    HAFVT_INPUT(!ckpt.empty(), "hafvt eval: --ckpt F is required");
     HAFVT_INPUT(split == "valid" || split == "test", "hafvt eval: --split: expected valid or test, found '", split, "'");
     HAFVT_INPUT(protocol == "full" || protocol == "c2dsr", "hafvt eval: --protocol: expected full or c2dsr, found '", protocol, "'");
     TrainConfig c = config_of_checkpoint(ckpt, o);
     World w;
     load_world(c, w, nullptr);
     SequenceSet set = read_sequences(c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, c.T, false);
-    Model model(w.mc, &w.fz, choose_backend(o.device, false, c.T));  // c.T: the checkpoint's
+    Model model(w.mc, &w.fz, choose_backend(o.device, false, c.T, {setting_name("device"), setting_name("T", Source::STORED), setting_name("tf32")}));  // c.T: the checkpoint's
     load_checkpoint(ckpt, model.params(), nullptr, nullptr);
     model.to_device();
     // the run's saved negatives when they fit this split, else the same draw from the run's seed
@@ -164,7 +163,6 @@ EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const st
 
 std::vector<Recommendation> recommend(const std::string& ckpt, const TrainConfig& o, const std::string& dom, size_t k,
                                       bool exclude_history, const std::vector<std::string>& hist) {
-    HAFVT_INPUT(!ckpt.empty(), "hafvt recommend: --ckpt F is required");
     HAFVT_INPUT(dom == "X" || dom == "Y" || dom == "x" || dom == "y", "hafvt recommend: --domain: expected X or Y, found '", dom, "'");
     HAFVT_INPUT(k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
     TrainConfig c = config_of_checkpoint(ckpt, o);

@@ -111,7 +111,7 @@ int run_train(const TrainConfig& c) {
     Timer total;
     RunFiles run;
     run.dir = c.out;
-    const Backend& backend = choose_backend(c.device, c.tf32, c.T);
+    const Backend& backend = choose_backend(c.device, c.tf32, c.T, device_setting_names(Source::FLAGS));
     const std::string device = backend.name;
 
     // data (SPEC §1)
