@@ -62,7 +62,7 @@ inline const std::string& tiny_dataset() {
 inline std::vector<hafvt::Json> metrics_without_seconds(const std::string& run) {
     std::vector<hafvt::Json> out;
     std::string text = hafvt::read_file(run + "/metrics.jsonl");
-    hafvt::LineReader lr(text);
+    hafvt::LineReader lr(text, run + "/metrics.jsonl");
     for (hafvt::Span line; lr.next(line);) {
         hafvt::Json j = hafvt::Json::parse(line.str(), run);
         hafvt::Json k = hafvt::Json::object();

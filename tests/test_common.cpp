@@ -5,6 +5,7 @@
 
 #include "core/common.h"
 #include "core/tensor.h"
+#include "train/metrics.h"
 #include "test_util.h"
 
 using namespace hafvt;
@@ -95,4 +96,25 @@ TEST_CASE("vexp and vtanh: accurate to float precision over the range the model 
     CHECK(vexp(-1000.0f) >= 0.0f);
     CHECK(vtanh(50.0f) == 1.0f);
     CHECK(vtanh(-50.0f) == -1.0f);
+    // a NaN in is a NaN out, with no undefined shift on the way (UBSan checks it under make debug)
+    volatile float nan_in = NAN;
+    CHECK(std::isnan(vexp(nan_in)));
+    CHECK(std::isnan(vexp(-nan_in)));
+}
+
+TEST_CASE("rank rule: ties and NaN scores count against the target, never for it") {
+    // scores of 5 candidates; the target is item 2
+    std::vector<float> s = {0.1f, 0.5f, 0.3f, 0.3f, NAN};
+    CHECK(rank_full(s.data(), 5, 2, nullptr) == 4);  // 0.5, the tie 0.3 and the NaN rank at or above it
+    const std::vector<int32_t> skip = {4};
+    CHECK(rank_full(s.data(), 5, 2, &skip) == 3);    // the skipped NaN candidate is left out
+    s[2] = NAN;                                      // a NaN target ranks last, not first
+    CHECK(rank_full(s.data(), 5, 2, nullptr) == 5);
+    const int32_t neg[3] = {0, 1, 3};
+    CHECK(rank_sampled(s.data(), 2, neg, 3) == 4);
+    s[2] = 0.2f;
+    CHECK(rank_sampled(s.data(), 2, neg, 3) == 3);   // 0.5 and 0.3 above, 0.1 below
+    RankStats r;
+    r.add(rank_full(s.data(), 5, 2, nullptr));
+    CHECK(std::isfinite(r.mrr));
 }

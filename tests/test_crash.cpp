@@ -144,9 +144,22 @@ TEST_CASE("a non-finite loss stops training, names the step and the term; the la
     unsetenv("HAFVT_FAULT");
     CHECK(bad.status == 1);
     CHECK(bad.out.find("error: the XY loss term is nan at step 57") != std::string::npos);
+    CHECK(bad.out.find("The last good checkpoint is " + run + "/last.safetensors (end of epoch 1)") != std::string::npos);
+    CHECK(bad.out.find("Check the inputs (data, feature files) or try a lower --lr") != std::string::npos);
     CHECK(read_file(run + "/last.safetensors") == before);
     auto eval = run_hafvt("eval --ckpt " + run + "/last.safetensors --split valid --threads 1");
     CHECK_MESSAGE(eval.status == 0, eval.out);
+}
+
+TEST_CASE("a non-finite loss before the first checkpoint says that none was written") {
+    const std::string run = testutil::temp_dir("crash_nan_first") + "/run";
+    setenv("HAFVT_FAULT", "nan_loss@1", 1);
+    auto bad = run_hafvt(joined(train_argv(run, 1)));
+    unsetenv("HAFVT_FAULT");
+    CHECK(bad.status == 1);
+    CHECK(bad.out.find("error: the XY loss term is nan at step 1") != std::string::npos);
+    CHECK(bad.out.find("No checkpoint was written yet.") != std::string::npos);
+    CHECK(bad.out.find("last.safetensors") == std::string::npos);
 }
 
 TEST_CASE("a configuration that needs more memory than the machine has is refused before allocating") {

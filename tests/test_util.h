@@ -82,4 +82,14 @@ void check_model_against_pytorch(const hafvt::Backend& be);
 // tests/test_model.cpp: three training steps and an evaluation on the host backend and on `be`.
 void compare_model_backends(const hafvt::Backend& be, double atol, double rtol);
 
+// Whether this test build runs under AddressSanitizer (make debug), whose shadow memory needs a
+// large address space.
+inline bool sanitized() {
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#else
+    return false;
+#endif
+}
+
 }  // namespace testutil

@@ -18,6 +18,7 @@
 #include "cli/bench_gemm.h"
 #include "formats/checkpoint.h"
 #include "core/common.h"
+#include "core/lines.h"
 #include "train/config.h"
 #include "formats/safetensors.h"
 #include "data/synth.h"
@@ -79,10 +80,12 @@ int cmd_eval(int argc, char** argv) {
         {"device", Kind::STR, &o.device, "cpu, cuda or auto (default: CUDA when a device answers)"},
     };
     add_feature_flags(flags, o);
-    o.eval_batch = 0;
+    o.eval_batch = kUnsetSize;  // the run's unless given
     if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;
-    if (o.threads > 0) omp_set_num_threads(o.threads);
     HAFVT_INPUT(!ckpt.empty(), "hafvt eval: --ckpt F is required");
+    HAFVT_INPUT(o.threads >= 0 && o.threads <= setting_range::kMaxThreads, "--threads: expected 0..",
+                setting_range::kMaxThreads, " (0 = every core), found ", o.threads);
+    if (o.threads > 0) omp_set_num_threads(o.threads);
     EvalOutcome e = run_eval(ckpt, split, protocol, o);
     std::printf("%s", format_results({e.result}).c_str());
     std::printf("%zu lines in %.1f s (%.0f lines/s)\n", e.lines, e.seconds, (double)e.lines / e.seconds);
@@ -92,6 +95,37 @@ int cmd_eval(int argc, char** argv) {
 }  // namespace
 
 namespace {
+
+// The history of `recommend` from stdin: tokens separated by blanks or newlines, read up to 16 MiB
+// (a history is a few items; /dev/zero or a binary file is refused, not read forever), and text
+// only (a NUL or another control byte is refused with its line and column).
+std::vector<std::string> read_history_stdin() {
+    constexpr size_t kMaxBytes = (size_t)16 << 20;
+    std::string text;
+    char buf[1 << 16];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) {
+        for (size_t i = 0; i < n; i++) {  // refused as it arrives: /dev/zero is not read for 16 MiB
+            const unsigned char c = (unsigned char)buf[i];
+            HAFVT_INPUT(c >= 0x20 || c == '\t' || c == '\n' || c == '\r', "stdin: byte ", text.size() + i,
+                        ": expected a history of ASINs or merged ids (text), found the control byte ", byte_hex(c));
+        }
+        text.append(buf, n);
+        HAFVT_INPUT(text.size() <= kMaxBytes, "stdin: expected a history of at most 16 MiB of ASINs or merged ids, found more");
+    }
+    std::vector<std::string> hist;
+    LineReader lr(text, "stdin");
+    for (Span line; lr.next(line);) {
+        size_t i = 0;
+        while (i < line.n) {
+            while (i < line.n && (line.p[i] == ' ' || line.p[i] == '\t')) i++;
+            const size_t start = i;
+            while (i < line.n && line.p[i] != ' ' && line.p[i] != '\t') i++;
+            if (i > start) hist.emplace_back(line.p + start, i - start);
+        }
+    }
+    return hist;
+}
 
 int cmd_recommend(int argc, char** argv) {
     TrainConfig o;
@@ -106,14 +140,12 @@ int cmd_recommend(int argc, char** argv) {
         {"exclude-history", Kind::BOOL, &exclude, "do not recommend items of the history"},
     };
     add_feature_flags(flags, o);
+    o.eval_batch = kUnsetSize;  // not a flag of recommend: the run's
     std::vector<std::string> hist;
     if (!parse_flags("recommend", "--ckpt F --data DIR --domain X|Y --k 10 [ITEM ...]  (ITEMs: ASINs or merged ids; "
                      "read from stdin when none are given)", argc, argv, flags, &hist)) return 0;
     HAFVT_INPUT(!ckpt.empty(), "hafvt recommend: --ckpt F is required");
-    if (hist.empty()) {
-        std::string tok;
-        while (std::cin >> tok) hist.push_back(tok);
-    }
+    if (hist.empty()) hist = read_history_stdin();
     std::vector<Recommendation> top = recommend(ckpt, o, dom, k, exclude, hist);
     std::printf("rank\tmerged_id\tasin\tscore\n");
     for (const Recommendation& r : top) std::printf("%zu\t%zu\t%s\t%.6g\n", r.rank, r.merged_id, r.asin.c_str(), r.score);
@@ -159,16 +191,17 @@ int main(int argc, char** argv) {
         HAFVT_FAIL_INPUT("hafvt: unknown command '", cmd, "'; expected one of synth, train, eval, recommend, info, "
                          "text-features, bench-gemm (see hafvt --help)");
     } catch (const DeviceMemoryError& e) {
-        std::fprintf(stderr, "error: %s; try a smaller --batch or --eval-batch %s\n", e.message.c_str(), e.place.c_str());
+        std::fprintf(stderr, "error: %s; try a smaller --batch or --eval-batch %s\n", printable(e.message).c_str(),
+                     e.place.c_str());
         return 2;
     } catch (const InputError& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
+        std::fprintf(stderr, "error: %s\n", printable(e.what()).c_str());
         return 2;
     } catch (const std::bad_alloc&) {
         std::fprintf(stderr, "error: out of memory; try a smaller --batch or --eval-batch\n");
         return 1;
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "internal error: %s\n", e.what());
+        std::fprintf(stderr, "internal error: %s\n", printable(e.what()).c_str());
         return 1;
     }
 }

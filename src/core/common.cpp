@@ -48,10 +48,8 @@ AtomicFile::AtomicFile(const std::string& path) : path_(path) {
 }
 
 AtomicFile::~AtomicFile() {
-    if (f_) {
-        std::fclose(f_);
-        std::remove(tmp_.c_str());
-    }
+    if (f_) std::fclose(f_);
+    if (f_ || finished_) std::remove(tmp_.c_str());  // not committed: the temporary goes
 }
 
 void AtomicFile::write(const void* data, size_t bytes) {
@@ -61,14 +59,31 @@ void AtomicFile::write(const void* data, size_t bytes) {
 }
 
 void AtomicFile::commit() {
+    finish();
+    rename_into_place();
+}
+
+void AtomicFile::finish() {
     HAFVT_CHECK(f_, "double commit of ", path_);
     bool ok = std::fflush(f_) == 0 && fsync(fileno(f_)) == 0;
     ok = (std::fclose(f_) == 0) && ok;
     f_ = nullptr;
+    finished_ = true;
     if (!ok) {
         std::remove(tmp_.c_str());
+        finished_ = false;
         HAFVT_FAIL_INPUT(path_, ": could not finish writing (", std::strerror(errno), ")");
     }
+}
+
+void commit_together(const std::vector<AtomicFile*>& files) {
+    for (AtomicFile* f : files) f->finish();  // every file written out before any is renamed
+    for (AtomicFile* f : files) f->rename_into_place();
+}
+
+void AtomicFile::rename_into_place() {
+    HAFVT_CHECK(finished_, "rename of ", path_, " before finish");
+    finished_ = false;
     if (fault_injected("before_rename")) {
         std::remove(tmp_.c_str());
         HAFVT_FAIL_INPUT(path_, ": fault injected before rename (HAFVT_FAULT=before_rename)");
@@ -85,10 +100,23 @@ void write_file_atomic(const std::string& path, const std::string& contents) {
     f.commit();
 }
 
+// What a file that is not a regular file is, for messages.
+static const char* file_kind(mode_t m) {
+    if (S_ISCHR(m)) return "a character device";
+    if (S_ISBLK(m)) return "a block device";
+    if (S_ISFIFO(m)) return "a FIFO";
+    if (S_ISSOCK(m)) return "a socket";
+    if (S_ISDIR(m)) return "a directory";
+    return "a special file";
+}
+
 std::string read_file(const std::string& path) {
     struct stat st;
     HAFVT_INPUT(stat(path.c_str(), &st) == 0, path, ": cannot open (", std::strerror(errno), ")");
     HAFVT_INPUT(!S_ISDIR(st.st_mode), path, ": expected a file, found a directory");
+    // a device, FIFO or socket has no size to bound the read by (/dev/zero never ends, a FIFO may
+    // block forever): every input of this program is a regular file
+    HAFVT_INPUT(S_ISREG(st.st_mode), path, ": expected a regular file, found ", file_kind(st.st_mode));
     std::FILE* f = std::fopen(path.c_str(), "rb");
     HAFVT_INPUT(f, path, ": cannot open (", std::strerror(errno), ")");
     std::string s;
@@ -99,6 +127,38 @@ std::string read_file(const std::string& path) {
     std::fclose(f);
     HAFVT_INPUT(!err, path, ": read error");
     return s;
+}
+
+std::string byte_hex(unsigned char c) {
+    const char* d = "0123456789abcdef";
+    return cat("0x", d[c >> 4], d[c & 15]);
+}
+
+std::string printable(const std::string& s) {
+    std::string out;
+    const char* d = "0123456789abcdef";
+    size_t i = 0;
+    while (i < s.size()) {
+        const unsigned char c = (unsigned char)s[i];
+        size_t len = 0;  // the length of the valid UTF-8 sequence starting at i (0: none)
+        if ((c >= 0x20 && c < 0x7f) || c == '\t') len = 1;
+        else if (c >= 0xc2 && c <= 0xf4) {
+            const size_t want = c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
+            bool ok = i + want <= s.size();
+            for (size_t k = 1; ok && k < want; k++) ok = ((unsigned char)s[i + k] & 0xc0) == 0x80;
+            len = ok ? want : 0;
+        }
+        if (len) {
+            out.append(s, i, len);
+            i += len;
+        } else {
+            out += "\\x";
+            out += d[c >> 4];
+            out += d[c & 15];
+            i++;
+        }
+    }
+    return out;
 }
 
 }  // namespace hafvt

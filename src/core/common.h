@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <sstream>
+#include <vector>
 #include <stdexcept>
 #include <string>
 
@@ -139,16 +140,30 @@ public:
     AtomicFile& operator=(const AtomicFile&) = delete;
     void write(const void* data, size_t bytes);
     void write(const std::string& s) { write(s.data(), s.size()); }
-    void commit();
+    void commit();  // finish() then rename_into_place()
+    void finish();             // flush, sync and close the temporary
+    void rename_into_place();  // after finish(): rename the temporary to the path
 
 private:
     std::string path_, tmp_;
     std::FILE* f_ = nullptr;
+    bool finished_ = false;  // finished, not yet renamed
 };
+
+// Commits several files as one: all are written out first, then all renamed, so that a failure
+// while writing leaves none of them (a command with several outputs commits all or nothing).
+void commit_together(const std::vector<AtomicFile*>& files);
 
 // Writes a whole file atomically.
 void write_file_atomic(const std::string& path, const std::string& contents);
 // Reads a whole file; InputError naming the file when it cannot be read or is a directory.
 std::string read_file(const std::string& path);
+
+// One byte in hex for messages: "0x00".
+std::string byte_hex(unsigned char c);
+// A message made safe to print: control bytes other than tab, DEL and bytes that are not part of
+// valid UTF-8 become \xNN, valid UTF-8 is kept. Every error line goes through it (cli/main.cpp), so input
+// bytes quoted in a message never reach the terminal raw.
+std::string printable(const std::string& s);
 
 }  // namespace hafvt

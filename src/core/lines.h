@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include "core/common.h"
+
 namespace hafvt {
 
 // A borrowed slice of the file text; parsing never copies a token into a std::string.
@@ -18,13 +20,16 @@ struct Span {
 // Walks a file's text line by line: strips a trailing '\r' (CRLF files) and, with strip_blanks,
 // trailing tabs and spaces too; handles a missing final newline (a final newline ends the text,
 // it does not start an empty line). `line_no` is the 1-based number of the last line returned.
+// Text is text: a line holding a control byte other than tab (a NUL, an escape sequence, a stray
+// '\r') is refused with InputError naming `path`, the line and the column.
 struct LineReader {
     const char* cur;
     const char* end;
+    std::string path;
     bool strip_blanks;
     size_t line_no = 0;
-    explicit LineReader(const std::string& text, bool strip_blanks_ = true)
-        : cur(text.data()), end(text.data() + text.size()), strip_blanks(strip_blanks_) {}
+    LineReader(const std::string& text, std::string path_, bool strip_blanks_ = true)
+        : cur(text.data()), end(text.data() + text.size()), path(std::move(path_)), strip_blanks(strip_blanks_) {}
     bool done() const { return cur >= end; }  // no line left
     bool next(Span& line) {
         if (done()) return false;
@@ -40,6 +45,12 @@ struct LineReader {
         }
         cur = nl ? nl + 1 : end;
         line_no++;
+        for (size_t i = 0; i < line.n; i++) {
+            const unsigned char c = (unsigned char)line.p[i];
+            if ((c < 0x20 && c != '\t') || c == 0x7f)
+                HAFVT_FAIL_INPUT(path, ":", line_no, ": column ", i + 1, ": expected text, found the control byte ",
+                                 byte_hex(c));
+        }
         return true;
     }
 };

@@ -83,7 +83,7 @@ std::string quote(Span s) {
 // `first_id` on; returns the number of items.
 size_t read_item_list(const std::string& path, int32_t first_id, ItemCatalog& cat) {
     std::string text = read_file(path);
-    LineReader lr(text);
+    LineReader lr(text, path);
     Span line;
     size_t count = 0;
     while (lr.next(line)) {
@@ -155,7 +155,7 @@ SequenceSet parse_sequences(const std::string& text, const std::string& path, co
 
     const int64_t n_items = (int64_t)cat.num_items();
     std::vector<std::pair<int64_t, int32_t>> toks;  // (timestamp, merged id) of one line
-    LineReader lr(text);
+    LineReader lr(text, path);
     Span line;
     while (lr.next(line)) {
         if (line.empty()) continue;

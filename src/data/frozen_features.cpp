@@ -14,13 +14,13 @@ namespace hafvt {
 static void check_alignment(const std::string& ids_path, const ItemCatalog& cat) {
     std::string text = read_file(ids_path);
     size_t row = 0;
-    LineReader lr(text, false);
+    LineReader lr(text, ids_path, false);
     for (Span s; lr.next(s);) {
         const std::string line = s.str();
-        if (line.empty() && lr.done()) break;  // a blank last line
-        HAFVT_INPUT(row < cat.num_items(), ids_path, ": line ", row + 1, ": expected ", cat.num_items(),
+        if (line.empty()) continue;  // blank lines are skipped, as in the sequence files
+        HAFVT_INPUT(row < cat.num_items(), ids_path, ": line ", lr.line_no, ": expected ", cat.num_items(),
                     " ASINs (Alist then Blist), found more");
-        HAFVT_INPUT(line == cat.asin[row], ids_path, ": line ", row + 1, " (row ", row,
+        HAFVT_INPUT(line == cat.asin[row], ids_path, ": line ", lr.line_no, " (row ", row,
                     "): expected ASIN '", cat.asin[row], "' (", row < cat.NX ? "Alist" : "Blist",
                     "), found '", line.substr(0, 60), "'");
         row++;
@@ -58,9 +58,14 @@ FeatureInfo load_features(Buffer& table, const std::string& npy_path, const std:
             info.zero_rows++;  // missing feature: the row stays zero and its cosine is 0
             continue;
         }
-        float inv = (float)(1.0 / std::sqrt(s));
         float* o = table.data() + i * e;
-        for (size_t c = 0; c < e; c++) o[c] = x[c] * inv;
+        const float inv = (float)(1.0 / std::sqrt(s));
+        if (std::isfinite(inv)) {
+            for (size_t c = 0; c < e; c++) o[c] = x[c] * inv;
+        } else {  // a row of tiny values (1e-41): the inverse norm overflows a float; divide in double
+            const double norm = std::sqrt(s);
+            for (size_t c = 0; c < e; c++) o[c] = (float)((double)x[c] / norm);
+        }
     }
     return info;
 }

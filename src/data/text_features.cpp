@@ -92,7 +92,7 @@ void read_titles(TitleSet& set, const std::string& path, const ItemCatalog& cat)
         set.origin.assign(NI, "");
     }
     std::string text = read_file(path);
-    LineReader lr(text, false);  // a title keeps its own trailing blanks
+    LineReader lr(text, path, false);  // a title keeps its own trailing blanks
     for (Span s; lr.next(s);) {
         const size_t line_no = lr.line_no;
         const std::string line = s.str();
@@ -258,11 +258,15 @@ int text_features_main(int argc, char** argv) {
         if (nz) have[i < cat.NX ? 0 : 1]++;
         else if (!set.title[i].empty()) wordless++;
     }
-    npy_write_f32(out, feats.data(), {cat.num_items(), (size_t)dim});
+    // both outputs or neither: both temporaries are opened (an unwritable path fails here, before
+    // anything is written), filled, then renamed together
+    AtomicFile npy_file(out), ids_file(ids_out);
+    npy_write_f32(npy_file, out, feats.data(), {cat.num_items(), (size_t)dim});
     std::string ids;
     ids.reserve(cat.num_items() * 11);
     for (const std::string& a : cat.asin) ids += a + "\n";
-    write_file_atomic(ids_out, ids);
+    ids_file.write(ids);
+    commit_together({&npy_file, &ids_file});
 
     std::printf("read %zu titles from %zu file(s)\n", set.rows, titles.size());
     if (wordless) std::printf("%zu titles have no letter or digit: zero rows\n", wordless);

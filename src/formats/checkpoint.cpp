@@ -2,6 +2,7 @@
 #include "formats/checkpoint.h"
 
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 
 #include "core/common.h"
@@ -85,6 +86,9 @@ void load_checkpoint(const std::string& path, TensorTable& params, TensorTable* 
             HAFVT_INPUT(e.shape == x.dims(), path, ": tensor '", name, "': expected shape ", x.shape_str(),
                         ", found ", found, "] (was the checkpoint written for other data or settings?)");
             std::vector<float> data = f.read_f32(name);
+            for (size_t k = 0; k < data.size(); k++)
+                HAFVT_INPUT(std::isfinite(data[k]), path, ": tensor '", name, "' element ", k,
+                            ": expected a finite number, found ", data[k]);
             std::memcpy(x.data, data.data(), data.size() * sizeof(float));
         }
     };

@@ -279,7 +279,7 @@ std::vector<int32_t> npy_decode_i32(const std::string& bytes, const std::string&
 namespace {
 
 // Version 1.0 header padded with spaces so that the payload starts at a multiple of 64 bytes.
-void npy_write(const std::string& path, const char* descr, const void* data, size_t itemsize,
+void npy_write(AtomicFile& f, const std::string& path, const char* descr, const void* data, size_t itemsize,
                const std::vector<size_t>& shape) {
     size_t n = 1;
     for (size_t d : shape) {
@@ -298,21 +298,27 @@ void npy_write(const std::string& path, const char* descr, const void* data, siz
     head += '\x00';
     head += (char)(dict.size() & 0xff);
     head += (char)(dict.size() >> 8);
-    AtomicFile f(path);
     f.write(head);
     f.write(dict);
     f.write(data, n * itemsize);
-    f.commit();
 }
 
 }  // namespace
 
 void npy_write_f32(const std::string& path, const float* data, const std::vector<size_t>& shape) {
-    npy_write(path, "<f4", data, 4, shape);
+    AtomicFile f(path);
+    npy_write(f, path, "<f4", data, 4, shape);
+    f.commit();
+}
+
+void npy_write_f32(AtomicFile& f, const std::string& path, const float* data, const std::vector<size_t>& shape) {
+    npy_write(f, path, "<f4", data, 4, shape);
 }
 
 void npy_write_i32(const std::string& path, const int32_t* data, const std::vector<size_t>& shape) {
-    npy_write(path, "<i4", data, 4, shape);
+    AtomicFile f(path);
+    npy_write(f, path, "<i4", data, 4, shape);
+    f.commit();
 }
 
 }  // namespace hafvt

@@ -6,6 +6,8 @@
 
 namespace hafvt {
 
+class AtomicFile;  // core/common.h
+
 struct NpyHeader {
     int major = 1, minor = 0;      // format version
     std::string descr;             // e.g. "<f4"
@@ -31,6 +33,8 @@ std::vector<int32_t> npy_decode_i32(const std::string& bytes, const std::string&
 
 // Write version-1.0 files (<f4 / <i4, C order) through AtomicFile (temporary name + rename).
 void npy_write_f32(const std::string& path, const float* data, const std::vector<size_t>& shape);
+// The same into an open AtomicFile at `path`, left for the caller to commit (with its other outputs).
+void npy_write_f32(AtomicFile& f, const std::string& path, const float* data, const std::vector<size_t>& shape);
 void npy_write_i32(const std::string& path, const int32_t* data, const std::vector<size_t>& shape);
 
 // A shape as numpy prints it: "(5, 3)", "(7,)", "()".

@@ -76,6 +76,9 @@ StEntry parse_entry(const std::string& name, const Json& j, const std::string& p
     }
     e.begin = json_size(offs->as_array()[0], path, name, "data_offsets");
     e.end = json_size(offs->as_array()[1], path, name, "data_offsets");
+    HAFVT_INPUT(e.begin > e.end || e.end <= data_size, path, ": truncated (or a corrupt header): tensor '", name,
+                "' has data_offsets [", e.begin, ", ", e.end, "], expected end <= ", data_size,
+                ", the bytes the data section holds");
     HAFVT_INPUT(e.begin <= e.end && e.end <= data_size, path, ": tensor '", name, "': data_offsets [",
                 e.begin, ", ", e.end, "] must satisfy begin <= end <= ", data_size,
                 " (the size of the data section)");

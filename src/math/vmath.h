@@ -30,7 +30,9 @@ inline float vexp(float x) {
     p = p * g + 0.5f;
     p = p * g + 1.0f;
     p = p * g + 1.0f;
-    return p * __builtin_bit_cast(float, (ni + 127) << 23);  // times 2^n
+    // times 2^n: the exponent field built in unsigned arithmetic (a NaN x leaves ni arbitrary,
+    // and a signed shift of it would be undefined; the product is NaN either way)
+    return p * __builtin_bit_cast(float, (uint32_t)(ni + 127) << 23);
 }
 
 // tanh(u) = 1 - 2 / (exp(2u) + 1), odd-symmetric evaluation for accuracy near 0 is not needed at

@@ -229,16 +229,24 @@ void validate_config(const TrainConfig& c0, Source src) {
     }
     // -1 is the "unset" default; any other negative weight is a mistake, not a default
     const std::string ab = cat(N("alpha"), "/", N("beta"));
-    HAFVT_INPUT((c.alpha == -1 || c.alpha >= 0) && (c.beta == -1 || c.beta >= 0), ab, ": expected weights in [0, 1], found ",
-                c.alpha, " and ", c.beta);
+    // (each value named on its own: the other may be the unset -1, or come from a checkpoint)
+    HAFVT_INPUT(c.alpha == -1 || (c.alpha >= 0 && c.alpha <= 1), ab, ": expected weights in [0, 1], found ", c.alpha, " for ", N("alpha"));
+    HAFVT_INPUT(c.beta == -1 || (c.beta >= 0 && c.beta <= 1), ab, ": expected weights in [0, 1], found ", c.beta, " for ", N("beta"));
     float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
-    HAFVT_INPUT(a <= 1.0f && b <= 1.0f, ab, ": expected weights in [0, 1], found ", a, " and ", b);
-    HAFVT_INPUT(a + b <= 1.0f + 1e-6f, N("alpha"), " ", a, " + ", N("beta"), " ", b, " = ", a + b,
-                ": expected a sum of at most 1 (the text weight is 1 - alpha - beta)");
+    auto weight_text = [&](const char* key, float v, bool unset) { return cat(N(key), " ", v, unset ? " (the default)" : ""); };
+    HAFVT_INPUT(a + b <= 1.0f + 1e-6f, weight_text("alpha", a, c.alpha < 0), " + ", weight_text("beta", b, c.beta < 0), " = ",
+                a + b, ": expected a sum of at most 1 (the text weight is 1 - alpha - beta)");
     const ModelConfig mc = resolve_model_config(c, 0, 0);
     bool any = false;
     for (int m = 0; m < kNumMods; m++) any = any || mc.mods[m];
-    HAFVT_INPUT(any, ab, ": every enabled modality has weight 0");
+    if (!any) {
+        const float w[kNumMods] = {a, b, std::max(0.0f, 1.0f - a - b)};  // as resolve_model_config weighs them
+        std::string on;
+        for (int m = 0; m < kNumMods; m++)
+            if (mods[m]) on += cat(on.empty() ? "" : ", ", kModNames[m], " ", w[m]);
+        HAFVT_FAIL_INPUT(ab, ": expected a positive weight for at least one enabled modality, found ", on,
+                         " (the txt weight is 1 - alpha - beta)");
+    }
 }
 
 ModelConfig resolve_model_config(const TrainConfig& c, size_t NX, size_t NY) {

@@ -53,7 +53,7 @@ namespace hafvt {
     X("epochs", epochs, size_t, 100, SIZE, 1, 100000, false, false, "1..100000", nullptr, "max epochs (default 100)", true, false) \
     X("patience", patience, size_t, 10, SIZE, 1, kInf, false, false, "at least 1", nullptr, "early stopping: evaluations without improvement (default 10)", true, false) \
     X("eval-every", eval_every, size_t, 1, SIZE, 1, kInf, false, false, "at least 1", nullptr, "validate every N epochs (default 1)", true, false) \
-    X("loss-window", loss_window, int, 0, INT, kNone, kNoneHi, false, false, nullptr, nullptr, "supervise only the last K positions of each view (default all)", true, true) \
+    X("loss-window", loss_window, int, 0, INT, 0, 1 << 20, false, false, "0 (every position) or a positive count", nullptr, "supervise only the last K positions of each view (default all)", true, true) \
     X("seed", seed, uint64_t, 2040, U64, kNone, kNoneHi, false, false, nullptr, nullptr, "seed of every random draw (default 2040)", true, true) \
     /* evaluation */ \
     X("protocol", protocol, std::string, "full", STR, kNone, kNoneHi, false, false, nullptr, "full,c2dsr", "protocol that selects the best epoch: full (default) or c2dsr", true, false) \
@@ -62,7 +62,7 @@ namespace hafvt {
     X("tail-max", tail_max, size_t, 5, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "targets seen at most this often in training count as tail (default 5)", true, false) \
     /* running */ \
     X("resume", resume, bool, false, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "continue the run in --out from its last checkpoint", false, false) \
-    X("threads", threads, int, 0, INT, kNone, kNoneHi, false, false, nullptr, nullptr, "CPU threads (default: all)", false, false) \
+    X("threads", threads, int, 0, INT, 0, kMaxThreads, false, false, "0..1024 (0 = every core)", nullptr, "CPU threads (default: all)", false, false) \
     X("log-every", log_every, size_t, 0, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "progress line every N steps (default: ten per epoch)", false, false) \
     X("max-steps", max_steps, size_t, 0, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "stop after N optimizer steps (benchmarks)", false, false) \
     X("skip-test", skip_test, bool, false, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "do not evaluate the test split at the end", false, false) \
@@ -72,6 +72,7 @@ namespace hafvt {
 namespace setting_range {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kNone = 1, kNoneHi = 0;  // lo > hi: no range
+constexpr int kMaxThreads = 1024;
 }  // namespace setting_range
 
 struct TrainConfig {

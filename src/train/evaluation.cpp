@@ -8,6 +8,9 @@
 #include <cstdlib>
 
 #include "model/backend.h"
+#include "formats/safetensors.h"
+#include "model/params.h"
+#include "train/run_dir.h"
 #include "formats/checkpoint.h"
 #include "core/common.h"
 
@@ -102,11 +105,16 @@ Json eval_json(const EvalResult& r, long epoch, long step, const LossTerms* loss
 }
 
 // The run configuration stored in a checkpoint, with --data/--img/--txt overrides.
-TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides) {
+TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides, std::string* catalog_fingerprint) {
     std::string cfg_s;
     TrainState st;
     read_checkpoint_meta(ckpt, &cfg_s, &st);
-    TrainConfig c = config_from_json(Json::parse(cfg_s, ckpt + " (config)"), ckpt);
+    const Json stored = Json::parse(cfg_s, ckpt + " (config)");
+    TrainConfig c = config_from_json(stored, ckpt);
+    if (catalog_fingerprint) {
+        const Json* fp = stored.get("catalog_fingerprint");
+        *catalog_fingerprint = fp && fp->is_string() ? fp->as_string() : "";
+    }
     // a hand-edited or foreign config must not reach the model's internal checks: a checkpoint
     // problem, named by the stored keys
     try {
@@ -120,9 +128,44 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
             if (m != MOD_ID && !modality_file(overrides, m, ids).empty()) modality_file(c, m, ids) = modality_file(overrides, m, ids);
     if (overrides.alpha != -1) c.alpha = overrides.alpha;
     if (overrides.beta != -1) c.beta = overrides.beta;
-    if (overrides.eval_batch > 0) c.eval_batch = overrides.eval_batch;
+    if (overrides.eval_batch != kUnsetSize) c.eval_batch = overrides.eval_batch;
     validate_config(c, Source::FLAGS);  // with the flags the user typed
     return c;
+}
+
+// What eval and recommend check before they build the model: that the catalog is the one the
+// checkpoint was trained on (same ASINs, not only the same counts; checkpoints that predate the
+// catalog fingerprint are taken as they are), that the stored configuration describes the stored
+// tensors (a configuration edited to claim a larger model is refused before anything of its size
+// is allocated), and that the model and an evaluation batch fit the memory available.
+static void check_before_model(const std::string& ckpt, const TrainConfig& c, const World& w,
+                               const std::string& catalog_fingerprint) {
+    HAFVT_INPUT(catalog_fingerprint.empty() || catalog_fingerprint == w.catalog_fingerprint, c.data,
+                ": expected the catalog (Alist.txt, Blist.txt) that ", ckpt, " was trained on (fingerprint ",
+                catalog_fingerprint, "), found another one with ", w.cat.NX, " + ", w.cat.NY, " items (fingerprint ",
+                w.catalog_fingerprint, ")");
+    const StFile f = safetensors_read(ckpt);
+    for (const ParamSpec& s : param_specs(w.mc)) {
+        auto shape_text = [](const std::vector<size_t>& v) {
+            std::string t = "[";
+            for (size_t k = 0; k < v.size(); k++) t += cat(k ? ", " : "", v[k]);
+            return t + "]";
+        };
+        HAFVT_INPUT(f.has(s.name), ckpt, ": tensor '", s.name, "' missing (the stored configuration implies it: ",
+                    "was the checkpoint written with other settings, or its configuration edited?)");
+        const std::vector<size_t>& found = f.entry(s.name).shape;
+        HAFVT_INPUT(found == s.shape, ckpt, ": tensor '", s.name, "': expected shape ", shape_text(s.shape),
+                    " (from the stored configuration), found ", shape_text(found), " (was the configuration edited?)");
+    }
+    const double MiB = 1048576.0;
+    size_t mods = 0;
+    for (int m = 0; m < kNumMods; m++) mods += w.mc.mods[m];
+    const double need = 2.0 * (double)count_params(w.mc) * sizeof(float) +  // parameters and gradients
+                        (double)Model::estimate_bytes(w.mc, c.eval_batch, 0) +
+                        (double)(mods + 2) * c.eval_batch * std::max(w.mc.NX, w.mc.NY) * sizeof(float);
+    const double have = available_bytes();
+    HAFVT_INPUT(need <= have, "memory: scoring with ", ckpt, " needs about ", (long)(need / MiB), " MiB, expected at most the ",
+                (long)(have / MiB), " MiB available; try a smaller ", setting_name("eval_batch"), " (now ", c.eval_batch, ")");
 }
 
 static std::string dir_of(const std::string& path) {
@@ -133,19 +176,21 @@ static std::string dir_of(const std::string& path) {
 EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o) {
     HAFVT_INPUT(split == "valid" || split == "test", "hafvt eval: --split: expected valid or test, found '", split, "'");
     HAFVT_INPUT(protocol == "full" || protocol == "c2dsr", "hafvt eval: --protocol: expected full or c2dsr, found '", protocol, "'");
-    TrainConfig c = config_of_checkpoint(ckpt, o);
+    std::string catalog_fp;
+    TrainConfig c = config_of_checkpoint(ckpt, o, &catalog_fp);
     World w;
     load_world(c, w, nullptr);
+    const Backend& backend =  // c.T: the checkpoint's
+        choose_backend(o.device, false, c.T, {setting_name("device"), setting_name("T", Source::STORED), setting_name("tf32")});
+    check_before_model(ckpt, c, w, catalog_fp);
     SequenceSet set = read_sequences(c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, c.T, false);
-    Model model(w.mc, &w.fz, choose_backend(o.device, false, c.T, {setting_name("device"), setting_name("T", Source::STORED), setting_name("tf32")}));  // c.T: the checkpoint's
+    Model model(w.mc, &w.fz, backend);
     load_checkpoint(ckpt, model.params(), nullptr, nullptr);
     model.to_device();
     // the run's saved negatives when they fit this split, else the same draw from the run's seed
     std::vector<int32_t> neg;
     std::string neg_path = dir_of(ckpt) + "/negatives_" + split + ".npy";
-    FILE* probe = std::fopen(neg_path.c_str(), "rb");
-    if (probe) {
-        std::fclose(probe);
+    if (file_exists(neg_path)) {  // read_file refuses it if it is not a regular file
         neg = load_negatives(neg_path, set, w.cat);
     } else {
         neg = draw_negatives(set, w.cat, c.seed, split == "valid" ? 0 : 1);
@@ -165,9 +210,11 @@ std::vector<Recommendation> recommend(const std::string& ckpt, const TrainConfig
                                       bool exclude_history, const std::vector<std::string>& hist) {
     HAFVT_INPUT(dom == "X" || dom == "Y" || dom == "x" || dom == "y", "hafvt recommend: --domain: expected X or Y, found '", dom, "'");
     HAFVT_INPUT(k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
-    TrainConfig c = config_of_checkpoint(ckpt, o);
+    std::string catalog_fp;
+    TrainConfig c = config_of_checkpoint(ckpt, o, &catalog_fp);
     World w;
     load_world(c, w, nullptr);
+    check_before_model(ckpt, c, w, catalog_fp);
     HAFVT_INPUT(!hist.empty(), "hafvt recommend: expected a history of ASINs or merged ids (arguments or stdin), found none");
     std::vector<int32_t> ids;
     for (size_t i = 0; i < hist.size(); i++) {

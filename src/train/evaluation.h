@@ -26,7 +26,11 @@ Json eval_json(const EvalResult& r, long epoch, long step, const LossTerms* loss
 // The run configuration stored in a checkpoint, with the overrides of eval and recommend
 // (--data, --img, --txt, their alignment files, --alpha, --beta, --eval-batch); InputError naming
 // the checkpoint when the stored configuration is invalid.
-TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides);
+// A size override that was not given (eval_batch of `overrides`; 0 is a value, refused as such).
+constexpr size_t kUnsetSize = ~(size_t)0;
+// With catalog_fingerprint, also the stored fingerprint of the catalog ("" when the checkpoint has none).
+TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides,
+                                 std::string* catalog_fingerprint = nullptr);
 
 // `hafvt eval`: the checkpoint on the valid or test split under one protocol. `o` holds the
 // overrides of config_of_checkpoint plus exclude_history and device.

@@ -28,23 +28,26 @@ RankStats RankStats::finalized() const {
     return r;
 }
 
+// Whether a candidate of score s ranks at or above a target of score st: unless it is strictly
+// lower. Ties count against the target, and so does a NaN on either side (a NaN target ranks last).
+static inline bool at_or_above(float s, float st) { return !(s < st); }
+
 size_t rank_full(const float* scores, size_t V, int32_t target, const std::vector<int32_t>* skip) {
     const float st = scores[target];
-    size_t better = 0;
-    for (size_t j = 0; j < V; j++) better += scores[j] >= st;
-    better -= 1;  // the target itself
+    size_t above = 0;
+    for (size_t j = 0; j < V; j++) above += (int32_t)j != target && at_or_above(scores[j], st);
     if (skip) {
         for (int32_t s : *skip)
-            if (s != target && scores[s] >= st) better--;
+            if (s != target && at_or_above(scores[s], st)) above--;
     }
-    return better + 1;
+    return above + 1;
 }
 
 size_t rank_sampled(const float* scores, int32_t target, const int32_t* negatives, size_t n_neg) {
     const float st = scores[target];
-    size_t better = 0;
-    for (size_t k = 0; k < n_neg; k++) better += scores[negatives[k]] >= st;
-    return better + 1;
+    size_t above = 0;
+    for (size_t k = 0; k < n_neg; k++) above += at_or_above(scores[negatives[k]], st);
+    return above + 1;
 }
 
 std::vector<int32_t> draw_negatives(const SequenceSet& set, const ItemCatalog& cat, uint64_t seed,

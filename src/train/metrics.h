@@ -18,7 +18,8 @@ struct RankStats {
 };
 
 // rank = 1 + #{c != target : score(c) >= score(target)}: ties count against the target, so a
-// constant model gets the worst rank. `skip` (sorted local ids, may be null) are left out.
+// constant model gets the worst rank; so does a NaN score on either side (a candidate counts
+// unless its score is strictly lower), so a NaN never ranks the target better. `skip` (sorted local ids, may be null) are left out.
 size_t rank_full(const float* scores, size_t V, int32_t target, const std::vector<int32_t>* skip);
 // The same rule over the target and its sampled negatives (local ids, may repeat).
 size_t rank_sampled(const float* scores, int32_t target, const int32_t* negatives, size_t n_neg);

@@ -28,10 +28,12 @@ namespace hafvt {
 
 // ---- data ------------------------------------------------------------------------------------
 
-static uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) {
-    for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+static uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull) {
+    const unsigned char* p = static_cast<const unsigned char*>(data);
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
     return h;
 }
+static uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) { return fnv1a(s.data(), s.size(), h); }
 
 void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
     w.cat = read_catalog(c.data);
@@ -51,8 +53,17 @@ void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
     w.fz.e = mc.e;
     // head/tail split of the targets: occurrences of each item in the training file
     w.train_count.assign(w.cat.num_items(), 0);
+    auto hex = [](uint64_t x) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)x);
+        return std::string(buf);
+    };
     uint64_t h = fnv1a(cat(w.cat.NX, "/", w.cat.NY));
     for (size_t i = 0; i < w.cat.num_items(); i++) h = fnv1a(w.cat.asin[i], h);
+    w.catalog_fingerprint = hex(h);
+    for (int m = 0; m < kNumMods; m++)  // the feature tables as loaded (normalized), byte for byte
+        if (m != MOD_ID && mods[m])
+            h = fnv1a(w.fz.table[m].data(), w.fz.table[m].size() * sizeof(float), h);
     if (train) {
         for (const auto& s : train->seqs)
             for (int32_t id : s) {
@@ -60,9 +71,7 @@ void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
                 h = (h ^ (uint64_t)id) * 1099511628211ull;
             }
     }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
-    w.fingerprint = buf;
+    w.fingerprint = hex(h);
 }
 
 // ---- the training loop -----------------------------------------------------------------------
@@ -87,7 +96,9 @@ static std::string fmt_time(double s) {
 // (eval-batch, V) scores. Refuses when the part still to allocate exceeds MemAvailable.
 static void check_memory(const TrainConfig& c, const ModelConfig& mc, RunFiles& run) {
     const double MiB = 1048576.0;
-    const size_t V = std::max(mc.NX, mc.NY), mods = (size_t)mc.mods[0] + mc.mods[1] + mc.mods[2];
+    const size_t V = std::max(mc.NX, mc.NY);
+    size_t mods = 0;
+    for (int m = 0; m < kNumMods; m++) mods += mc.mods[m];
     double params = 4.0 * (double)count_params(mc) * sizeof(float);
     size_t frozen_tables = 0;
     for (int m = 0; m < kNumMods; m++) frozen_tables += m != MOD_ID && mc.mods[m];
@@ -134,7 +145,7 @@ int run_train(const TrainConfig& c) {
     Json wts = Json::array();
     for (int m = 0; m < kNumMods; m++) wts.push(mc.weight[m]);
     cfg.set("weights", wts).set("NX", mc.NX).set("NY", mc.NY).set("e", mc.e);
-    cfg.set("fingerprint", w.fingerprint).set("threads", threads);
+    cfg.set("fingerprint", w.fingerprint).set("catalog_fingerprint", w.catalog_fingerprint).set("threads", threads);
     const std::string cfg_s = cfg.dump();
 
     if (!backend.device) check_memory(c, mc, run);  // host memory; a device run keeps its activations there
@@ -154,7 +165,7 @@ int run_train(const TrainConfig& c) {
         // keep the metrics of the epochs the checkpoint covers
         if (file_exists(c.out + "/metrics.jsonl")) {
             std::string text = read_file(c.out + "/metrics.jsonl");
-            LineReader lr(text);
+            LineReader lr(text, c.out + "/metrics.jsonl");
             for (Span s; lr.next(s);) {
                 const std::string line = s.str();
                 if (line.empty()) continue;
@@ -211,9 +222,12 @@ int run_train(const TrainConfig& c) {
             const char* names[3] = {"X", "Y", "XY"};
             for (int v = 0; v < 3; v++)
                 if (!std::isfinite(lt.view[v])) {
+                    const std::string kept = file_exists(last_path)
+                                                 ? cat("The last good checkpoint is ", last_path, " (end of epoch ", st.epoch, ").")
+                                                 : std::string("No checkpoint was written yet.");
                     std::string msg = cat("error: the ", names[v], " loss term is ", lt.view[v], " at step ", st.step + 1,
-                                          " (epoch ", epoch, "); stopping. The last good checkpoint is ", last_path,
-                                          " (end of epoch ", st.epoch, "). Try a lower ", setting_name("lr"), ".");
+                                          " (epoch ", epoch, "); stopping. ", kept, " Check the inputs (data, feature files)",
+                                          " or try a lower ", setting_name("lr"), ".");
                     run.say(msg);
                     std::fprintf(stderr, "%s\n", msg.c_str());
                     run.flush();

@@ -19,7 +19,9 @@ struct World {
     FrozenTables fz;
     ModelConfig mc;
     std::vector<uint32_t> train_count;  // occurrences of each item in the training file (head/tail)
-    std::string fingerprint;
+    // fnv1a hashes: of the catalog (item counts and ASINs), and of everything a run depends on
+    // (the catalog, the frozen feature tables' contents, the training sequences)
+    std::string catalog_fingerprint, fingerprint;
 };
 void load_world(const TrainConfig& c, World& w, const SequenceSet* train);
 
