@@ -615,6 +615,17 @@ std::vector<Case> malformed_cases() {
          {"best.safetensors:", "truncated", "expected end <= "}},
         {"flag: every enabled modality has weight 0", no_op, TRAIN + " --modalities id --alpha 0",
          {"--alpha/--beta:", "expected a positive weight for at least one enabled modality", "found id 0"}},
+        // configuration files and the user's mistakes: one line, the nearest name suggested
+        {"config: unknown key", [](const Ctx& x) { put(x.dir + "/c.json", "{\"q\": 16, \"blockz\": 1}"); },
+         "train --config " "$D/../c.json --data $D --out $O", {"c.json:", "unknown setting 'blockz'", "did you mean 'blocks'?"}},
+        {"config: a number given as a string", [](const Ctx& x) { put(x.dir + "/c.json", "{\"q\": \"16\"}"); },
+         "train --config $D/../c.json --data $D --out $O", {"c.json:", "'q':", "expected a number", "found \"16\""}},
+        {"config: not an object", [](const Ctx& x) { put(x.dir + "/c.json", "[16]"); },
+         "train --config $D/../c.json --data $D --out $O", {"c.json:", "expected a JSON object of settings", "found array"}},
+        {"user: a misspelled flag", no_op, "train --dat $D --out $O", {"unknown flag --dat", "did you mean --data?"}},
+        {"user: a misspelled subcommand", no_op, "trian --data $D", {"unknown command 'trian'", "did you mean train?"}},
+        {"user: a flag of another subcommand", no_op, "eval --ckpt $C --data $D --lr 0.1", {"hafvt eval: unknown flag --lr"}},
+        {"user: a missing required flag", no_op, "train --out $O", {"--data:", "required"}},
         {"flag: eval --alpha 2 is the flag's problem", no_op, EVAL + " --alpha 2", {"--alpha", "expected weights in [0, 1]", "found 2 for --alpha"}},
         {"flag: eval --eval-batch 0 is refused, not ignored", no_op, EVAL + " --eval-batch 0", {"--eval-batch:", "expected 1..65536", "found 0"}},
         {"flag: eval --beta 0.9 names the default it adds up with", no_op, EVAL + " --beta 0.9",
@@ -716,6 +727,7 @@ TEST_CASE("malformed input: exit status 2, one 'error:' line naming file, place,
         INFO("stderr: ", r.err);
         CHECK(r.status == 2);
         CHECK(r.err.rfind("error: ", 0) == 0);
+        CHECK(r.err.find(".cpp:") == std::string::npos);  // a user's mistake, not a bug report: no source place
         CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
         CHECK((!r.err.empty() && r.err.back() == '\n'));
         for (const std::string& w : c.want) {

@@ -86,6 +86,10 @@ TEST_CASE("two runs with the same seed and threads write the same metrics; anoth
     REQUIRE_MESSAGE(c.status == 0, c.out);
     check_same_run(base + "/a", base + "/b");
     CHECK(testutil::metrics_without_seconds(base + "/a")[0].dump() != testutil::metrics_without_seconds(base + "/c")[0].dump());
+    // a run's config.json repeats it (its seed 7 included), with --out given on the command line
+    auto d = run_hafvt("train --config " + base + "/c/config.json --out " + base + "/d");
+    REQUIRE_MESSAGE(d.status == 0, d.out);
+    check_same_run(base + "/c", base + "/d");
 }
 
 TEST_CASE("the device path of the training loop (--device emulate) writes the CPU run's metrics and checkpoints") {

@@ -49,8 +49,21 @@ int cmd_synth(int argc, char** argv) {
 }
 
 int cmd_train(int argc, char** argv) {
+    // --config F.json first: its settings, then the flags on the command line over them
+    std::string config;
+    for (int i = 0; i < argc; i++) {
+        const std::string a = argv[i];
+        if (a == "--config" && i + 1 < argc) config = argv[i + 1];
+        else if (a.rfind("--config=", 0) == 0) config = a.substr(9);
+    }
     TrainConfig c;
-    if (!parse_flags("train", "--data DIR [--img F.npy] [--txt F.npy] [--out RUN] [...]", argc, argv, train_flags(c), nullptr)) return 0;
+    if (!config.empty()) apply_config_file(config, c);
+    std::vector<Flag> flags = train_flags(c);
+    flags.insert(flags.begin(), Flag{"config", Kind::STR, &config,
+                                     "settings from a JSON file, e.g. a run's config.json (flags given override it)"});
+    if (!parse_flags("train", "--data DIR [--img F.npy] [--txt F.npy] [--out RUN] [--config F.json] [...]", argc, argv, flags,
+                     nullptr))
+        return 0;
     return run_train(c);
 }
 
@@ -188,14 +201,14 @@ int main(int argc, char** argv) {
         if (cmd == "info") return cmd_info(argc - 2, argv + 2);
         if (cmd == "bench-gemm") return bench_gemm_main(argc - 2, argv + 2);
         if (cmd == "text-features") return text_features_main(argc - 2, argv + 2);
-        HAFVT_FAIL_INPUT("hafvt: unknown command '", cmd, "'; expected one of synth, train, eval, recommend, info, "
-                         "text-features, bench-gemm (see hafvt --help)");
+        HAFVT_FAIL_INPUT("hafvt: unknown command '", cmd, "'",
+                         did_you_mean(cmd, {"synth", "train", "eval", "recommend", "info", "text-features", "bench-gemm"}),
+                         " (expected one of synth, train, eval, recommend, info, text-features, bench-gemm; see hafvt --help)");
     } catch (const DeviceMemoryError& e) {
-        std::fprintf(stderr, "error: %s; try a smaller --batch or --eval-batch %s\n", printable(e.message).c_str(),
-                     e.place.c_str());
+        std::fprintf(stderr, "error: %s; try a smaller --batch or --eval-batch\n", printable(e.message).c_str());
         return 2;
     } catch (const InputError& e) {
-        std::fprintf(stderr, "error: %s\n", printable(e.what()).c_str());
+        std::fprintf(stderr, "error: %s\n", printable(e.message).c_str());
         return 2;
     } catch (const std::bad_alloc&) {
         std::fprintf(stderr, "error: out of memory; try a smaller --batch or --eval-batch\n");

@@ -1,6 +1,8 @@
 // common.cpp: the out-of-line parts of common.h.
 #include "core/common.h"
 
+#include <algorithm>
+
 #include <cstdlib>
 
 namespace hafvt {
@@ -16,7 +18,7 @@ void throw_internal(const char* file, int line, const std::string& what) {
 }
 
 void throw_input(const char* file, int line, const std::string& what) {
-    throw InputError(what + " " + where(file, line));
+    throw InputError(what, where(file, line));
 }
 void throw_device_memory(const char* file, int line, const std::string& what) {
     throw DeviceMemoryError(what, where(file, line));
@@ -159,6 +161,33 @@ std::string printable(const std::string& s) {
         }
     }
     return out;
+}
+
+std::string nearest_name(const std::string& typed, const std::vector<std::string>& known) {
+    std::string best;
+    size_t best_d = std::min<size_t>(3, std::max<size_t>(1, typed.size() / 3)) + 1;
+    for (const std::string& k : known) {
+        // edit distance with adjacent transpositions (optimal string alignment): "trian" is 1 from "train"
+        const size_t n = typed.size(), m = k.size();
+        std::vector<size_t> d((n + 1) * (m + 1));
+        auto at = [&](size_t i, size_t j) -> size_t& { return d[i * (m + 1) + j]; };
+        for (size_t i = 0; i <= n; i++) at(i, 0) = i;
+        for (size_t j = 0; j <= m; j++) at(0, j) = j;
+        for (size_t i = 1; i <= n; i++)
+            for (size_t j = 1; j <= m; j++) {
+                at(i, j) = std::min({at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + (typed[i - 1] == k[j - 1] ? 0 : 1)});
+                if (i > 1 && j > 1 && typed[i - 1] == k[j - 2] && typed[i - 2] == k[j - 1])
+                    at(i, j) = std::min(at(i, j), at(i - 2, j - 2) + 1);
+            }
+        if (at(n, m) < best_d) best_d = at(n, m), best = k;
+    }
+    return best;
+}
+
+std::string did_you_mean(const std::string& typed, const std::vector<std::string>& known, const std::string& prefix,
+                         const std::string& suffix) {
+    const std::string n = nearest_name(typed, known);
+    return n.empty() ? "" : cat("; did you mean ", prefix, n, suffix, "?");
 }
 
 }  // namespace hafvt

@@ -24,16 +24,18 @@
 
 namespace hafvt {
 
+// Bad input: what() is the message and the source place ("[file.cpp:N]", for tests and logs);
+// the command line prints `message` alone (the place helps a bug report, not a user's typo).
 struct InputError : std::runtime_error {
-    explicit InputError(const std::string& msg) : std::runtime_error(msg) {}
+    explicit InputError(const std::string& msg) : std::runtime_error(msg), message(msg) {}
+    InputError(const std::string& msg, const std::string& where)
+        : std::runtime_error(msg + " " + where), message(msg), place(where) {}
+    std::string message, place;
 };
 // An allocation the device's memory cannot hold: bad input (a configuration too large for the
-// device). `message` and `place` are what() in two parts, so that the command line can add which
-// settings to lower before the place.
+// device); the command line adds which settings to lower.
 struct DeviceMemoryError : InputError {
-    DeviceMemoryError(const std::string& msg, const std::string& where)
-        : InputError(msg + " " + where), message(msg), place(where) {}
-    std::string message, place;
+    DeviceMemoryError(const std::string& msg, const std::string& where) : InputError(msg, where) {}
 };
 struct InternalError : std::runtime_error {
     explicit InternalError(const std::string& msg) : std::runtime_error(msg) {}
@@ -158,6 +160,13 @@ void commit_together(const std::vector<AtomicFile*>& files);
 void write_file_atomic(const std::string& path, const std::string& contents);
 // Reads a whole file; InputError naming the file when it cannot be read or is a directory.
 std::string read_file(const std::string& path);
+
+// The name of `known` closest to `typed` (edit distance, at most a third of its length, and at
+// most 3), for "did you mean" hints; "" when none is that close.
+std::string nearest_name(const std::string& typed, const std::vector<std::string>& known);
+// "; did you mean X?" with `prefix` and `suffix` around X, or "" when no known name is close.
+std::string did_you_mean(const std::string& typed, const std::vector<std::string>& known, const std::string& prefix = "",
+                         const std::string& suffix = "");
 
 // One byte in hex for messages: "0x00".
 std::string byte_hex(unsigned char c);

@@ -43,7 +43,12 @@ bool parse_flags(const char* cmd, const char* synopsis, int argc, char** argv, c
         const Flag* f = nullptr;
         for (const Flag& g : flags)
             if (name == g.name) f = &g;
-        HAFVT_INPUT(f, "hafvt ", cmd, ": unknown flag --", name, " (see hafvt ", cmd, " --help)");
+        if (!f) {
+            std::vector<std::string> names;
+            for (const Flag& g : flags) names.push_back(g.name);
+            HAFVT_FAIL_INPUT("hafvt ", cmd, ": unknown flag --", name, did_you_mean(name, names, "--"), " (see hafvt ", cmd,
+                             " --help)");
+        }
         if (f->kind == Kind::BOOL) {
             HAFVT_INPUT(!has_eq, "hafvt ", cmd, ": --", name, " takes no value, found '", value, "'");
             *(bool*)f->dst = true;

@@ -126,7 +126,7 @@ DeviceKind decide_device(const std::string& want, size_t T, bool tf32, bool (*pr
     if (!probe(&why)) {
         HAFVT_INPUT(want != "cuda", n.device, " cuda: expected a CUDA device, found none (", why, "); use ", n.device,
                     " cpu or auto");
-        *line = cat("device: no CUDA device (", why, "); running on the CPU");
+        *line = cat("device: ", why, "; running on the CPU");  // the probe's reason says "no CUDA device" itself
         return DeviceKind::CPU;
     }
     if (T > kCudaMaxT) {

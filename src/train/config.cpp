@@ -118,11 +118,10 @@ Json config_to_json(const TrainConfig& c0) {
     return j;
 }
 
-TrainConfig config_from_json(const Json& j, const std::string& what) {
-    HAFVT_INPUT(j.is_object(), what, ": expected a JSON object of settings");
-    TrainConfig c;
+// One setting's value from JSON into c; `what` names the source in messages.
+static void read_setting(const Setting& s, const Json& x, TrainConfig& c, const std::string& what) {
     // a number outside its setting's type would make the cast undefined: refuse it
-    auto num = [&](const char* k, const Json& x, auto* v) {
+    auto num = [&](const char* k, auto* v) {
         using V = std::remove_pointer_t<decltype(v)>;
         double d = x.is_number() ? x.as_number() : NAN;
         bool fits = std::is_floating_point<V>::value ? std::fabs(d) <= 3.4e38
@@ -131,28 +130,52 @@ TrainConfig config_from_json(const Json& j, const std::string& what) {
         HAFVT_INPUT(fits, what, ": '", k, "': expected a number within the range of its setting, found ", x.dump());
         *v = (V)d;
     };
-    for (const Setting& s : kSettings) {
-        if (!s.stored) continue;
-        const Json* x = j.get(s.key);
-        if (!x) continue;
-        void* p = s.field(c);
-        switch (s.kind) {
-            case Kind::STR:
-                HAFVT_INPUT(x->is_string(), what, ": '", s.key, "' must be a string");
-                *(std::string*)p = x->as_string();
-                break;
-            case Kind::BOOL:
-                HAFVT_INPUT(x->is_bool(), what, ": '", s.key, "' must be true or false");
-                *(bool*)p = x->as_bool();
-                break;
-            case Kind::SIZE: num(s.key, *x, (size_t*)p); break;
-            case Kind::INT: num(s.key, *x, (int*)p); break;
-            case Kind::FLOAT: num(s.key, *x, (float*)p); break;
-            case Kind::U64: num(s.key, *x, (uint64_t*)p); break;
-            case Kind::STRS: break;
-        }
+    void* p = s.field(c);
+    switch (s.kind) {
+        case Kind::STR:
+            HAFVT_INPUT(x.is_string(), what, ": '", s.key, "' must be a string");
+            *(std::string*)p = x.as_string();
+            break;
+        case Kind::BOOL:
+            HAFVT_INPUT(x.is_bool(), what, ": '", s.key, "' must be true or false");
+            *(bool*)p = x.as_bool();
+            break;
+        case Kind::SIZE: num(s.key, (size_t*)p); break;
+        case Kind::INT: num(s.key, (int*)p); break;
+        case Kind::FLOAT: num(s.key, (float*)p); break;
+        case Kind::U64: num(s.key, (uint64_t*)p); break;
+        case Kind::STRS: break;
     }
+}
+
+TrainConfig config_from_json(const Json& j, const std::string& what) {
+    HAFVT_INPUT(j.is_object(), what, ": expected a JSON object of settings");
+    TrainConfig c;
+    for (const Setting& s : kSettings)
+        if (s.stored)
+            if (const Json* x = j.get(s.key)) read_setting(s, *x, c, what);
     return c;
+}
+
+// The values run_train stores in config.json beside the settings (derived, so a configuration file
+// may hold them and they are not read back).
+const char* const kDerivedKeys[] = {"fingerprint", "catalog_fingerprint", "modalities_resolved", "weights", "e", "NX", "NY"};
+
+void apply_config_file(const std::string& path, TrainConfig& c) {
+    const Json j = Json::parse(read_file(path), path);
+    HAFVT_INPUT(j.is_object(), path, ": expected a JSON object of settings (keys as in a run's config.json), found ",
+                j.type_name());
+    std::vector<std::string> known;
+    for (const Setting& s : kSettings) known.push_back(s.key);
+    for (const auto& kv : j.items()) {
+        if (std::find(std::begin(kDerivedKeys), std::end(kDerivedKeys), kv.first) != std::end(kDerivedKeys)) continue;
+        const Setting* row = nullptr;
+        for (const Setting& s : kSettings)
+            if (kv.first == s.key) row = &s;
+        HAFVT_INPUT(row, path, ": unknown setting '", kv.first, "'", did_you_mean(kv.first, known, "'", "'"),
+                    " (expected the keys of a run's config.json: the settings of hafvt train --help, with _ for -)");
+        read_setting(*row, kv.second, c, path);
+    }
 }
 
 // "x,y,xy" -> one bool per name of `names` (n of them); InputError naming the setting otherwise.

@@ -116,6 +116,12 @@ std::vector<Flag> train_flags(TrainConfig& c);
 Json config_to_json(const TrainConfig& c);
 TrainConfig config_from_json(const Json& j, const std::string& what);
 
+// `hafvt train --config F.json`: the settings of a JSON object into c. Its keys are the keys of the
+// table (any row) and, in a run's own config.json, the values run_train derives and stores beside
+// them (ignored: a run recomputes them). An unknown key or a value of the wrong type is refused
+// naming the file and the key.
+void apply_config_file(const std::string& path, TrainConfig& c);
+
 // Checks every value against its row and the combinations of settings; InputError naming the
 // settings as `src` names them otherwise.
 void validate_config(const TrainConfig& c, Source src = Source::FLAGS);

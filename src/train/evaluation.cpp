@@ -120,7 +120,7 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
     try {
         validate_config(c, Source::STORED);
     } catch (const InputError& e) {
-        HAFVT_FAIL_INPUT(ckpt, ": the config stored in the checkpoint is invalid: ", e.what());
+        HAFVT_FAIL_INPUT(ckpt, ": the config stored in the checkpoint is invalid: ", e.message);
     }
     if (!overrides.data.empty()) c.data = overrides.data;
     for (int m = 0; m < kNumMods; m++)
