@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <cmath>
+#include <map>
 #include <cstdlib>
 #include <sstream>
 #include <string>
@@ -74,6 +75,61 @@ TEST_CASE("training lowers the loss and ranks far better than random") {
     std::string t7 = table("7"), t64 = table("64");
     CHECK(t7.find("test   full      X") != std::string::npos);
     CHECK(t7 == t64);
+
+    // recommend --split test --k 10: one block of 10 rows per test line; the lines with a hit row
+    // are exactly those the test evaluation counted in HR@10 (full protocol), per domain
+    const std::string tsv = run + "/top10.tsv";
+    std::string rec_out;
+    REQUIRE(testutil::run_shell("{ " + testutil::hafvt_bin() + " recommend --ckpt " + run + "/best.safetensors --split test --k 10 > " +
+                                    tsv + " 2>/dev/null; }", &rec_out) == 0);
+    const std::string text = read_file(tsv);
+    std::istringstream is(text);
+    std::string line;
+    REQUIRE(std::getline(is, line));
+    CHECK(line == "user\tline\trank\tmerged_id\tasin\tscore\thit");
+    std::map<long, int> hit_of_line, domain_of_line, rows_of_line;
+    while (std::getline(is, line)) {
+        std::vector<std::string> f;
+        std::istringstream ls(line);
+        for (std::string x; std::getline(ls, x, '\t');) f.push_back(x);
+        REQUIRE(f.size() == 7);
+        const long l = std::stol(f[1]);
+        rows_of_line[l]++;
+        hit_of_line[l] += f[6] == "1";
+        domain_of_line[l] = std::stol(f[3]) < 300 ? 0 : 1;  // the tiny data: 300 X items
+    }
+    int hits[2] = {0, 0};
+    for (const auto& kv : hit_of_line) {
+        CHECK(kv.second <= 1);
+        CHECK(rows_of_line[kv.first] == 10);
+        hits[domain_of_line[kv.first]] += kv.second;
+    }
+    const double n_x = num(test_full, "X", "n"), n_y = num(test_full, "Y", "n");
+    CHECK(hit_of_line.size() == (size_t)(n_x + n_y));
+    CHECK(hits[0] == (int)std::lround(num(test_full, "X", "hr10") * n_x / 100.0));
+    CHECK(hits[1] == (int)std::lround(num(test_full, "Y", "hr10") * n_y / 100.0));
+    MESSAGE("recommend --split test: ", hits[0], " + ", hits[1], " lines with the target in the top 10");
+}
+
+TEST_CASE("progress: in place on a terminal, plain lines in a pipe and in train.log, both with the run's ETA") {
+    const std::string base = testutil::temp_dir("progress");
+    // a pseudo-terminal through script(1)
+    std::string tty_out;
+    const int st = testutil::run_shell("script -qec '" + testutil::hafvt_bin() + " " + train_args(base + "/tty", 2) +
+                                           " --skip-test --log-every 1' /dev/null", &tty_out);
+    REQUIRE_MESSAGE(st == 0, tty_out);
+    CHECK(tty_out.find("\r\x1b[Kepoch 1/2 step 1/") != std::string::npos);  // updated in place
+    CHECK(tty_out.find("ETA epoch ") != std::string::npos);
+    CHECK(tty_out.find(", run ") != std::string::npos);
+    CHECK(tty_out.find("epoch 2 valid (full): MRR") != std::string::npos);  // one summary line per epoch
+    const std::string log = read_file(base + "/tty/train.log");
+    CHECK(log.find('\r') == std::string::npos);  // the log keeps plain lines
+    CHECK(log.find("epoch 1/2 step 1/") != std::string::npos);
+    // piped: plain lines only
+    auto piped = run_hafvt(train_args(base + "/pipe", 1) + " --skip-test");
+    REQUIRE_MESSAGE(piped.status == 0, piped.out);
+    CHECK(piped.out.find('\r') == std::string::npos);
+    CHECK(piped.out.find("ETA epoch ") != std::string::npos);
 }
 
 TEST_CASE("two runs with the same seed and threads write the same metrics; another seed differs") {

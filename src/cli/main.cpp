@@ -142,22 +142,39 @@ std::vector<std::string> read_history_stdin() {
 
 int cmd_recommend(int argc, char** argv) {
     TrainConfig o;
-    std::string ckpt, dom = "X";
+    std::string ckpt, dom = "X", histories, split;
     size_t k = 10;
     bool exclude = false;
+    o.device = "cpu";
     std::vector<Flag> flags = {
         {"ckpt", Kind::STR, &ckpt, "checkpoint written by hafvt train (required)"},
         {"data", Kind::STR, &o.data, "dataset folder (default: the one the run used)"},
         {"domain", Kind::STR, &dom, "X or Y: the domain to recommend from (default X)"},
         {"k", Kind::SIZE, &k, "how many items (default 10)"},
         {"exclude-history", Kind::BOOL, &exclude, "do not recommend items of the history"},
+        {"histories", Kind::STR, &histories, "a file of histories, one a line ([user<TAB>]items): TSV user, rank, merged_id, asin, score"},
+        {"split", Kind::STR, &split, "valid or test: the top k of every line of the split, with a hit column"},
+        {"eval-batch", Kind::SIZE, &o.eval_batch, "histories per batch (default: the run's)"},
+        {"device", Kind::STR, &o.device, "cpu (default), cuda or auto"},
     };
     add_feature_flags(flags, o);
-    o.eval_batch = kUnsetSize;  // not a flag of recommend: the run's
+    o.eval_batch = kUnsetSize;  // the run's unless given
     std::vector<std::string> hist;
     if (!parse_flags("recommend", "--ckpt F --data DIR --domain X|Y --k 10 [ITEM ...]  (ITEMs: ASINs or merged ids; "
-                     "read from stdin when none are given)", argc, argv, flags, &hist)) return 0;
+                     "read from stdin when none are given)\n       hafvt recommend --ckpt F --histories H.txt | --split valid|test "
+                     "[--k 10] > top.tsv", argc, argv, flags, &hist)) return 0;
     HAFVT_INPUT(!ckpt.empty(), "hafvt recommend: --ckpt F is required");
+    HAFVT_INPUT(histories.empty() || split.empty(), "hafvt recommend: expected one of --histories and --split, found both");
+    HAFVT_INPUT((histories.empty() && split.empty()) || hist.empty(), "hafvt recommend: expected items on the command line or ",
+                "--histories or --split, found items and ", histories.empty() ? "--split" : "--histories");
+    if (!histories.empty() || !split.empty()) {
+        Timer t;
+        const size_t n = split.empty() ? recommend_many(ckpt, o, dom, k, exclude, histories, stdout)
+                                       : recommend_split(ckpt, o, split, k, exclude, stdout);
+        std::fflush(stdout);
+        std::fprintf(stderr, "%zu histories in %.2f s (%.0f histories/s)\n", n, t.seconds(), (double)n / t.seconds());
+        return 0;
+    }
     if (hist.empty()) hist = read_history_stdin();
     std::vector<Recommendation> top = recommend(ckpt, o, dom, k, exclude, hist);
     std::printf("rank\tmerged_id\tasin\tscore\n");

@@ -170,6 +170,7 @@ SequenceSet parse_sequences(const std::string& text, const std::string& path, co
         bool ovf = false;
         HAFVT_INPUT(parse_int64(user, v, ovf) && !ovf && v >= 0, path, ":", lr.line_no,
                     ": expected a non-negative integer user id in field 1, found ", quote(user));
+        const int64_t user_id = v;
         HAFVT_INPUT(parse_int64(seq_id, v, ovf) && !ovf && v >= 0, path, ":", lr.line_no,
                     ": expected a non-negative integer seq_id in field 2, found ", quote(seq_id));
 
@@ -226,6 +227,7 @@ SequenceSet parse_sequences(const std::string& text, const std::string& path, co
             else set.targets_y++;
         }
         set.seqs.push_back(std::move(seq));
+        set.users.push_back(user_id);
     }
     if (set.seqs.empty()) {
         if (set.skipped_short)

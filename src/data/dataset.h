@@ -32,6 +32,7 @@ struct SequenceSet {
     std::string path;
     bool train = false;
     std::vector<std::vector<int32_t>> seqs;
+    std::vector<int64_t> users;  // the user id (field 1) of each line of seqs
     size_t lines = 0;          // non-empty lines read
     size_t skipped_short = 0;  // train lines with fewer than 2 items
     size_t truncated = 0;      // lines longer than T+1 items

@@ -138,7 +138,7 @@ DeviceKind decide_device(const std::string& want, size_t T, bool tf32, bool (*pr
     return DeviceKind::CUDA;
 }
 
-const Backend& choose_backend(const std::string& want, bool tf32, size_t T, const DeviceSettingNames& names) {
+const Backend& choose_backend(const std::string& want, bool tf32, size_t T, const DeviceSettingNames& names, std::FILE* info) {
 #ifdef HAFVT_CUDA
     bool (*probe)(std::string*) = cuda_device_available;
 #else
@@ -146,7 +146,7 @@ const Backend& choose_backend(const std::string& want, bool tf32, size_t T, cons
 #endif
     std::string line;
     const DeviceKind kind = decide_device(want, T, tf32, probe, names, &line);
-    if (!line.empty()) std::printf("%s\n", line.c_str());
+    if (!line.empty()) std::fprintf(info, "%s\n", line.c_str());
     if (kind == DeviceKind::EMULATE) return emulated_device_backend();
     if (kind == DeviceKind::CPU) return host_backend();
 #ifdef HAFVT_CUDA

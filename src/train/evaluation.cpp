@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 
 #include "model/backend.h"
 #include "formats/safetensors.h"
@@ -13,8 +14,53 @@
 #include "train/run_dir.h"
 #include "formats/checkpoint.h"
 #include "core/common.h"
+#include "core/lines.h"
 
 namespace hafvt {
+
+// The k best local ids of one row of V scores, best first: a higher score first, ties by the
+// smaller id, except that `target` (local, or -1 for none) goes after every item it ties with, as
+// the rank rule counts ties; the sorted local ids in `skip` are left out.
+static std::vector<int32_t> top_k(const float* sc, size_t V, size_t k, int32_t target, const std::vector<int32_t>& skip) {
+    auto key = [&](int32_t j) { return std::isnan(sc[j]) ? -INFINITY : sc[j]; };  // a strict weak order
+    auto better = [&](int32_t a, int32_t b) {
+        if (key(a) != key(b)) return key(a) > key(b);
+        if (a == target || b == target) return b == target;
+        return a < b;
+    };
+    // one pass over the row with a heap of the k best so far, its worst on top: O(V log k), and
+    // for most items one comparison with the top
+    std::vector<int32_t> heap;
+    heap.reserve(k + 1);
+    size_t next_skip = 0;
+    for (size_t j = 0; j < V; j++) {
+        while (next_skip < skip.size() && (size_t)skip[next_skip] < j) next_skip++;
+        if (next_skip < skip.size() && (size_t)skip[next_skip] == j) continue;
+        const int32_t id = (int32_t)j;
+        if (heap.size() < k) {
+            heap.push_back(id);
+            std::push_heap(heap.begin(), heap.end(), better);
+        } else if (k > 0 && better(id, heap.front())) {
+            std::pop_heap(heap.begin(), heap.end(), better);
+            heap.back() = id;
+            std::push_heap(heap.begin(), heap.end(), better);
+        }
+    }
+    std::sort_heap(heap.begin(), heap.end(), better);  // best first
+    return heap;
+}
+
+// The sorted, distinct local ids of the domain [off, off + V) among a line's input items (the last
+// T before its target when `has_target`): what --exclude-history leaves out.
+static void history_items(const std::vector<int32_t>& s, bool has_target, size_t T, int32_t off, size_t V,
+                          std::vector<int32_t>& skip) {
+    skip.clear();
+    const size_t n = has_target ? s.size() - 1 : s.size(), start = n > T ? n - T : 0;
+    for (size_t k = start; k < n; k++)
+        if (s[k] >= off && (size_t)(s[k] - off) < V) skip.push_back(s[k] - off);
+    std::sort(skip.begin(), skip.end());
+    skip.erase(std::unique(skip.begin(), skip.end()), skip.end());
+}
 
 void evaluate(Model& model, const World& w, const SequenceSet& set, const std::vector<int32_t>& negatives,
               bool exclude_history, size_t eval_batch, size_t tail_max, EvalResult out[2]) {
@@ -37,15 +83,7 @@ void evaluate(Model& model, const World& w, const SequenceSet& set, const std::v
             const float* sc = scores.data() + (i - b0) * Vmax;
             for (size_t k = 0; k < kNumNegatives; k++) neg_local[k] = negatives[i * kNumNegatives + k] - off;
             size_t r_c2dsr = rank_sampled(sc, target - off, neg_local.data(), kNumNegatives);
-            skip.clear();
-            if (exclude_history) {
-                // the input items of the target's domain (the last T of them were the input)
-                size_t start = s.size() - 1 > w.mc.T ? s.size() - 1 - w.mc.T : 0;
-                for (size_t k = start; k + 1 < s.size(); k++)
-                    if ((s[k] >= off) && (size_t)(s[k] - off) < V) skip.push_back(s[k] - off);
-                std::sort(skip.begin(), skip.end());
-                skip.erase(std::unique(skip.begin(), skip.end()), skip.end());
-            }
+            if (exclude_history) history_items(s, true, w.mc.T, off, V, skip);  // the input items of the target's domain
             size_t r_full = rank_full(sc, V, target - off, exclude_history ? &skip : nullptr);
             const bool is_tail = w.train_count[(size_t)target] <= tail_max;
             size_t ranks[2] = {r_c2dsr, r_full};
@@ -206,54 +244,151 @@ EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const st
     return out;
 }
 
+// A history item: an ASIN of the catalog or a merged id; `where` names it in messages.
+static int32_t resolve_item(const ItemCatalog& cat, const std::string& t, const std::string& where) {
+    int32_t id = cat.find(t);
+    if (id >= 0) return id;
+    char* end = nullptr;
+    long x = std::strtol(t.c_str(), &end, 10);
+    HAFVT_INPUT(!t.empty() && *end == '\0' && x >= 0 && (size_t)x < cat.num_items(), where,
+                ": expected an ASIN of the catalog or a merged id 0..", cat.num_items() - 1, ", found '", t, "'");
+    return (int32_t)x;
+}
+
+// A checkpoint opened for scoring: its configuration with the overrides, the data, the checks of
+// check_before_model, and the model with its parameters on the chosen backend.
+struct Scorer {
+    TrainConfig c;
+    World w;
+    std::unique_ptr<Model> model;
+    Scorer(const std::string& ckpt, const TrainConfig& o) {
+        std::string catalog_fp;
+        c = config_of_checkpoint(ckpt, o, &catalog_fp);
+        // notes go to stderr: stdout carries the recommendations
+        load_world(c, w, nullptr, stderr);
+        const Backend& backend = choose_backend(o.device, false, c.T,
+                                                {setting_name("device"), setting_name("T", Source::STORED), setting_name("tf32")}, stderr);
+        check_before_model(ckpt, c, w, catalog_fp);
+        model = std::make_unique<Model>(w.mc, &w.fz, backend);
+        load_checkpoint(ckpt, model->params(), nullptr, nullptr);
+        model->to_device();
+    }
+};
+
+static int domain_of(const std::string& dom) {
+    HAFVT_INPUT(dom == "X" || dom == "Y" || dom == "x" || dom == "y", "hafvt recommend: --domain: expected X or Y, found '", dom, "'");
+    return (dom == "X" || dom == "x") ? 0 : 1;
+}
+
 std::vector<Recommendation> recommend(const std::string& ckpt, const TrainConfig& o, const std::string& dom, size_t k,
                                       bool exclude_history, const std::vector<std::string>& hist) {
-    HAFVT_INPUT(dom == "X" || dom == "Y" || dom == "x" || dom == "y", "hafvt recommend: --domain: expected X or Y, found '", dom, "'");
+    const int D = domain_of(dom);
     HAFVT_INPUT(k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
-    std::string catalog_fp;
-    TrainConfig c = config_of_checkpoint(ckpt, o, &catalog_fp);
-    World w;
-    load_world(c, w, nullptr);
-    check_before_model(ckpt, c, w, catalog_fp);
+    Scorer sc(ckpt, o);
+    const World& w = sc.w;
     HAFVT_INPUT(!hist.empty(), "hafvt recommend: expected a history of ASINs or merged ids (arguments or stdin), found none");
     std::vector<int32_t> ids;
-    for (size_t i = 0; i < hist.size(); i++) {
-        const std::string& t = hist[i];
-        int32_t id = w.cat.find(t);
-        if (id < 0) {
-            char* end = nullptr;
-            long x = std::strtol(t.c_str(), &end, 10);
-            HAFVT_INPUT(!t.empty() && *end == '\0' && x >= 0 && (size_t)x < w.cat.num_items(), "hafvt recommend: history item ",
-                        i + 1, ": expected an ASIN of the catalog or a merged id 0..", w.cat.num_items() - 1, ", found '", t, "'");
-            id = (int32_t)x;
-        }
-        ids.push_back(id);
-    }
-    Model model(w.mc, &w.fz);
-    load_checkpoint(ckpt, model.params(), nullptr, nullptr);
-    const int D = (dom == "X" || dom == "x") ? 0 : 1;
+    for (size_t i = 0; i < hist.size(); i++) ids.push_back(resolve_item(w.cat, hist[i], cat("hafvt recommend: history item ", i + 1)));
     std::vector<std::vector<int32_t>> seqs = {ids};
     Batch b;
-    make_eval_batch(b, seqs, 0, 1, false, w.cat, c.T);
+    make_eval_batch(b, seqs, 0, 1, false, w.cat, sc.c.T);
     std::vector<float> scores;
     std::vector<int> domain;
-    model.score(b, scores, domain, D);
+    sc.model->score(b, scores, domain, D);
     const size_t V = D == 0 ? w.cat.NX : w.cat.NY, off = D == 0 ? 0 : w.cat.NX;
-    std::vector<int32_t> order(V);
-    for (size_t j = 0; j < V; j++) order[j] = (int32_t)j;
-    if (exclude_history)
-        for (int32_t id : ids)
-            if ((size_t)id >= off && (size_t)id < off + V) scores[(size_t)id - off] = -INFINITY;
-    k = std::min(k, V);
-    std::partial_sort(order.begin(), order.begin() + (long)k, order.end(), [&](int32_t a, int32_t b2) {
-        return scores[(size_t)a] > scores[(size_t)b2] || (scores[(size_t)a] == scores[(size_t)b2] && a < b2);
-    });
+    std::vector<int32_t> skip;
+    if (exclude_history) history_items(ids, false, ids.size(), (int32_t)off, V, skip);  // every item of the history
     std::vector<Recommendation> out;
-    for (size_t r = 0; r < k; r++) {
-        size_t id = off + (size_t)order[r];
-        out.push_back({r + 1, id, w.cat.asin[id], scores[(size_t)order[r]]});
-    }
+    const std::vector<int32_t> best = top_k(scores.data(), V, k, -1, skip);
+    for (size_t r = 0; r < best.size(); r++)
+        out.push_back({r + 1, off + (size_t)best[r], w.cat.asin[off + (size_t)best[r]], scores[(size_t)best[r]]});
     return out;
+}
+
+size_t recommend_many(const std::string& ckpt, const TrainConfig& o, const std::string& dom, size_t k, bool exclude_history,
+                      const std::string& histories, std::FILE* out) {
+    const int D = domain_of(dom);
+    HAFVT_INPUT(k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
+    Scorer sc(ckpt, o);
+    const World& w = sc.w;
+    // one history a line: [user<TAB>]item item ... (items separated by blanks or commas)
+    std::vector<std::string> users;
+    std::vector<std::vector<int32_t>> seqs;
+    const std::string text = read_file(histories);
+    LineReader lr(text, histories);
+    for (Span line; lr.next(line);) {
+        if (line.empty()) continue;
+        std::string l = line.str(), user = cat(lr.line_no);
+        const size_t tab = l.find('\t');
+        if (tab != std::string::npos) user = l.substr(0, tab), l = l.substr(tab + 1);
+        std::vector<int32_t> ids;
+        size_t i = 0, n = 0;
+        while (i < l.size()) {
+            while (i < l.size() && (l[i] == ' ' || l[i] == ',' || l[i] == '\t')) i++;
+            const size_t start = i;
+            while (i < l.size() && l[i] != ' ' && l[i] != ',' && l[i] != '\t') i++;
+            if (i > start) ids.push_back(resolve_item(w.cat, l.substr(start, i - start), cat(histories, ":", lr.line_no, ": item ", ++n)));
+        }
+        HAFVT_INPUT(!ids.empty(), histories, ":", lr.line_no, ": expected a history of ASINs or merged ids, found none");
+        users.push_back(user);
+        seqs.push_back(std::move(ids));
+    }
+    const size_t V = D == 0 ? w.cat.NX : w.cat.NY, off = D == 0 ? 0 : w.cat.NX, Vmax = std::max(w.cat.NX, w.cat.NY);
+    std::fprintf(out, "user\trank\tmerged_id\tasin\tscore\n");
+    Batch b;
+    std::vector<float> scores;
+    std::vector<int> domain;
+    std::vector<int32_t> skip;
+    for (size_t b0 = 0; b0 < seqs.size(); b0 += sc.c.eval_batch) {
+        const size_t b1 = std::min(seqs.size(), b0 + sc.c.eval_batch);
+        make_eval_batch(b, seqs, b0, b1, false, w.cat, sc.c.T);
+        sc.model->score(b, scores, domain, D);
+        for (size_t i = b0; i < b1; i++) {
+            const float* row = scores.data() + (i - b0) * Vmax;
+            if (exclude_history) history_items(seqs[i], false, seqs[i].size(), (int32_t)off, V, skip);
+            const std::vector<int32_t> best = top_k(row, V, k, -1, skip);
+            for (size_t r = 0; r < best.size(); r++)
+                std::fprintf(out, "%s\t%zu\t%zu\t%s\t%.6g\n", users[i].c_str(), r + 1, off + (size_t)best[r],
+                             w.cat.asin[off + (size_t)best[r]].c_str(), row[best[r]]);
+        }
+    }
+    return seqs.size();
+}
+
+size_t recommend_split(const std::string& ckpt, const TrainConfig& o, const std::string& split, size_t k, bool exclude_history,
+                       std::FILE* out) {
+    HAFVT_INPUT(split == "valid" || split == "test", "hafvt recommend: --split: expected valid or test, found '", split, "'");
+    HAFVT_INPUT(k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
+    Scorer sc(ckpt, o);
+    const World& w = sc.w;
+    const SequenceSet set =
+        read_sequences(sc.c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, sc.c.T, false);
+    const size_t Vmax = std::max(w.cat.NX, w.cat.NY);
+    std::fprintf(out, "user\tline\trank\tmerged_id\tasin\tscore\thit\n");
+    Batch b;
+    std::vector<float> scores;
+    std::vector<int> domain;
+    std::vector<int32_t> skip;
+    // the batches and scores of evaluation (evaluate), so the hits agree with its HR@k exactly
+    for (size_t b0 = 0; b0 < set.seqs.size(); b0 += sc.c.eval_batch) {
+        const size_t b1 = std::min(set.seqs.size(), b0 + sc.c.eval_batch);
+        make_eval_batch(b, set.seqs, b0, b1, true, w.cat, sc.c.T);
+        sc.model->score(b, scores, domain);
+        for (size_t i = b0; i < b1; i++) {
+            const std::vector<int32_t>& s = set.seqs[i];
+            const int D = domain[i - b0];
+            const size_t V = D == 0 ? w.cat.NX : w.cat.NY, off = D == 0 ? 0 : w.cat.NX;
+            const int32_t target = s.back() - (int32_t)off;
+            const float* row = scores.data() + (i - b0) * Vmax;
+            if (exclude_history) history_items(s, true, w.mc.T, (int32_t)off, V, skip);
+            else skip.clear();
+            const std::vector<int32_t> best = top_k(row, V, k, target, skip);
+            for (size_t r = 0; r < best.size(); r++)
+                std::fprintf(out, "%lld\t%zu\t%zu\t%zu\t%s\t%.6g\t%d\n", (long long)set.users[i], i + 1, r + 1, off + (size_t)best[r],
+                             w.cat.asin[off + (size_t)best[r]].c_str(), row[best[r]], best[r] == target ? 1 : 0);
+        }
+    }
+    return set.seqs.size();
 }
 
 }  // namespace hafvt

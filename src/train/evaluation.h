@@ -2,6 +2,7 @@
 // records of a run, and the two commands that read a checkpoint, hafvt eval and hafvt recommend,
 // as library functions (main.cpp parses their flags and prints what they return).
 #pragma once
+#include <cstdio>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -50,5 +51,20 @@ struct Recommendation {
 };
 std::vector<Recommendation> recommend(const std::string& ckpt, const TrainConfig& o, const std::string& dom, size_t k,
                                       bool exclude_history, const std::vector<std::string>& history);
+
+// `hafvt recommend --histories F`: the top k of domain `dom` for every history of F (one a line,
+// `[user<TAB>]item item ...`, items ASINs or merged ids separated by blanks or commas), batched
+// through evaluation's scoring; TSV rows `user, rank, merged_id, asin, score` (user: the first
+// column, else the line number). Returns the number of histories.
+size_t recommend_many(const std::string& ckpt, const TrainConfig& o, const std::string& dom, size_t k, bool exclude_history,
+                      const std::string& histories, std::FILE* out);
+
+// `hafvt recommend --split valid|test`: the top k of every line of the split from its target's
+// domain, scored in evaluation's batches; TSV rows `user, line, rank, merged_id, asin, score, hit`
+// (hit 1 on the target's row). Ties put the target after the items it ties with, as the rank rule
+// counts them, so the lines with a hit are exactly those whose full-protocol rank is at most k
+// (with --exclude-history, as eval --exclude-history ranks). Returns the number of lines.
+size_t recommend_split(const std::string& ckpt, const TrainConfig& o, const std::string& split, size_t k, bool exclude_history,
+                       std::FILE* out);
 
 }  // namespace hafvt

@@ -2,6 +2,9 @@
 // the folder, removing temporaries that killed writers left, the text outputs kept in memory and
 // rewritten atomically, and the memory figures (peak and resident set, MemAvailable).
 #pragma once
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -15,10 +18,28 @@ namespace hafvt {
 struct RunFiles {
     std::string dir, log;
     std::vector<std::string> metrics;  // one JSON object per line
+    // On a terminal the progress line updates in place (progress); in a file or a pipe every line
+    // printed is an ordinary line. train.log always holds ordinary lines.
+    bool tty = isatty(fileno(stdout)) != 0;
+    bool live = false;  // a progress line is on the terminal, not yet ended
     void say(const std::string& line) {
+        if (live) std::printf("\r\x1b[K");  // the progress line gives way
+        live = false;
         std::printf("%s\n", line.c_str());
         std::fflush(stdout);
         log += line + "\n";
+    }
+    // A progress line: on a terminal it replaces the previous one (and is logged when `log_it`);
+    // elsewhere it is printed and logged only when `log_it`, about ten times an epoch.
+    void progress(const std::string& line, bool log_it) {
+        if (!tty) {
+            if (log_it) say(line);
+            return;
+        }
+        std::printf("\r\x1b[K%s", line.c_str());
+        std::fflush(stdout);
+        live = true;
+        if (log_it) log += line + "\n";
     }
     void flush() const {
         std::string m;

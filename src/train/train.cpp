@@ -35,7 +35,7 @@ static uint64_t fnv1a(const void* data, size_t n, uint64_t h = 14695981039346656
 }
 static uint64_t fnv1a(const std::string& s, uint64_t h = 1469598103934665603ull) { return fnv1a(s.data(), s.size(), h); }
 
-void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
+void load_world(const TrainConfig& c, World& w, const SequenceSet* train, std::FILE* info) {
     w.cat = read_catalog(c.data);
     ModelConfig& mc = w.mc;
     mc = resolve_model_config(c, w.cat.NX, w.cat.NY);
@@ -48,7 +48,7 @@ void load_world(const TrainConfig& c, World& w, const SequenceSet* train) {
                     " (that of the other feature file), found ", fi.e);
         HAFVT_INPUT(fi.e % c.heads == 0, path, ": width ", fi.e, " is not divisible by ", setting_name("heads"), " ", c.heads);
         mc.e = fi.e;
-        if (fi.zero_rows) std::printf("%s: %zu all-zero rows (missing features, cosine 0)\n", path.c_str(), fi.zero_rows);
+        if (fi.zero_rows) std::fprintf(info, "%s: %zu all-zero rows (missing features, cosine 0)\n", path.c_str(), fi.zero_rows);
     }
     w.fz.e = mc.e;
     // head/tail split of the targets: occurrences of each item in the training file
@@ -243,12 +243,18 @@ int run_train(const TrainConfig& c) {
             sum.total += lt.total * B;
             for (int v = 0; v < 3; v++) sum.view[v] += lt.view[v] * B;
             seqs += (double)B;
-            if ((k + 1) % log_every == 0 || k + 1 == steps_per_epoch) {
-                double rate = seqs / et.seconds();
-                double eta = (double)(N - std::min(N, b0 + B)) / rate;
-                run.say(cat("epoch ", epoch, "/", c.epochs, " step ", k + 1, "/", steps_per_epoch, " | loss ", fix(sum.total / seqs, 3),
-                            " (x ", fix(sum.view[0] / seqs, 3), " y ", fix(sum.view[1] / seqs, 3), " xy ", fix(sum.view[2] / seqs, 3),
-                            ") | ", (long)rate, " seq/s | peak ", fix(peak_rss_gib()), " GiB | epoch ETA ", fmt_time(eta)));
+            const bool log_it = (k + 1) % log_every == 0 || k + 1 == steps_per_epoch;
+            if (log_it || run.tty) {
+                const double rate = seqs / et.seconds();
+                const double eta = (double)(N - std::min(N, b0 + B)) / rate;
+                // the run's ETA: this epoch's rest, then the epochs left at this epoch's pace (early
+                // stopping may end it sooner)
+                const double eta_run = eta + (double)(c.epochs - (size_t)epoch) * ((double)N / rate);
+                run.progress(cat("epoch ", epoch, "/", c.epochs, " step ", k + 1, "/", steps_per_epoch, " | loss ",
+                                 fix(sum.total / seqs, 3), " (x ", fix(sum.view[0] / seqs, 3), " y ", fix(sum.view[1] / seqs, 3),
+                                 " xy ", fix(sum.view[2] / seqs, 3), ") | ", (long)rate, " seq/s | peak ", fix(peak_rss_gib()),
+                                 " GiB | ETA epoch ", fmt_time(eta), ", run ", fmt_time(eta_run)),
+                             log_it);
             }
             if (c.max_steps && (size_t)steps_this_run >= c.max_steps) {
                 run.say(cat("stopping after ", setting_name("max_steps"), " ", c.max_steps, ": ", (long)(seqs / et.seconds()), " seq/s this epoch"));

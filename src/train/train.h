@@ -1,5 +1,6 @@
 // train.h: the settings of a run, the data it loads, and the training loop (SPEC §3.3, §6).
 #pragma once
+#include <cstdio>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,7 +24,8 @@ struct World {
     // (the catalog, the frozen feature tables' contents, the training sequences)
     std::string catalog_fingerprint, fingerprint;
 };
-void load_world(const TrainConfig& c, World& w, const SequenceSet* train);
+// Prints its notes (feature rows that are all zero) to `info`.
+void load_world(const TrainConfig& c, World& w, const SequenceSet* train, std::FILE* info = stdout);
 
 // `hafvt train`: returns the process exit status.
 int run_train(const TrainConfig& c);
