@@ -1,7 +1,6 @@
 // main.cpp: the `hafvt` command line: synth, train, eval, recommend, info (and bench-gemm).
 // Every subcommand has --help. main() catches errors: bad input prints one line and exits 2,
 // an internal failure exits 1.
-#include <omp.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -96,9 +95,6 @@ int cmd_eval(int argc, char** argv) {
     o.eval_batch = kUnsetSize;  // the run's unless given
     if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;
     HAFVT_INPUT(!ckpt.empty(), "hafvt eval: --ckpt F is required");
-    HAFVT_INPUT(o.threads >= 0 && o.threads <= setting_range::kMaxThreads, "--threads: expected 0..",
-                setting_range::kMaxThreads, " (0 = every core), found ", o.threads);
-    if (o.threads > 0) omp_set_num_threads(o.threads);
     EvalOutcome e = run_eval(ckpt, split, protocol, o);
     std::printf("%s", format_results({e.result}).c_str());
     std::printf("%zu lines in %.1f s (%.0f lines/s)\n", e.lines, e.seconds, (double)e.lines / e.seconds);
@@ -120,7 +116,7 @@ std::vector<std::string> read_history_stdin() {
     while ((n = std::fread(buf, 1, sizeof buf, stdin)) > 0) {
         for (size_t i = 0; i < n; i++) {  // refused as it arrives: /dev/zero is not read for 16 MiB
             const unsigned char c = (unsigned char)buf[i];
-            HAFVT_INPUT(c >= 0x20 || c == '\t' || c == '\n' || c == '\r', "stdin: byte ", text.size() + i,
+            HAFVT_INPUT(text_byte(c) || c == '\n' || c == '\r', "stdin: byte ", text.size() + i,
                         ": expected a history of ASINs or merged ids (text), found the control byte ", byte_hex(c));
         }
         text.append(buf, n);
@@ -128,15 +124,8 @@ std::vector<std::string> read_history_stdin() {
     }
     std::vector<std::string> hist;
     LineReader lr(text, "stdin");
-    for (Span line; lr.next(line);) {
-        size_t i = 0;
-        while (i < line.n) {
-            while (i < line.n && (line.p[i] == ' ' || line.p[i] == '\t')) i++;
-            const size_t start = i;
-            while (i < line.n && line.p[i] != ' ' && line.p[i] != '\t') i++;
-            if (i > start) hist.emplace_back(line.p + start, i - start);
-        }
-    }
+    for (Span line; lr.next(line);)
+        for (std::string& t : split_tokens(line.p, line.n, " \t")) hist.push_back(std::move(t));
     return hist;
 }
 

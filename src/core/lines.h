@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "core/common.h"
 
@@ -16,6 +17,23 @@ struct Span {
     bool empty() const { return n == 0; }
     std::string str() const { return std::string(p, n); }
 };
+
+// Whether a byte may stand in a line of text: printable, a tab, or part of UTF-8 (>= 0x80); not a
+// NUL, another control byte or DEL.
+inline bool text_byte(unsigned char c) { return (c >= 0x20 && c != 0x7f) || c == '\t'; }
+
+// The tokens of `s` separated by runs of any byte of `seps`.
+inline std::vector<std::string> split_tokens(const char* s, size_t n, const char* seps) {
+    std::vector<std::string> out;
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && std::strchr(seps, s[i])) i++;
+        const size_t start = i;
+        while (i < n && !std::strchr(seps, s[i])) i++;
+        if (i > start) out.emplace_back(s + start, i - start);
+    }
+    return out;
+}
 
 // Walks a file's text line by line: strips a trailing '\r' (CRLF files) and, with strip_blanks,
 // trailing tabs and spaces too; handles a missing final newline (a final newline ends the text,
@@ -47,7 +65,7 @@ struct LineReader {
         line_no++;
         for (size_t i = 0; i < line.n; i++) {
             const unsigned char c = (unsigned char)line.p[i];
-            if ((c < 0x20 && c != '\t') || c == 0x7f)
+            if (!text_byte(c))
                 HAFVT_FAIL_INPUT(path, ":", line_no, ": column ", i + 1, ": expected text, found the control byte ",
                                  byte_hex(c));
         }

@@ -81,10 +81,8 @@ void load_checkpoint(const std::string& path, TensorTable& params, TensorTable* 
             const std::string name = prefix + x.name;
             HAFVT_INPUT(f.has(name), path, ": tensor '", name, "' missing (was the checkpoint written with other --views/--modalities/--q?)");
             const StEntry& e = f.entry(name);
-            std::string found = "[";
-            for (size_t k = 0; k < e.shape.size(); k++) found += cat(k ? ", " : "", e.shape[k]);
             HAFVT_INPUT(e.shape == x.dims(), path, ": tensor '", name, "': expected shape ", x.shape_str(),
-                        ", found ", found, "] (was the checkpoint written for other data or settings?)");
+                        ", found ", shape_str(e.shape), " (was the checkpoint written for other data or settings?)");
             std::vector<float> data = f.read_f32(name);
             for (size_t k = 0; k < data.size(); k++)
                 HAFVT_INPUT(std::isfinite(data[k]), path, ": tensor '", name, "' element ", k,

@@ -17,6 +17,12 @@
 
 namespace hafvt {
 
+std::string shape_str(const std::vector<size_t>& shape) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); i++) s += cat(i ? ", " : "", shape[i]);
+    return s + "]";
+}
+
 namespace {
 
 const size_t k_max_header = 100u * 1000u * 1000u;  // the limit of the Python reader too
@@ -27,13 +33,6 @@ size_t dtype_size(const std::string& dtype) {
     if (dtype == "F16") return 2;
     if (dtype == "I64") return 8;
     return 0;
-}
-
-// A shape as the header writes it: "[3, 4]".
-std::string shape_str(const std::vector<size_t>& shape) {
-    std::string s = "[";
-    for (size_t i = 0; i < shape.size(); i++) s += cat(i ? ", " : "", shape[i]);
-    return s + "]";
 }
 
 // A JSON number that must be a non-negative integer (a dimension or an offset).

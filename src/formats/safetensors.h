@@ -8,6 +8,9 @@
 
 namespace hafvt {
 
+// A shape as the header writes it (and Tensor::shape_str prints it): "[3, 4]".
+std::string shape_str(const std::vector<size_t>& shape);
+
 struct StEntry {
     std::string name;
     std::string dtype;            // "F32", "F16", "I32", "I64"

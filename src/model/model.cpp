@@ -25,7 +25,6 @@
 
 namespace hafvt {
 
-
 using Arr = BackendArray<float>;
 
 // One pre-LN transformer block's activations, each (N, d) unless noted.
@@ -95,7 +94,7 @@ struct ViewInputs {
 struct Model::Impl {
     const Backend* be = nullptr;
     std::vector<Encoder> enc;     // enabled encoders, in (view, modality) order
-    int enc_of[3][kNumMods];             // index into enc, -1 if disabled
+    int enc_of[3][kNumMods];      // index into enc, -1 if disabled
     std::vector<int> mods;        // enabled modalities
     float logw[kNumMods] = {};    // log mixture weights of the enabled modalities, by modality
     ViewInputs in[3];
@@ -132,10 +131,8 @@ Model::Model(const ModelConfig& cfg, const FrozenTables* frozen) : Model(cfg, fr
 Model::Model(const ModelConfig& cfg, const FrozenTables* frozen, const Backend& backend)
     : cfg_(cfg), frozen_(frozen), impl_(std::make_unique<Impl>()) {
     impl_->be = &backend;
-    bool any = false, frozen_any = false;
-    for (int m = 0; m < kNumMods; m++) any = any || cfg.mods[m], frozen_any = frozen_any || (m != MOD_ID && cfg.mods[m]);
-    HAFVT_CHECK(any, "no modality enabled");
-    HAFVT_CHECK(!frozen_any || (frozen && cfg.e > 0), "feature tables missing");
+    HAFVT_CHECK(cfg.num_mods() > 0, "no modality enabled");
+    HAFVT_CHECK(cfg.num_frozen() == 0 || (frozen && cfg.e > 0), "feature tables missing");
     Impl& I = *impl_;
     std::memset(I.enc_of, -1, sizeof I.enc_of);
     for (int m = 0; m < kNumMods; m++) {
@@ -698,12 +695,14 @@ size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {
                 // xs + per block (ln1, qkv x3, atty, attproj, res1, ln2, fc1, gelu, fc2) + H, dH
                 per_d += N * d * ((c.n_blocks + 1) + c.n_blocks * 12 + 2) + c.n_blocks * B * c.n_heads * c.T * c.T;
             }
-    size_t mods = 0;
-    for (int m = 0; m < kNumMods; m++) mods += c.mods[m];
     size_t floats = per_d + 6 * N * dmax                        // encoder scratch
-                    + mods * max_rows * V                       // head logits
+                    + c.num_mods() * max_rows * V               // head logits
                     + 3 * c.num_items() * c.q;                  // normalized E_id, its gradient
     return floats * sizeof(float);
+}
+
+size_t Model::estimate_eval_bytes(const ModelConfig& c, size_t B) {
+    return (c.num_mods() + 2) * B * std::max(c.NX, c.NY) * sizeof(float) + estimate_bytes(c, B, 0);
 }
 
 }  // namespace hafvt

@@ -32,6 +32,12 @@ struct ModelConfig {
     float lambda1 = 1.0f, lambda2 = 1.0f;
     size_t width(int m) const { return m == MOD_ID ? q : e; }
     size_t num_items() const { return NX + NY; }
+    size_t num_mods() const {  // enabled modalities
+        size_t n = 0;
+        for (int m = 0; m < kNumMods; m++) n += mods[m];
+        return n;
+    }
+    size_t num_frozen() const { return num_mods() - (mods[MOD_ID] ? 1 : 0); }  // enabled feature tables
     int32_t pad() const { return (int32_t)(NX + NY); }
 };
 
@@ -97,6 +103,9 @@ public:
     const ModelConfig& config() const { return cfg_; }
     // Bytes held by the model's activations and scratch for batches of B (for the memory estimate).
     static size_t estimate_bytes(const ModelConfig& cfg, size_t B, size_t max_rows_per_domain);
+    // Bytes an evaluation batch of B lines needs: the activations of estimate_bytes and the
+    // (B, V) scores with their per-modality and mixture blocks.
+    static size_t estimate_eval_bytes(const ModelConfig& cfg, size_t B);
 
     // Implementation details, defined in model.cpp.
     struct Encoder;

@@ -30,8 +30,15 @@ const std::vector<Setting> kSettings = {HAFVT_SETTINGS(HAFVT_SETTING_ROW)};
 
 #undef HAFVT_SETTING_ROW
 
-// The derived values run_train stores beside the settings that a resumed run must keep.
-const char* const kDerivedResumeKeys[] = {"fingerprint", "modalities_resolved", "weights", "e"};
+// The values run_train derives and stores in config.json beside the settings, and whether a resumed
+// run must keep them (part of the resume key). A configuration file may hold them; they are not
+// read back.
+struct DerivedKey {
+    const char* key;
+    bool resume;
+};
+const DerivedKey kDerivedKeys[] = {{"fingerprint", true}, {"modalities_resolved", true}, {"weights", true}, {"e", true},
+                                   {"catalog_fingerprint", false}, {"NX", false}, {"NY", false}};
 
 // "full,c2dsr" -> "full or c2dsr"; "a,b,c" -> "a, b or c".
 std::string choices_text(const std::string& choices) {
@@ -157,9 +164,6 @@ TrainConfig config_from_json(const Json& j, const std::string& what) {
     return c;
 }
 
-// The values run_train stores in config.json beside the settings (derived, so a configuration file
-// may hold them and they are not read back).
-const char* const kDerivedKeys[] = {"fingerprint", "catalog_fingerprint", "modalities_resolved", "weights", "e", "NX", "NY"};
 
 void apply_config_file(const std::string& path, TrainConfig& c) {
     const Json j = Json::parse(read_file(path), path);
@@ -168,7 +172,8 @@ void apply_config_file(const std::string& path, TrainConfig& c) {
     std::vector<std::string> known;
     for (const Setting& s : kSettings) known.push_back(s.key);
     for (const auto& kv : j.items()) {
-        if (std::find(std::begin(kDerivedKeys), std::end(kDerivedKeys), kv.first) != std::end(kDerivedKeys)) continue;
+        if (std::any_of(std::begin(kDerivedKeys), std::end(kDerivedKeys), [&](const DerivedKey& d) { return kv.first == d.key; }))
+            continue;
         const Setting* row = nullptr;
         for (const Setting& s : kSettings)
             if (kv.first == s.key) row = &s;
@@ -220,6 +225,14 @@ static void resolve_modalities(const TrainConfig& c, bool* mods, Source src) {
     }
 }
 
+// The mixture weights before renormalization (SPEC §2.4): alpha, beta (1/3 each when unset) and
+// 1 - alpha - beta for txt (at least 0), by modality.
+static void raw_weights(const TrainConfig& c, float* raw) {
+    const float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
+    const float w[kNumMods] = {a, b, std::max(0.0f, 1.0f - a - b)};
+    std::copy(w, w + kNumMods, raw);
+}
+
 void validate_config(const TrainConfig& c0, Source src) {
     TrainConfig c = c0;
     auto N = [src](const char* key) { return setting_name(key, src); };
@@ -255,18 +268,16 @@ void validate_config(const TrainConfig& c0, Source src) {
     // (each value named on its own: the other may be the unset -1, or come from a checkpoint)
     HAFVT_INPUT(c.alpha == -1 || (c.alpha >= 0 && c.alpha <= 1), ab, ": expected weights in [0, 1], found ", c.alpha, " for ", N("alpha"));
     HAFVT_INPUT(c.beta == -1 || (c.beta >= 0 && c.beta <= 1), ab, ": expected weights in [0, 1], found ", c.beta, " for ", N("beta"));
-    float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
+    float raw[kNumMods];
+    raw_weights(c, raw);
+    const float a = raw[MOD_ID], b = raw[MOD_IMG];
     auto weight_text = [&](const char* key, float v, bool unset) { return cat(N(key), " ", v, unset ? " (the default)" : ""); };
     HAFVT_INPUT(a + b <= 1.0f + 1e-6f, weight_text("alpha", a, c.alpha < 0), " + ", weight_text("beta", b, c.beta < 0), " = ",
                 a + b, ": expected a sum of at most 1 (the text weight is 1 - alpha - beta)");
-    const ModelConfig mc = resolve_model_config(c, 0, 0);
-    bool any = false;
-    for (int m = 0; m < kNumMods; m++) any = any || mc.mods[m];
-    if (!any) {
-        const float w[kNumMods] = {a, b, std::max(0.0f, 1.0f - a - b)};  // as resolve_model_config weighs them
+    if (resolve_model_config(c, 0, 0).num_mods() == 0) {
         std::string on;
         for (int m = 0; m < kNumMods; m++)
-            if (mods[m]) on += cat(on.empty() ? "" : ", ", kModNames[m], " ", w[m]);
+            if (mods[m]) on += cat(on.empty() ? "" : ", ", kModNames[m], " ", raw[m]);
         HAFVT_FAIL_INPUT(ab, ": expected a positive weight for at least one enabled modality, found ", on,
                          " (the txt weight is 1 - alpha - beta)");
     }
@@ -281,8 +292,8 @@ ModelConfig resolve_model_config(const TrainConfig& c, size_t NX, size_t NY) {
     mc.NY = NY;
     mc.T = c.T, mc.q = c.q, mc.n_blocks = c.blocks, mc.n_heads = c.heads, mc.dropout = c.dropout;
     mc.lambda1 = c.lambda1, mc.lambda2 = c.lambda2;
-    const float a = c.alpha < 0 ? 1.0f / 3 : c.alpha, b = c.beta < 0 ? 1.0f / 3 : c.beta;
-    const float raw[kNumMods] = {a, b, std::max(0.0f, 1.0f - a - b)};
+    float raw[kNumMods];
+    raw_weights(c, raw);
     float sum = 0;
     for (int m = 0; m < kNumMods; m++) {
         mods[m] = mods[m] && raw[m] > 0.0f;
@@ -299,8 +310,9 @@ ModelConfig resolve_model_config(const TrainConfig& c, size_t NX, size_t NY) {
 
 std::string resume_key(const Json& cfg) {
     Json k = Json::object();
-    for (const char* name : kDerivedResumeKeys)
-        if (const Json* v = cfg.get(name)) k.set(name, *v);
+    for (const DerivedKey& d : kDerivedKeys)
+        if (d.resume)
+            if (const Json* v = cfg.get(d.key)) k.set(d.key, *v);
     for (const Setting& s : kSettings)
         if (s.resume)
             if (const Json* v = cfg.get(s.key)) k.set(s.key, *v);

@@ -2,6 +2,8 @@
 // the commands that read a checkpoint: hafvt eval and hafvt recommend.
 #include "train/evaluation.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -167,6 +169,7 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
     if (overrides.alpha != -1) c.alpha = overrides.alpha;
     if (overrides.beta != -1) c.beta = overrides.beta;
     if (overrides.eval_batch != kUnsetSize) c.eval_batch = overrides.eval_batch;
+    c.threads = overrides.threads;  // not stored: the caller's (its range checked with the others)
     validate_config(c, Source::FLAGS);  // with the flags the user typed
     return c;
 }
@@ -184,23 +187,15 @@ static void check_before_model(const std::string& ckpt, const TrainConfig& c, co
                 w.catalog_fingerprint, ")");
     const StFile f = safetensors_read(ckpt);
     for (const ParamSpec& s : param_specs(w.mc)) {
-        auto shape_text = [](const std::vector<size_t>& v) {
-            std::string t = "[";
-            for (size_t k = 0; k < v.size(); k++) t += cat(k ? ", " : "", v[k]);
-            return t + "]";
-        };
         HAFVT_INPUT(f.has(s.name), ckpt, ": tensor '", s.name, "' missing (the stored configuration implies it: ",
                     "was the checkpoint written with other settings, or its configuration edited?)");
         const std::vector<size_t>& found = f.entry(s.name).shape;
-        HAFVT_INPUT(found == s.shape, ckpt, ": tensor '", s.name, "': expected shape ", shape_text(s.shape),
-                    " (from the stored configuration), found ", shape_text(found), " (was the configuration edited?)");
+        HAFVT_INPUT(found == s.shape, ckpt, ": tensor '", s.name, "': expected shape ", shape_str(s.shape),
+                    " (from the stored configuration), found ", shape_str(found), " (was the configuration edited?)");
     }
     const double MiB = 1048576.0;
-    size_t mods = 0;
-    for (int m = 0; m < kNumMods; m++) mods += w.mc.mods[m];
     const double need = 2.0 * (double)count_params(w.mc) * sizeof(float) +  // parameters and gradients
-                        (double)Model::estimate_bytes(w.mc, c.eval_batch, 0) +
-                        (double)(mods + 2) * c.eval_batch * std::max(w.mc.NX, w.mc.NY) * sizeof(float);
+                        (double)Model::estimate_eval_bytes(w.mc, c.eval_batch);
     const double have = available_bytes();
     HAFVT_INPUT(need <= have, "memory: scoring with ", ckpt, " needs about ", (long)(need / MiB), " MiB, expected at most the ",
                 (long)(have / MiB), " MiB available; try a smaller ", setting_name("eval_batch"), " (now ", c.eval_batch, ")");
@@ -216,6 +211,7 @@ EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const st
     HAFVT_INPUT(protocol == "full" || protocol == "c2dsr", "hafvt eval: --protocol: expected full or c2dsr, found '", protocol, "'");
     std::string catalog_fp;
     TrainConfig c = config_of_checkpoint(ckpt, o, &catalog_fp);
+    if (c.threads > 0) omp_set_num_threads(c.threads);
     World w;
     load_world(c, w, nullptr);
     const Backend& backend =  // c.T: the checkpoint's
@@ -322,13 +318,8 @@ size_t recommend_many(const std::string& ckpt, const TrainConfig& o, const std::
         const size_t tab = l.find('\t');
         if (tab != std::string::npos) user = l.substr(0, tab), l = l.substr(tab + 1);
         std::vector<int32_t> ids;
-        size_t i = 0, n = 0;
-        while (i < l.size()) {
-            while (i < l.size() && (l[i] == ' ' || l[i] == ',' || l[i] == '\t')) i++;
-            const size_t start = i;
-            while (i < l.size() && l[i] != ' ' && l[i] != ',' && l[i] != '\t') i++;
-            if (i > start) ids.push_back(resolve_item(w.cat, l.substr(start, i - start), cat(histories, ":", lr.line_no, ": item ", ++n)));
-        }
+        for (const std::string& t : split_tokens(l.data(), l.size(), " ,\t"))
+            ids.push_back(resolve_item(w.cat, t, cat(histories, ":", lr.line_no, ": item ", ids.size() + 1)));
         HAFVT_INPUT(!ids.empty(), histories, ":", lr.line_no, ": expected a history of ASINs or merged ids, found none");
         users.push_back(user);
         seqs.push_back(std::move(ids));

@@ -25,7 +25,7 @@ std::string format_results(const std::vector<EvalResult>& results);
 Json eval_json(const EvalResult& r, long epoch, long step, const LossTerms* loss, double seconds);
 
 // The run configuration stored in a checkpoint, with the overrides of eval and recommend
-// (--data, --img, --txt, their alignment files, --alpha, --beta, --eval-batch); InputError naming
+// (--data, --img, --txt, their alignment files, --alpha, --beta, --eval-batch, --threads); InputError naming
 // the checkpoint when the stored configuration is invalid.
 // A size override that was not given (eval_batch of `overrides`; 0 is a value, refused as such).
 constexpr size_t kUnsetSize = ~(size_t)0;

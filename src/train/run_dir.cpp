@@ -64,27 +64,25 @@ std::vector<std::string> remove_stale_temporaries(const std::string& dir) {
 
 
 
-// Bytes the machine can give us: MemAvailable, or HAFVT_MEMORY_LIMIT_MB when set (tests).
-double available_bytes() {
-    if (const char* lim = std::getenv("HAFVT_MEMORY_LIMIT_MB")) return std::atof(lim) * 1048576.0;
-    FILE* f = std::fopen("/proc/meminfo", "r");
+// The value of the line `format` ("Key: %lf kB") of a /proc file, in bytes; 0 when absent.
+static double proc_bytes(const char* path, const char* format) {
+    FILE* f = std::fopen(path, "r");
     double kb = 0;
     char line[256];
     while (f && std::fgets(line, sizeof line, f))
-        if (std::sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
-    if (f) std::fclose(f);
-    return kb > 0 ? kb * 1024.0 : 1e18;  // unknown: do not refuse
-}
-
-// Resident memory of this process (VmRSS): the program, the sequences and the frozen tables.
-double resident_bytes() {
-    FILE* f = std::fopen("/proc/self/status", "r");
-    double kb = 0;
-    char line[256];
-    while (f && std::fgets(line, sizeof line, f))
-        if (std::sscanf(line, "VmRSS: %lf kB", &kb) == 1) break;
+        if (std::sscanf(line, format, &kb) == 1) break;
     if (f) std::fclose(f);
     return kb * 1024.0;
 }
+
+// Bytes the machine can give us: MemAvailable, or HAFVT_MEMORY_LIMIT_MB when set (tests).
+double available_bytes() {
+    if (const char* lim = std::getenv("HAFVT_MEMORY_LIMIT_MB")) return std::atof(lim) * 1048576.0;
+    const double b = proc_bytes("/proc/meminfo", "MemAvailable: %lf kB");
+    return b > 0 ? b : 1e18;  // unknown: do not refuse
+}
+
+// Resident memory of this process (VmRSS): the program, the sequences and the frozen tables.
+double resident_bytes() { return proc_bytes("/proc/self/status", "VmRSS: %lf kB"); }
 
 }  // namespace hafvt

@@ -96,15 +96,10 @@ static std::string fmt_time(double s) {
 // (eval-batch, V) scores. Refuses when the part still to allocate exceeds MemAvailable.
 static void check_memory(const TrainConfig& c, const ModelConfig& mc, RunFiles& run) {
     const double MiB = 1048576.0;
-    const size_t V = std::max(mc.NX, mc.NY);
-    size_t mods = 0;
-    for (int m = 0; m < kNumMods; m++) mods += mc.mods[m];
     double params = 4.0 * (double)count_params(mc) * sizeof(float);
-    size_t frozen_tables = 0;
-    for (int m = 0; m < kNumMods; m++) frozen_tables += m != MOD_ID && mc.mods[m];
-    double frozen = (double)frozen_tables * (mc.num_items() + 1) * mc.e * sizeof(float);
+    double frozen = (double)mc.num_frozen() * (mc.num_items() + 1) * mc.e * sizeof(float);
     double train = (double)Model::estimate_bytes(mc, c.batch, c.batch * mc.T);
-    double eval = (double)(mods + 2) * c.eval_batch * V * sizeof(float) + (double)Model::estimate_bytes(mc, c.eval_batch, 0);
+    double eval = (double)Model::estimate_eval_bytes(mc, c.eval_batch);
     double in_use = std::max(resident_bytes(), frozen), more = params + std::max(train, eval), have = available_bytes();
     run.say(cat("memory estimate ", fix((in_use + more) / MiB, 0), " MiB at the peak (in use now ", fix(in_use / MiB, 0),
                 ", of which frozen tables ", fix(frozen / MiB, 0), "; parameters and Adam ", fix(params / MiB, 0),
