@@ -726,6 +726,12 @@ CUDA_TEST_CASE("cuda: one whole training step, three Adam steps and the scores m
     testutil::compare_model_backends(*cuda_backend(), 1e-4, 1e-3);
 }
 
+// recommend --explain on the device: the parts add up to the scores and equal the CPU's.
+CUDA_TEST_CASE("cuda: explain's parts and attention match the CPU") {
+    if (!gpu_ready()) return;
+    testutil::check_explanation(*cuda_backend(), 1e-5, 1e-4);
+}
+
 CUDA_TEST_CASE("cuda: the whole model on the device matches the PyTorch fixture") {
     if (!gpu_ready()) return;
     testutil::check_model_against_pytorch(*cuda_backend());

@@ -221,6 +221,86 @@ void compare_model_backends(const Backend& be, double atol, double rtol) {
 
 }  // namespace testutil
 
+namespace testutil {
+
+void check_explanation(const Backend& be, double atol, double rtol) {
+    // all modalities with 2 attention heads; id and txt (img off) with 1
+    for (const bool img : {true, false}) {
+        CAPTURE(img);
+        Tiny w(img, true, 0.0f, img ? 2 : 1);
+        const ModelConfig& c = w.cfg;
+        Model host(c, &w.fz), dev(c, &w.fz, be);
+        exercised_params(host, w);
+        exercised_params(dev, w);
+        dev.to_device();
+        // X and Y history, target Y; no Y items; a target in X after one Y item (its X view empty)
+        const std::vector<std::vector<int32_t>> lines = {{0, 7, 1, 6}, {4, 5, 3}, {9, 2, 10}, {8, 2}};
+        const size_t B = lines.size(), T = c.T, Vmax = 6;
+        Batch eb;
+        make_eval_batch(eb, lines, 0, B, true, w.cat, T);
+        std::vector<float> scores;
+        std::vector<int> dom;
+        dev.score(eb, scores, dom);
+        Model::ScoreParts got, want;
+        for (size_t b = 0; b < B; b++) {  // every item of the line's domain
+            got.items.emplace_back();
+            for (int32_t j = 0; j < (int32_t)(dom[b] == 0 ? c.NX : c.NY); j++) got.items[b].push_back(j);
+        }
+        want.items = got.items;
+        dev.explain(eb, dom, got);
+        host.explain(eb, dom, want);
+        CHECK(check_tensor("parts", got.part, want.part, atol, rtol));
+        CHECK(check_tensor("attention", got.attention, want.attention, atol, rtol));
+
+        size_t part = 0;
+        for (size_t b = 0; b < B; b++) {
+            CAPTURE(b);
+            const int D = dom[b];
+            const bool has[3] = {eb.view[0].nonempty[b] != 0, eb.view[1].nonempty[b] != 0, eb.view[2].nonempty[b] != 0};
+            const double coef[3] = {D == 0 ? 1.0 : c.lambda1, D == 1 ? 1.0 : c.lambda1, c.lambda2};
+            double view_sum[3] = {}, mod_sum[kNumMods] = {}, coef_sum = 0.0;
+            for (int v = 0; v < 3; v++) coef_sum += has[v] ? coef[v] : 0.0;
+            for (size_t j = 0; j < got.items[b].size(); j++, part++) {
+                const float* t = got.part.data() + part * 3 * kNumMods;
+                double sum = 0.0;
+                for (int v = 0; v < 3; v++)
+                    for (int m = 0; m < kNumMods; m++) {
+                        sum += t[v * kNumMods + m];
+                        view_sum[v] += t[v * kNumMods + m];
+                        mod_sum[m] += t[v * kNumMods + m];
+                        if (!has[v] || !c.mods[m]) CHECK(t[v * kNumMods + m] == 0.0f);
+                    }
+                // the terms add up to the score
+                CHECK(sum == doctest::Approx(scores[b * Vmax + j]).epsilon(1e-5));
+            }
+            // a view's probabilities sum to 1 over the domain, weighted by its coefficient; a
+            // modality's share of each view is its weight
+            for (int v = 0; v < 3; v++) CHECK(view_sum[v] == doctest::Approx(has[v] ? coef[v] : 0.0).epsilon(1e-5));
+            for (int m = 0; m < kNumMods; m++) CHECK(mod_sum[m] == doctest::Approx(c.weight[m] * coef_sum).epsilon(1e-5));
+            // the XY encoder's last position attends over the line's XY items only
+            for (int m = 0; m < kNumMods; m++) {
+                const float* a = got.attention.data() + (b * kNumMods + (size_t)m) * T;
+                double total = 0.0;
+                for (size_t t = 0; t < T; t++) {
+                    if (eb.view[VIEW_XY].ids[b * T + t] == c.pad()) CHECK(a[t] == 0.0f);
+                    CHECK(a[t] >= 0.0f);
+                    total += a[t];
+                }
+                CHECK(total == doctest::Approx(c.mods[m] ? 1.0 : 0.0).epsilon(1e-5));
+                if (b == 3 && c.mods[m]) CHECK(a[T - 1] == doctest::Approx(1.0).epsilon(1e-6));  // its one input item
+            }
+        }
+        CHECK(part == got.part.size() / (3 * kNumMods));
+    }
+}
+
+}  // namespace testutil
+
+TEST_CASE("model: explain's parts add up to the scores; attention over the XY items (host and emulated device)") {
+    testutil::check_explanation(host_backend(), 0.0, 0.0);
+    testutil::check_explanation(emulated_device_backend(), 0.0, 0.0);
+}
+
 TEST_CASE("model: the device path (emulated device backend) computes the host path bit for bit") {
     // Same CPU ops in the same order, so any difference is a bug in the device path's own logic:
     // uploads, the gathers and scatters by row index, the fused head's inputs, Adam on the copies.

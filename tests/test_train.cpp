@@ -5,6 +5,7 @@
 // and how train and eval report a device out of memory.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <cstdlib>
@@ -42,6 +43,55 @@ void check_same_run(const std::string& a, const std::string& b) {
     REQUIRE(ma.size() == mb.size());
     for (size_t i = 0; i < ma.size(); i++) CHECK(ma[i].dump() == mb[i].dump());
     CHECK(safetensors_read(a + "/last.safetensors").data == safetensors_read(b + "/last.safetensors").data);
+}
+
+// The rows of a TSV (header first), fields split at tabs.
+std::vector<std::vector<std::string>> tsv_rows(const std::string& text) {
+    std::vector<std::vector<std::string>> rows;
+    std::istringstream is(text);
+    for (std::string line; std::getline(is, line);) {
+        rows.emplace_back();
+        std::istringstream ls(line);
+        for (std::string x; std::getline(ls, x, '\t');) rows.back().push_back(x);
+    }
+    return rows;
+}
+
+// recommend --explain's output: its nine last columns; on every row the view parts and the
+// modality parts each add up to the printed score (each printed to 6 significant digits), and
+// the attention columns name items with weights in (0, 1]. Returns the rows.
+std::vector<std::vector<std::string>> check_explained(const std::string& text) {
+    std::vector<std::vector<std::string>> rows = tsv_rows(text);
+    REQUIRE(rows.size() >= 2);
+    const std::vector<std::string>& h = rows[0];
+    REQUIRE(h.size() >= 13);
+    const size_t at = h.size() - 9, score = std::find(h.begin(), h.end(), "score") - h.begin();
+    REQUIRE(score < h.size());
+    CHECK(h[at] == "view_X");
+    CHECK(h[at + 3] == "mod_id");
+    CHECK(h[at + 6] == "attn_id");
+    for (size_t i = 1; i < rows.size(); i++) {
+        const std::vector<std::string>& f = rows[i];
+        REQUIRE(f.size() == h.size());
+        const double sc = std::stod(f[score]);
+        double views = 0.0, mods = 0.0;
+        for (size_t k = 0; k < 3; k++) views += std::stod(f[at + k]), mods += std::stod(f[at + 3 + k]);
+        INFO("row " << i << ": score " << sc << ", views " << views << ", modalities " << mods);
+        CHECK(std::fabs(views - sc) <= 2e-5 * sc + 1e-9);
+        CHECK(std::fabs(mods - sc) <= 2e-5 * sc + 1e-9);
+        for (size_t k = 6; k < 9; k++) {
+            if (f[at + k] == "-") continue;
+            std::istringstream ps(f[at + k]);
+            for (std::string item; std::getline(ps, item, ',');) {
+                const size_t colon = item.rfind(':');
+                REQUIRE(colon != std::string::npos);
+                const double wgt = std::stod(item.substr(colon + 1));
+                CHECK(wgt > 0.0);
+                CHECK(wgt <= 1.0);
+            }
+        }
+    }
+    return rows;
 }
 
 }  // namespace
@@ -109,6 +159,23 @@ TEST_CASE("training lowers the loss and ranks far better than random") {
     CHECK(hits[0] == (int)std::lround(num(test_full, "X", "hr10") * n_x / 100.0));
     CHECK(hits[1] == (int)std::lround(num(test_full, "Y", "hr10") * n_y / 100.0));
     MESSAGE("recommend --split test: ", hits[0], " + ", hits[1], " lines with the target in the top 10");
+
+    // --explain adds nine columns to the same rows, whose parts add up to each score; one history
+    // of the command line the same
+    std::string explained;
+    REQUIRE(testutil::run_shell("{ " + testutil::hafvt_bin() + " recommend --ckpt " + run +
+                                    "/best.safetensors --split test --k 10 --explain 2>/dev/null; }", &explained) == 0);
+    const std::vector<std::vector<std::string>> ex = check_explained(explained), plain = tsv_rows(text);
+    REQUIRE(ex.size() == plain.size());
+    for (size_t i = 0; i < ex.size(); i++) CHECK(std::vector<std::string>(ex[i].begin(), ex[i].begin() + 7) == plain[i]);
+    // a history of Y items only (the tiny data's Y ids start at 300): the X view has no item, so
+    // its part is 0 and the Y and XY views share the score
+    auto one = run_hafvt("recommend --ckpt " + run + "/best.safetensors --domain Y --k 5 --explain 301 302 305");
+    REQUIRE_MESSAGE(one.status == 0, one.out);
+    const std::vector<std::vector<std::string>> one_rows = check_explained(one.out.substr(one.out.find("rank\t")));
+    REQUIRE(one_rows.size() == 6);
+    CHECK(one_rows[0][4] == "view_X");
+    for (size_t i = 1; i < one_rows.size(); i++) CHECK(one_rows[i][4] == "0");
 }
 
 TEST_CASE("progress: in place on a terminal, plain lines in a pipe and in train.log, both with the run's ETA") {
@@ -399,4 +466,14 @@ CUDA_TEST_CASE("cuda large: training and evaluation on --device cuda match the C
         REQUIRE(tb.size() == ta.size());
         for (size_t i = 0; i < ta.size(); i++) CHECK(std::fabs(ta[i] - tb[i]) <= 1.0);
     }
+    // recommend --explain on the device: the parts add up to the device's scores, one block of 5
+    // rows per line as on the CPU
+    auto explained = [&](const std::string& device) {
+        std::string out;
+        REQUIRE(testutil::run_shell(cat("{ HAFVT_EMU_GPU=1 timeout 600 ", testutil::hafvt_bin(), " recommend --ckpt ", base,
+                                        "/cpu/last.safetensors --split valid --k 5 --explain --device ", device, " 2>/dev/null; }"),
+                                    &out) == 0);
+        return check_explained(out);
+    };
+    CHECK(explained("cuda").size() == explained("cpu").size());
 }

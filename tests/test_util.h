@@ -81,6 +81,10 @@ inline void expect_input_error(const std::function<void()>& fn, const std::vecto
 void check_model_against_pytorch(const hafvt::Backend& be);
 // tests/test_model.cpp: three training steps and an evaluation on the host backend and on `be`.
 void compare_model_backends(const hafvt::Backend& be, double atol, double rtol);
+// tests/test_model.cpp: the parts of Model::explain on `be`: they add up to the scores and to
+// each view's coefficient and each modality's weight, the attention rows are distributions over
+// the XY items, and both equal the host backend's within atol + rtol |want|.
+void check_explanation(const hafvt::Backend& be, double atol, double rtol);
 
 // Whether this test build runs under AddressSanitizer (make debug), whose shadow memory needs a
 // large address space.

@@ -131,16 +131,17 @@ std::vector<std::string> read_history_stdin() {
 
 int cmd_recommend(int argc, char** argv) {
     TrainConfig o;
-    std::string ckpt, dom = "X", histories, split;
-    size_t k = 10;
-    bool exclude = false;
+    RecommendOptions ro;
+    std::string ckpt, histories, split;
     o.device = "cpu";
     std::vector<Flag> flags = {
         {"ckpt", Kind::STR, &ckpt, "checkpoint written by hafvt train (required)"},
         {"data", Kind::STR, &o.data, "dataset folder (default: the one the run used)"},
-        {"domain", Kind::STR, &dom, "X or Y: the domain to recommend from (default X)"},
-        {"k", Kind::SIZE, &k, "how many items (default 10)"},
-        {"exclude-history", Kind::BOOL, &exclude, "do not recommend items of the history"},
+        {"domain", Kind::STR, &ro.domain, "X or Y: the domain to recommend from (default X)"},
+        {"k", Kind::SIZE, &ro.k, "how many items (default 10)"},
+        {"exclude-history", Kind::BOOL, &ro.exclude_history, "do not recommend items of the history"},
+        {"explain", Kind::BOOL, &ro.explain, "add each item's score split by view and by modality, and the items the "
+                                             "XY encoder's last position attended to most"},
         {"histories", Kind::STR, &histories, "a file of histories, one a line ([user<TAB>]items): TSV user, rank, merged_id, asin, score"},
         {"split", Kind::STR, &split, "valid or test: the top k of every line of the split, with a hit column"},
         {"eval-batch", Kind::SIZE, &o.eval_batch, "histories per batch (default: the run's)"},
@@ -149,25 +150,22 @@ int cmd_recommend(int argc, char** argv) {
     add_feature_flags(flags, o);
     o.eval_batch = kUnsetSize;  // the run's unless given
     std::vector<std::string> hist;
-    if (!parse_flags("recommend", "--ckpt F --data DIR --domain X|Y --k 10 [ITEM ...]  (ITEMs: ASINs or merged ids; "
+    if (!parse_flags("recommend", "--ckpt F --data DIR --domain X|Y --k 10 [--explain] [ITEM ...]  (ITEMs: ASINs or merged ids; "
                      "read from stdin when none are given)\n       hafvt recommend --ckpt F --histories H.txt | --split valid|test "
-                     "[--k 10] > top.tsv", argc, argv, flags, &hist)) return 0;
+                     "[--k 10] [--explain] > top.tsv", argc, argv, flags, &hist)) return 0;
     HAFVT_INPUT(!ckpt.empty(), "hafvt recommend: --ckpt F is required");
     HAFVT_INPUT(histories.empty() || split.empty(), "hafvt recommend: expected one of --histories and --split, found both");
     HAFVT_INPUT((histories.empty() && split.empty()) || hist.empty(), "hafvt recommend: expected items on the command line or ",
                 "--histories or --split, found items and ", histories.empty() ? "--split" : "--histories");
     if (!histories.empty() || !split.empty()) {
         Timer t;
-        const size_t n = split.empty() ? recommend_many(ckpt, o, dom, k, exclude, histories, stdout)
-                                       : recommend_split(ckpt, o, split, k, exclude, stdout);
+        const size_t n = split.empty() ? recommend_many(ckpt, o, ro, histories, stdout) : recommend_split(ckpt, o, split, ro, stdout);
         std::fflush(stdout);
         std::fprintf(stderr, "%zu histories in %.2f s (%.0f histories/s)\n", n, t.seconds(), (double)n / t.seconds());
         return 0;
     }
     if (hist.empty()) hist = read_history_stdin();
-    std::vector<Recommendation> top = recommend(ckpt, o, dom, k, exclude, hist);
-    std::printf("rank\tmerged_id\tasin\tscore\n");
-    for (const Recommendation& r : top) std::printf("%zu\t%zu\t%s\t%.6g\n", r.rank, r.merged_id, r.asin.c_str(), r.score);
+    recommend(ckpt, o, ro, hist, stdout);
     return 0;
 }
 
@@ -187,6 +185,7 @@ const char* kUsage =
     "  train       train HAF-VT, evaluate every epoch, test the best checkpoint\n"
     "  eval        evaluate a checkpoint on the valid or test split (c2dsr or full protocol)\n"
     "  recommend   top-K items of a domain for a history of ASINs or merged ids\n"
+
     "  info        summarize a .npy or .safetensors file\n"
     "  text-features  item text features from titles (hashed TF-IDF + random projection)\n"
     "  bench-gemm  time the built-in SGEMM on the model's matrix shapes\n";

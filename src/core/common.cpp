@@ -131,6 +131,12 @@ std::string read_file(const std::string& path) {
     return s;
 }
 
+std::string format_number(const char* format, double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, format, v);
+    return buf;
+}
+
 std::string byte_hex(unsigned char c) {
     const char* d = "0123456789abcdef";
     return cat("0x", d[c >> 4], d[c & 15]);

@@ -168,6 +168,9 @@ std::string nearest_name(const std::string& typed, const std::vector<std::string
 std::string did_you_mean(const std::string& typed, const std::vector<std::string>& known, const std::string& prefix = "",
                          const std::string& suffix = "");
 
+// A number printed with a printf format of one double ("%.6g", "%.3f").
+std::string format_number(const char* format, double v);
+
 // One byte in hex for messages: "0x00".
 std::string byte_hex(unsigned char c);
 // A message made safe to print: control bytes other than tab, DEL and bytes that are not part of

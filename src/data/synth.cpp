@@ -321,11 +321,7 @@ double solve_p_tail(const SynthParams& P, size_t n_tail, size_t tokens, size_t l
     return p;
 }
 
-std::string json_num(double v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.6g", v);
-    return buf;
-}
+std::string json_num(double v) { return format_number("%.6g", v); }
 
 }  // namespace
 

@@ -607,6 +607,26 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
     return lt;
 }
 
+// The lines of an eval batch scored against domain D in view v (score, explain): those of domain D
+// whose view v has an item, in line order; H of view v holds each line's last position, so row r
+// of the heads is line rows[D][v][r].
+static void lines_by_domain(const ModelConfig& c, const Batch& batch, const std::vector<int>& domain,
+                            std::vector<int32_t> rows[2][3]) {
+    for (int D = 0; D < 2; D++)
+        for (int v = 0; v < 3; v++) {
+            rows[D][v].clear();
+            if (!c.views[v]) continue;
+            for (size_t b = 0; b < batch.B; b++)
+                if (domain[b] == D && batch.view[v].nonempty[b]) rows[D][v].push_back((int32_t)b);
+        }
+}
+
+// The coefficient of view v's probabilities in the score of a line of domain D (Eq. 10-11):
+// 1 for the line's own domain, lambda1 for the other, lambda2 for XY.
+static float view_coef(const ModelConfig& c, int v, int D) {
+    return v == VIEW_XY ? c.lambda2 : (v == D ? 1.0f : c.lambda1);
+}
+
 void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<int>& domain, int domain_override) {
     Impl& I = *impl_;
     const Backend& K = *I.be;
@@ -629,6 +649,7 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     // end: a call makes three copies, the inputs up, the log scales down (upload_inputs) and the
     // scores down.
     std::vector<int32_t> rows[2][3];
+    lines_by_domain(c, batch, domain, rows);
     size_t lines[2] = {0, 0}, rows_at[2][3] = {}, place_at[2][3] = {};
     std::vector<int32_t> place(B);
     for (size_t b = 0; b < B; b++) place[b] = (int32_t)lines[domain[b]]++;
@@ -637,8 +658,7 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
         for (int v = 0; v < 3; v++) {
             if (!c.views[v]) continue;
             std::vector<int32_t> p32;
-            for (size_t b = 0; b < B; b++)  // H holds the view's last position of each line
-                if (domain[b] == D && batch.view[v].nonempty[b]) rows[D][v].push_back((int32_t)b), p32.push_back(place[b]);
+            for (int32_t b : rows[D][v]) p32.push_back(place[(size_t)b]);
             rows_at[D][v] = I.stage.add(rows[D][v].data(), rows[D][v].size());
             place_at[D][v] = I.stage.add(p32.data(), p32.size());
         }
@@ -652,7 +672,7 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
         for (int v = 0; v < 3; v++) {
             if (!c.views[v]) continue;
             // Eq. 10-11: score = P_D + lambda1 P_D' + lambda2 P_XY; an empty view's term is dropped
-            const float coef = v == VIEW_XY ? c.lambda2 : (v == D ? 1.0f : c.lambda1);
+            const float coef = view_coef(c, v, D);
             const size_t R = rows[D][v].size();
             if (R == 0) continue;
             const float* zp[kNumMods];
@@ -681,6 +701,111 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
         const float* src = acc.data() + block_at[domain[b]] + (size_t)place[b] * V;
         std::copy(src, src + V, scores.data() + b * Vmax);
     }
+}
+
+void Model::explain(const Batch& batch, const std::vector<int>& domain, ScoreParts& ex) {
+    Impl& I = *impl_;
+    const Backend& K = *I.be;
+    const ModelConfig& c = cfg_;
+    const size_t B = batch.B, T = c.T, NH = c.n_heads, M = I.mods.size();
+    HAFVT_CHECK(!K.device || I.P.size() == params_.size(), "Model on a device: to_device() was not called");
+    HAFVT_CHECK(ex.items.size() == B && domain.size() == B, "explain: ", ex.items.size(), " item lists and ",
+                domain.size(), " domains for ", B, " lines");
+    const float* P = K.device ? I.P.data() : params_.data();
+    std::vector<size_t> first(B + 1, 0);  // line b's items are parts first[b] .. first[b+1)
+    for (size_t b = 0; b < B; b++) first[b + 1] = first[b] + ex.items[b].size();
+    std::vector<int32_t> rows[2][3];
+    lines_by_domain(c, batch, domain, rows);
+    // Staged with the inputs: each (domain, view)'s rows, and where its chosen items lie in the
+    // (R, V) block of one modality's term, r V + item; the rows (b NH + h) T + T - 1 of the last
+    // block's attention probabilities, read as (B NH T) rows of T.
+    load_inputs(I, c, batch, true);
+    size_t rows_at[2][3] = {}, pick_at[2][3] = {}, picks[2][3] = {};
+    std::vector<int32_t> pick;
+    for (int D = 0; D < 2; D++)
+        for (int v = 0; v < 3; v++) {
+            const size_t V = D == 0 ? c.NX : c.NY;
+            pick.clear();
+            for (size_t r = 0; r < rows[D][v].size(); r++)
+                for (int32_t item : ex.items[(size_t)rows[D][v][r]]) {
+                    HAFVT_CHECK(item >= 0 && (size_t)item < V, "explain: item ", item, " of a domain of ", V);
+                    HAFVT_CHECK(r * V + (size_t)item <= (size_t)INT32_MAX, "explain: a block of ", r + 1, " x ", V, " beyond int32");
+                    pick.push_back((int32_t)(r * V + (size_t)item));
+                }
+            rows_at[D][v] = I.stage.add(rows[D][v].data(), rows[D][v].size());
+            pick_at[D][v] = I.stage.add(pick.data(), pick.size());
+            picks[D][v] = pick.size();
+        }
+    const bool xy = c.views[VIEW_XY];
+    std::vector<int32_t> att_rows(xy ? B * NH : 0);
+    for (size_t i = 0; i < att_rows.size(); i++) att_rows[i] = (int32_t)(i * T + T - 1);
+    const size_t att_at = I.stage.add(att_rows.data(), att_rows.size());
+    upload_inputs(I, c, P);
+    encode_all(I, c, frozen_, batch, false, 0, 0);
+
+    // Each modality's term of each view, computed as score() computes the mixture (one modality at
+    // a time), the chosen items gathered into out_b: per (domain, view), M segments of its picks;
+    // then per modality the attention rows. One copy down at the end.
+    size_t total = xy ? M * B * NH * T : 0;
+    for (int D = 0; D < 2; D++)
+        for (int v = 0; v < 3; v++) total += M * picks[D][v];
+    I.out_b.reserve(K, total);
+    size_t at = 0, seg_at[2][3] = {};
+    for (int D = 0; D < 2; D++) {
+        const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
+        for (int v = 0; v < 3; v++) {
+            const size_t R = rows[D][v].size();
+            seg_at[D][v] = at;
+            if (!c.views[v] || R == 0 || picks[D][v] == 0) continue;
+            float s[kNumMods], dsdl[kNumMods];
+            head_rows(I, v, I.stage.at<int32_t>(rows_at[D][v]), R, s, dsdl);
+            I.logits_b[0].reserve(K, R * V);
+            I.acc_b.reserve(K, R * V);
+            for (size_t k = 0; k < M; k++) {
+                const size_t d = c.width(I.mods[k]);
+                const float* zp[1] = {I.logits_b[0].data()};
+                K.cosine_logits_forward(I.logits_b[0].data(), I.hn_b[k].data(),
+                                        candidate_table(I, frozen_, I.mods[k]) + off * d, s[k], R, V, d);
+                K.zero(I.acc_b.data(), R * V * sizeof(float));
+                K.mixture_prob_accumulate(I.acc_b.data(), zp, I.logw_b.data() + k, view_coef(c, v, D), 1, R, V);
+                K.gather_rows(I.out_b.data() + at, I.acc_b.data(), I.stage.at<int32_t>(pick_at[D][v]), picks[D][v], 1);
+                at += picks[D][v];
+            }
+        }
+    }
+    const size_t att_seg = at;
+    if (xy)
+        for (size_t k = 0; k < M; k++) {
+            const Encoder& e = I.enc[(size_t)I.enc_of[VIEW_XY][I.mods[k]]];
+            K.gather_rows(I.out_b.data() + at, e.blocks.back().att.data(), I.stage.at<int32_t>(att_at), B * NH, T);
+            at += B * NH * T;
+        }
+    std::vector<float>& got = I.acc;
+    got.resize(total);
+    I.out_b.download(got.data(), total);
+
+    ex.part.assign(first[B] * 3 * kNumMods, 0.0f);
+    for (int D = 0; D < 2; D++)
+        for (int v = 0; v < 3; v++) {
+            if (picks[D][v] == 0) continue;
+            for (size_t k = 0; k < M; k++) {
+                const float* src = got.data() + seg_at[D][v] + k * picks[D][v];
+                for (int32_t b : rows[D][v])
+                    for (size_t i = 0; i < ex.items[(size_t)b].size(); i++)
+                        ex.part[((first[(size_t)b] + i) * 3 + (size_t)v) * kNumMods + (size_t)I.mods[k]] = *src++;
+            }
+        }
+    ex.attention.assign(B * kNumMods * T, 0.0f);
+    if (!xy) return;
+    for (size_t k = 0; k < M; k++)
+        for (size_t b = 0; b < B; b++) {
+            if (!batch.view[VIEW_XY].nonempty[b]) continue;
+            float* a = ex.attention.data() + (b * kNumMods + (size_t)I.mods[k]) * T;
+            for (size_t h = 0; h < NH; h++) {
+                const float* src = got.data() + att_seg + ((k * B + b) * NH + h) * T;
+                for (size_t t = 0; t < T; t++) a[t] += src[t] / (float)NH;
+            }
+        }
 }
 
 size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {

@@ -83,6 +83,23 @@ public:
     void score(const Batch& batch, std::vector<float>& scores, std::vector<int>& domain,
                int domain_override = -1);
 
+    // The parts of the scores of chosen items (recommend --explain; SPEC §4, Eq. 7 and 10), for the
+    // lines of an eval batch scored against domain[b] (as score() returns it). In: parts.items[b],
+    // the items (indices within line b's domain) to explain. Out:
+    //   part (sum of the items' counts, 3, kNumMods): for each chosen item in line order, the term
+    //     coef_v w_m softmax_{v,m}[item] of view v and modality m (coef_v as in score(): 1,
+    //     lambda1, lambda2); 0 for a view or modality that is off, or a view with no item. The
+    //     terms add up to the item's score (in another order of float additions).
+    //   attention (B, kNumMods, T): the attention of the XY encoder's last position to each
+    //     position t in its last block, the mean over heads, for each modality (zeros where the
+    //     XY view or the modality is off, or the line has no item); the items at the positions are
+    //     batch.view[VIEW_XY].ids.
+    struct ScoreParts {
+        std::vector<std::vector<int32_t>> items;
+        std::vector<float> part, attention;
+    };
+    void explain(const Batch& batch, const std::vector<int>& domain, ScoreParts& parts);
+
     // The Adam moments m, v (tables laid out like params(), zeroed), owned by the model: made by
     // init_optimizer (training; a checkpoint may then fill them), absent otherwise (eval, recommend).
     void init_optimizer();

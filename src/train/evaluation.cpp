@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 
 #include "model/backend.h"
@@ -276,37 +277,123 @@ static int domain_of(const std::string& dom) {
     return (dom == "X" || dom == "x") ? 0 : 1;
 }
 
-std::vector<Recommendation> recommend(const std::string& ckpt, const TrainConfig& o, const std::string& dom, size_t k,
-                                      bool exclude_history, const std::vector<std::string>& hist) {
-    const int D = domain_of(dom);
-    HAFVT_INPUT(k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
-    Scorer sc(ckpt, o);
-    const World& w = sc.w;
-    HAFVT_INPUT(!hist.empty(), "hafvt recommend: expected a history of ASINs or merged ids (arguments or stdin), found none");
-    std::vector<int32_t> ids;
-    for (size_t i = 0; i < hist.size(); i++) ids.push_back(resolve_item(w.cat, hist[i], cat("hafvt recommend: history item ", i + 1)));
-    std::vector<std::vector<int32_t>> seqs = {ids};
-    Batch b;
-    make_eval_batch(b, seqs, 0, 1, false, w.cat, sc.c.T);
-    std::vector<float> scores;
-    std::vector<int> domain;
-    sc.model->score(b, scores, domain, D);
-    const size_t V = D == 0 ? w.cat.NX : w.cat.NY, off = D == 0 ? 0 : w.cat.NX;
-    std::vector<int32_t> skip;
-    if (exclude_history) history_items(ids, false, ids.size(), (int32_t)off, V, skip);  // every item of the history
-    std::vector<Recommendation> out;
-    const std::vector<int32_t> best = top_k(scores.data(), V, k, -1, skip);
-    for (size_t r = 0; r < best.size(); r++)
-        out.push_back({r + 1, off + (size_t)best[r], w.cat.asin[off + (size_t)best[r]], scores[(size_t)best[r]]});
+// --explain: the columns it adds, and their values for item i of line b (parts from
+// Model::explain): the view and modality sums of the item's terms, and for each modality the
+// (at most three) input items the XY encoder's last position attended to most, ASIN:weight.
+static const char* const kExplainHeader = "\tview_X\tview_Y\tview_XY\tmod_id\tmod_img\tmod_txt\tattn_id\tattn_img\tattn_txt";
+
+static std::string explain_columns(const Model::ScoreParts& p, size_t part, size_t b, const Batch& batch,
+                                   const ModelConfig& mc, const ItemCatalog& catalog) {
+    const float* t = p.part.data() + part * 3 * kNumMods;
+    std::string out;
+    for (int v = 0; v < 3; v++) {
+        double sum = 0.0;
+        for (int m = 0; m < kNumMods; m++) sum += t[v * kNumMods + m];
+        out += cat("\t", format_number("%.6g", sum));
+    }
+    for (int m = 0; m < kNumMods; m++) {
+        double sum = 0.0;
+        for (int v = 0; v < 3; v++) sum += t[v * kNumMods + m];
+        out += cat("\t", format_number("%.6g", sum));
+    }
+    const size_t T = mc.T;
+    for (int m = 0; m < kNumMods; m++) {
+        const float* a = p.attention.data() + (b * kNumMods + (size_t)m) * T;
+        std::vector<size_t> pos;
+        for (size_t i = 0; i < T; i++)
+            if (a[i] > 0.0f) pos.push_back(i);
+        std::stable_sort(pos.begin(), pos.end(), [&](size_t x, size_t y) { return a[x] > a[y]; });
+        if (pos.size() > 3) pos.resize(3);
+        std::string col;
+        for (size_t i : pos) {
+            const int32_t id = batch.view[VIEW_XY].ids[b * T + i];
+            col += cat(col.empty() ? "" : ",", catalog.asin[(size_t)id], ":", format_number("%.3f", a[i]));
+        }
+        out += "\t" + (col.empty() ? std::string("-") : col);
+    }
     return out;
 }
 
-size_t recommend_many(const std::string& ckpt, const TrainConfig& o, const std::string& dom, size_t k, bool exclude_history,
-                      const std::string& histories, std::FILE* out) {
-    const int D = domain_of(dom);
-    HAFVT_INPUT(k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
-    Scorer sc(ckpt, o);
+// What each of the three forms of recommend writes, one TSV row per recommended item:
+//   [lead columns] rank merged_id asin score [hit] [the --explain columns]
+// for the top k of every line of `seqs` (the whole line the history, or with `with_target` all but
+// its last item, which is then the target: the hit column, and the domain), in evaluation's
+// batches through Model::score, so that the hits agree with eval's HR@k exactly.
+struct TopKJob {
+    const std::vector<std::vector<int32_t>>* seqs = nullptr;
+    bool with_target = false;
+    int domain = 0;                 // without a target: the domain of every line
+    const char* lead_header = "";   // the lead columns' names, each followed by a tab
+    std::function<std::string(size_t)> lead;  // line i's lead columns, each followed by a tab
+};
+
+static void write_top_k(Scorer& sc, const TopKJob& job, const RecommendOptions& ro, std::FILE* out) {
     const World& w = sc.w;
+    const std::vector<std::vector<int32_t>>& seqs = *job.seqs;
+    const size_t Vmax = std::max(w.cat.NX, w.cat.NY);
+    std::fprintf(out, "%srank\tmerged_id\tasin\tscore%s%s\n", job.lead_header, job.with_target ? "\thit" : "",
+                 ro.explain ? kExplainHeader : "");
+    Batch b;
+    std::vector<float> scores;
+    std::vector<int> domain;
+    std::vector<int32_t> skip;
+    Model::ScoreParts parts;
+    for (size_t b0 = 0; b0 < seqs.size(); b0 += sc.c.eval_batch) {
+        const size_t b1 = std::min(seqs.size(), b0 + sc.c.eval_batch);
+        make_eval_batch(b, seqs, b0, b1, job.with_target, w.cat, sc.c.T);
+        sc.model->score(b, scores, domain, job.with_target ? -1 : job.domain);
+        parts.items.assign(b1 - b0, {});
+        std::vector<int32_t> targets(b1 - b0, -1);
+        for (size_t i = b0; i < b1; i++) {
+            const std::vector<int32_t>& s = seqs[i];
+            const int D = domain[i - b0];
+            const size_t V = D == 0 ? w.cat.NX : w.cat.NY, off = D == 0 ? 0 : w.cat.NX;
+            if (job.with_target) targets[i - b0] = s.back() - (int32_t)off;
+            // with a target, the input items of its domain (as eval --exclude-history); without,
+            // every item of the history
+            if (ro.exclude_history) history_items(s, job.with_target, job.with_target ? w.mc.T : s.size(), (int32_t)off, V, skip);
+            else skip.clear();
+            parts.items[i - b0] = top_k(scores.data() + (i - b0) * Vmax, V, ro.k, targets[i - b0], skip);
+        }
+        if (ro.explain) sc.model->explain(b, domain, parts);
+        size_t part = 0;
+        for (size_t i = b0; i < b1; i++) {
+            const int D = domain[i - b0];
+            const size_t off = D == 0 ? 0 : w.cat.NX;
+            const float* row = scores.data() + (i - b0) * Vmax;
+            const std::string lead = job.lead ? job.lead(i) : std::string();
+            const std::vector<int32_t>& best = parts.items[i - b0];
+            for (size_t r = 0; r < best.size(); r++, part++) {
+                std::string line = cat(lead, r + 1, "\t", off + (size_t)best[r], "\t", w.cat.asin[off + (size_t)best[r]], "\t",
+                                       format_number("%.6g", row[best[r]]));
+                if (job.with_target) line += best[r] == targets[i - b0] ? "\t1" : "\t0";
+                if (ro.explain) line += explain_columns(parts, part, i - b0, b, w.mc, w.cat);
+                std::fprintf(out, "%s\n", line.c_str());
+            }
+        }
+    }
+}
+
+size_t recommend(const std::string& ckpt, const TrainConfig& o, const RecommendOptions& ro,
+                 const std::vector<std::string>& hist, std::FILE* out) {
+    TopKJob job;
+    job.domain = domain_of(ro.domain);
+    HAFVT_INPUT(ro.k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
+    Scorer sc(ckpt, o);
+    HAFVT_INPUT(!hist.empty(), "hafvt recommend: expected a history of ASINs or merged ids (arguments or stdin), found none");
+    std::vector<std::vector<int32_t>> seqs(1);
+    for (size_t i = 0; i < hist.size(); i++) seqs[0].push_back(resolve_item(sc.w.cat, hist[i], cat("hafvt recommend: history item ", i + 1)));
+    job.seqs = &seqs;
+    write_top_k(sc, job, ro, out);
+    return 1;
+}
+
+size_t recommend_many(const std::string& ckpt, const TrainConfig& o, const RecommendOptions& ro,
+                      const std::string& histories, std::FILE* out) {
+    TopKJob job;
+    job.domain = domain_of(ro.domain);
+    HAFVT_INPUT(ro.k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
+    Scorer sc(ckpt, o);
     // one history a line: [user<TAB>]item item ... (items separated by blanks or commas)
     std::vector<std::string> users;
     std::vector<std::vector<int32_t>> seqs;
@@ -319,66 +406,31 @@ size_t recommend_many(const std::string& ckpt, const TrainConfig& o, const std::
         if (tab != std::string::npos) user = l.substr(0, tab), l = l.substr(tab + 1);
         std::vector<int32_t> ids;
         for (const std::string& t : split_tokens(l.data(), l.size(), " ,\t"))
-            ids.push_back(resolve_item(w.cat, t, cat(histories, ":", lr.line_no, ": item ", ids.size() + 1)));
+            ids.push_back(resolve_item(sc.w.cat, t, cat(histories, ":", lr.line_no, ": item ", ids.size() + 1)));
         HAFVT_INPUT(!ids.empty(), histories, ":", lr.line_no, ": expected a history of ASINs or merged ids, found none");
         users.push_back(user);
         seqs.push_back(std::move(ids));
     }
-    const size_t V = D == 0 ? w.cat.NX : w.cat.NY, off = D == 0 ? 0 : w.cat.NX, Vmax = std::max(w.cat.NX, w.cat.NY);
-    std::fprintf(out, "user\trank\tmerged_id\tasin\tscore\n");
-    Batch b;
-    std::vector<float> scores;
-    std::vector<int> domain;
-    std::vector<int32_t> skip;
-    for (size_t b0 = 0; b0 < seqs.size(); b0 += sc.c.eval_batch) {
-        const size_t b1 = std::min(seqs.size(), b0 + sc.c.eval_batch);
-        make_eval_batch(b, seqs, b0, b1, false, w.cat, sc.c.T);
-        sc.model->score(b, scores, domain, D);
-        for (size_t i = b0; i < b1; i++) {
-            const float* row = scores.data() + (i - b0) * Vmax;
-            if (exclude_history) history_items(seqs[i], false, seqs[i].size(), (int32_t)off, V, skip);
-            const std::vector<int32_t> best = top_k(row, V, k, -1, skip);
-            for (size_t r = 0; r < best.size(); r++)
-                std::fprintf(out, "%s\t%zu\t%zu\t%s\t%.6g\n", users[i].c_str(), r + 1, off + (size_t)best[r],
-                             w.cat.asin[off + (size_t)best[r]].c_str(), row[best[r]]);
-        }
-    }
+    job.seqs = &seqs;
+    job.lead_header = "user\t";
+    job.lead = [&](size_t i) { return users[i] + "\t"; };
+    write_top_k(sc, job, ro, out);
     return seqs.size();
 }
 
-size_t recommend_split(const std::string& ckpt, const TrainConfig& o, const std::string& split, size_t k, bool exclude_history,
+size_t recommend_split(const std::string& ckpt, const TrainConfig& o, const std::string& split, const RecommendOptions& ro,
                        std::FILE* out) {
     HAFVT_INPUT(split == "valid" || split == "test", "hafvt recommend: --split: expected valid or test, found '", split, "'");
-    HAFVT_INPUT(k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
+    HAFVT_INPUT(ro.k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
     Scorer sc(ckpt, o);
-    const World& w = sc.w;
     const SequenceSet set =
-        read_sequences(sc.c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, sc.c.T, false);
-    const size_t Vmax = std::max(w.cat.NX, w.cat.NY);
-    std::fprintf(out, "user\tline\trank\tmerged_id\tasin\tscore\thit\n");
-    Batch b;
-    std::vector<float> scores;
-    std::vector<int> domain;
-    std::vector<int32_t> skip;
-    // the batches and scores of evaluation (evaluate), so the hits agree with its HR@k exactly
-    for (size_t b0 = 0; b0 < set.seqs.size(); b0 += sc.c.eval_batch) {
-        const size_t b1 = std::min(set.seqs.size(), b0 + sc.c.eval_batch);
-        make_eval_batch(b, set.seqs, b0, b1, true, w.cat, sc.c.T);
-        sc.model->score(b, scores, domain);
-        for (size_t i = b0; i < b1; i++) {
-            const std::vector<int32_t>& s = set.seqs[i];
-            const int D = domain[i - b0];
-            const size_t V = D == 0 ? w.cat.NX : w.cat.NY, off = D == 0 ? 0 : w.cat.NX;
-            const int32_t target = s.back() - (int32_t)off;
-            const float* row = scores.data() + (i - b0) * Vmax;
-            if (exclude_history) history_items(s, true, w.mc.T, (int32_t)off, V, skip);
-            else skip.clear();
-            const std::vector<int32_t> best = top_k(row, V, k, target, skip);
-            for (size_t r = 0; r < best.size(); r++)
-                std::fprintf(out, "%lld\t%zu\t%zu\t%zu\t%s\t%.6g\t%d\n", (long long)set.users[i], i + 1, r + 1, off + (size_t)best[r],
-                             w.cat.asin[off + (size_t)best[r]].c_str(), row[best[r]], best[r] == target ? 1 : 0);
-        }
-    }
+        read_sequences(sc.c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), sc.w.cat, sc.c.T, false);
+    TopKJob job;
+    job.seqs = &set.seqs;
+    job.with_target = true;
+    job.lead_header = "user\tline\t";
+    job.lead = [&](size_t i) { return cat((long long)set.users[i], "\t", i + 1, "\t"); };
+    write_top_k(sc, job, ro, out);
     return set.seqs.size();
 }
 

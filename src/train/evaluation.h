@@ -42,29 +42,40 @@ struct EvalOutcome {
 };
 EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o);
 
-// `hafvt recommend`: the top k items of domain `dom` (X or Y) for a history of ASINs or merged ids,
-// best first (ties: the smaller id first); exclude_history drops the history's own items.
-struct Recommendation {
-    size_t rank, merged_id;
-    std::string asin;
-    float score;
+// The choices of `hafvt recommend`: the domain to recommend from (X or Y; ignored with --split,
+// where each line's target decides), how many items, whether the history's own items are left out,
+// and whether each item's score is explained (--explain: Model::explain's parts).
+struct RecommendOptions {
+    std::string domain = "X";
+    size_t k = 10;
+    bool exclude_history = false;
+    bool explain = false;
 };
-std::vector<Recommendation> recommend(const std::string& ckpt, const TrainConfig& o, const std::string& dom, size_t k,
-                                      bool exclude_history, const std::vector<std::string>& history);
 
-// `hafvt recommend --histories F`: the top k of domain `dom` for every history of F (one a line,
-// `[user<TAB>]item item ...`, items ASINs or merged ids separated by blanks or commas), batched
-// through evaluation's scoring; TSV rows `user, rank, merged_id, asin, score` (user: the first
-// column, else the line number). Returns the number of histories.
-size_t recommend_many(const std::string& ckpt, const TrainConfig& o, const std::string& dom, size_t k, bool exclude_history,
+// The three forms of `hafvt recommend`. Each writes TSV to `out`, a header and one row per
+// recommended item, best first (ties: the smaller id first):
+//   [lead columns] rank merged_id asin score [hit] [view_X view_Y view_XY mod_id mod_img mod_txt
+//   attn_id attn_img attn_txt]
+// The last nine with --explain: the item's score split by view (the terms of Eq. 10) and by
+// modality (the terms of Eq. 7), each set adding up to the score, and per modality the (at most
+// three) input items the XY encoder's last position attended to most, ASIN:weight ("-" when none).
+// They return the number of histories.
+//
+// One history of ASINs or merged ids; no lead columns.
+size_t recommend(const std::string& ckpt, const TrainConfig& o, const RecommendOptions& ro,
+                 const std::vector<std::string>& history, std::FILE* out);
+
+// --histories F: every history of F (one a line, `[user<TAB>]item item ...`, items ASINs or merged
+// ids separated by blanks or commas), batched through evaluation's scoring; lead column `user` (the
+// first column, else the line number).
+size_t recommend_many(const std::string& ckpt, const TrainConfig& o, const RecommendOptions& ro,
                       const std::string& histories, std::FILE* out);
 
-// `hafvt recommend --split valid|test`: the top k of every line of the split from its target's
-// domain, scored in evaluation's batches; TSV rows `user, line, rank, merged_id, asin, score, hit`
-// (hit 1 on the target's row). Ties put the target after the items it ties with, as the rank rule
-// counts them, so the lines with a hit are exactly those whose full-protocol rank is at most k
-// (with --exclude-history, as eval --exclude-history ranks). Returns the number of lines.
-size_t recommend_split(const std::string& ckpt, const TrainConfig& o, const std::string& split, size_t k, bool exclude_history,
+// --split valid|test: every line of the split from its target's domain, scored in evaluation's
+// batches; lead columns `user, line`, and `hit` (1 on the target's row). Ties put the target after
+// the items it ties with, as the rank rule counts them, so the lines with a hit are exactly those
+// whose full-protocol rank is at most k (with --exclude-history, as eval --exclude-history ranks).
+size_t recommend_split(const std::string& ckpt, const TrainConfig& o, const std::string& split, const RecommendOptions& ro,
                        std::FILE* out);
 
 }  // namespace hafvt
