@@ -627,6 +627,19 @@ std::vector<Case> malformed_cases() {
         {"recommend: --histories and --split together", [](const Ctx& x) { put(x.D + "/h.txt", "17\n"); },
          "recommend --ckpt $C --data $D --histories $D/h.txt --split test", {"expected one of --histories and --split, found both"}},
         {"recommend: --split of another name", no_op, "recommend --ckpt $C --data $D --split train", {"--split:", "expected valid or test", "found 'train'"}},
+        // report and compare read a run folder's config.json and metrics.jsonl
+        {"report: a metric that is not a number", [](const Ctx& x) {
+             std::string m = read_file(x.R + "/metrics.jsonl");
+             const size_t at = m.find("\"mrr\":");
+             REQUIRE(at != std::string::npos);
+             m.replace(at, 6, "\"mrr\":\"high\",\"was\":");
+             put(x.R + "/metrics.jsonl", m);
+         }, "report $R --out $O.html", {"run/metrics.jsonl:1:", "'X': 'mrr': expected a number, found a string"}},
+        {"report: a metrics line cut short", [](const Ctx& x) { put(x.R + "/metrics.jsonl", read_file(x.R + "/metrics.jsonl") + "{\"epoch\":3,\"st\n"); },
+         "report $R --out $O.html", {"run/metrics.jsonl:3:", "invalid JSON at byte 14", "unterminated string"}},
+        {"report: a folder that is not a run", no_op, "report $D --out $O.html",
+         {"data: expected a run folder of hafvt train --out (config.json and metrics.jsonl), found no config.json"}},
+        {"compare: no run folder", no_op, "compare", {"hafvt compare:", "expected one or more run folders", "found none"}},
         {"user: a misspelled flag", no_op, "train --dat $D --out $O", {"unknown flag --dat", "did you mean --data?"}},
         {"user: a misspelled subcommand", no_op, "trian --data $D", {"unknown command 'trian'", "did you mean train?"}},
         {"user: a flag of another subcommand", no_op, "eval --ckpt $C --data $D --lr 0.1", {"hafvt eval: unknown flag --lr"}},

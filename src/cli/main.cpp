@@ -1,4 +1,5 @@
-// main.cpp: the `hafvt` command line: synth, train, eval, recommend, info (and bench-gemm).
+// main.cpp: the `hafvt` command line: synth, train, eval, recommend, report, compare, info (and
+// bench-gemm, text-features).
 // Every subcommand has --help. main() catches errors: bad input prints one line and exits 2,
 // an internal failure exits 1.
 
@@ -22,6 +23,7 @@
 #include "formats/safetensors.h"
 #include "data/synth.h"
 #include "train/evaluation.h"
+#include "train/report.h"
 #include "data/text_features.h"
 #include "train/train.h"
 
@@ -169,6 +171,39 @@ int cmd_recommend(int argc, char** argv) {
     return 0;
 }
 
+// The run folders named on the command line of report and compare, read back.
+std::vector<RunRecord> read_runs(const char* cmd, const std::vector<std::string>& dirs) {
+    HAFVT_INPUT(!dirs.empty(), "hafvt ", cmd, ": expected one or more run folders (written by hafvt train --out), found none");
+    std::vector<RunRecord> runs;
+    for (const std::string& d : dirs) runs.push_back(read_run(d));
+    // the same folder name twice (runs/a and other/a): the names as given tell them apart
+    for (size_t i = 0; i < runs.size(); i++)
+        for (size_t j = 0; j < runs.size(); j++)
+            if (i != j && runs[i].name == runs[j].name) runs[i].name = runs[i].dir;
+    return runs;
+}
+
+int cmd_report(int argc, char** argv) {
+    std::string out;
+    std::vector<Flag> flags = {
+        {"out", Kind::STR, &out, "the HTML file to write (default: RUN/report.html for one run, report.html for several)"},
+    };
+    std::vector<std::string> dirs;
+    if (!parse_flags("report", "RUN [RUN ...] [--out report.html]", argc, argv, flags, &dirs)) return 0;
+    const std::vector<RunRecord> runs = read_runs("report", dirs);
+    if (out.empty()) out = runs.size() == 1 ? dirs[0] + "/report.html" : "report.html";
+    write_file_atomic(out, report_html(runs));
+    std::printf("wrote %s (%zu run%s)\n", out.c_str(), runs.size(), runs.size() == 1 ? "" : "s");
+    return 0;
+}
+
+int cmd_compare(int argc, char** argv) {
+    std::vector<std::string> dirs;
+    if (!parse_flags("compare", "RUN [RUN ...]  (prints a Markdown table)", argc, argv, {}, &dirs)) return 0;
+    std::printf("%s", compare_markdown(read_runs("compare", dirs)).c_str());
+    return 0;
+}
+
 int cmd_info(int argc, char** argv) {
     std::vector<std::string> files;
     if (!parse_flags("info", "FILE [FILE ...]  (.npy or .safetensors)", argc, argv, {}, &files)) return 0;
@@ -185,7 +220,8 @@ const char* kUsage =
     "  train       train HAF-VT, evaluate every epoch, test the best checkpoint\n"
     "  eval        evaluate a checkpoint on the valid or test split (c2dsr or full protocol)\n"
     "  recommend   top-K items of a domain for a history of ASINs or merged ids\n"
-
+    "  report      one HTML page of one or several runs: learning curves, test tables, configuration\n"
+    "  compare     the test metrics and differing settings of several runs, as a Markdown table\n"
     "  info        summarize a .npy or .safetensors file\n"
     "  text-features  item text features from titles (hashed TF-IDF + random projection)\n"
     "  bench-gemm  time the built-in SGEMM on the model's matrix shapes\n";
@@ -203,12 +239,15 @@ int main(int argc, char** argv) {
         if (cmd == "train") return cmd_train(argc - 2, argv + 2);
         if (cmd == "eval") return cmd_eval(argc - 2, argv + 2);
         if (cmd == "recommend") return cmd_recommend(argc - 2, argv + 2);
+        if (cmd == "report") return cmd_report(argc - 2, argv + 2);
+        if (cmd == "compare") return cmd_compare(argc - 2, argv + 2);
         if (cmd == "info") return cmd_info(argc - 2, argv + 2);
         if (cmd == "bench-gemm") return bench_gemm_main(argc - 2, argv + 2);
         if (cmd == "text-features") return text_features_main(argc - 2, argv + 2);
         HAFVT_FAIL_INPUT("hafvt: unknown command '", cmd, "'",
-                         did_you_mean(cmd, {"synth", "train", "eval", "recommend", "info", "text-features", "bench-gemm"}),
-                         " (expected one of synth, train, eval, recommend, info, text-features, bench-gemm; see hafvt --help)");
+                         did_you_mean(cmd, {"synth", "train", "eval", "recommend", "report", "compare", "info", "text-features", "bench-gemm"}),
+                         " (expected one of synth, train, eval, recommend, report, compare, info, text-features, bench-gemm; ",
+                         "see hafvt --help)");
     } catch (const DeviceMemoryError& e) {
         std::fprintf(stderr, "error: %s; try a smaller --batch or --eval-batch\n", printable(e.message).c_str());
         return 2;
