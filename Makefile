@@ -8,7 +8,8 @@
 #   make test-emu        the CUDA cases at the model's real shapes, optimized, on the emulation
 #   make check           the README's test command and .ci/run: chromium when missing, make debug,
 #                        make test-emu, then make fuzz FUZZ_SECONDS=60
-#   make run             generate data/synth if absent, train the default configuration, print results
+#   make run             generate data/synth if absent, train the default configuration, print results,
+#                        write its report (runs/default/report.html)
 #   make bench           CPU benchmarks against OpenBLAS and PyTorch (see tools/bench.sh)
 #   make bench-gpu       on a machine with a GPU: build, CUDA cases, compute-sanitizer, 20 training steps,
 #                        epochs against PyTorch; never calls apt (tools/bench_gpu.sh)
@@ -184,6 +185,7 @@ run: $(BUILD)/hafvt
 	@test -f $(SYNTH_DIR)/Alist.txt || $(BUILD)/hafvt synth --out $(SYNTH_DIR) --size small
 	$(BUILD)/hafvt train --data $(SYNTH_DIR) --img $(SYNTH_DIR)/img.npy --txt $(SYNTH_DIR)/txt.npy \
 	  --out $(RUN_DIR) $(RUN_FLAGS)
+	$(BUILD)/hafvt report $(RUN_DIR)
 
 bench: $(BUILD)/hafvt
 	bash tools/bench.sh
