@@ -22,13 +22,25 @@ CXX      ?= g++
 ARCH     ?= -march=native
 OPT      ?= -O3
 CXXFLAGS ?= $(OPT) $(ARCH) -g
+# OPENMP=0 builds without OpenMP: one thread, the parallel pragmas ignored (src/core/parallel.h),
+# the simd ones kept (-fopenmp-simd), so results equal an OpenMP build at --threads 1
+OPENMP   ?= 1
+ifeq ($(OPENMP),0)
+  OMP_FLAG := -fopenmp-simd -Wno-unknown-pragmas
+else
+  OMP_FLAG := -fopenmp
+endif
 # flags every C++ object needs, kept apart from CXXFLAGS so `make debug` can replace the latter
-BASE_CXXFLAGS := -std=c++17 -fopenmp -Wall -Wextra -Wno-unused-parameter -MMD -MP -Isrc
+BASE_CXXFLAGS := -std=c++17 $(OMP_FLAG) -Wall -Wextra -Wno-unused-parameter -MMD -MP -Isrc
 LDFLAGS  ?=
-BASE_LDFLAGS := -fopenmp
+BASE_LDFLAGS := $(filter -fopenmp,$(OMP_FLAG))
 BUILD    ?= build
 
 # ---- CUDA detection: looks for nvcc only, never for a GPU (the program decides at run time) ----
+# CUDA_ARCHS: the GPUs the build carries machine code (cubins) for, ascending, plus the PTX of the
+# last for later ones (docs/porting.md): 75 Turing, 80 Ampere (its cubin also runs on 86, 87
+# Jetson Orin and 89 Ada), 90 Hopper. A build for one board only: CUDA_ARCHS=87.
+CUDA_ARCHS ?= 75 80 90
 NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
 ifeq ($(CUDA_EMU),1)
   USE_CUDA := 0
@@ -41,7 +53,7 @@ else ifeq ($(strip $(NVCC)),)
 else
   USE_CUDA := 1
   CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-  CUDA_MSG := CUDA: found $(NVCC), building CUDA objects for sm_80 sm_90 + PTX
+  CUDA_MSG := CUDA: found $(NVCC), building CUDA objects for $(CUDA_ARCHS:%=sm_%) + PTX compute_$(lastword $(CUDA_ARCHS))
 endif
 $(info $(CUDA_MSG))
 
@@ -50,9 +62,9 @@ TEST_SRCS := $(wildcard tests/test_*.cpp) tests/fixture/reference_input.cpp
 CU_SRCS   := $(wildcard cuda/*.cu)
 
 ifeq ($(USE_CUDA),1)
-  NVCCFLAGS ?= -O3 -std=c++17 -Isrc -Icuda --Werror all-warnings -Xcompiler -Wall,-fopenmp \
-               -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
-               -gencode arch=compute_90,code=compute_90
+  NVCCFLAGS ?= -O3 -std=c++17 -Isrc -Icuda --Werror all-warnings -Xcompiler -Wall,$(OMP_FLAG) \
+               $(foreach a,$(CUDA_ARCHS),-gencode arch=compute_$(a),code=sm_$(a)) \
+               -gencode arch=compute_$(lastword $(CUDA_ARCHS)),code=compute_$(lastword $(CUDA_ARCHS))
   BASE_CXXFLAGS += -DHAFVT_CUDA=1 -I$(CUDA_HOME)/include
   CU_OBJS   := $(CU_SRCS:cuda/%.cu=$(BUILD)/cuda/%.o)
   CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcublas -lcudart -Wl,-rpath,$(CUDA_HOME)/lib64
@@ -75,7 +87,7 @@ $(FLAGS_STAMP):
 TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 
 .DEFAULT_GOAL := all
-.PHONY: all test test-gpu test-emu debug check run bench bench-gpu refs clean deps browser-deps fuzz fuzz-deps fuzz-run
+.PHONY: all test test-gpu test-emu debug check run bench bench-gpu refs clean deps browser-deps cross test-cross fuzz fuzz-deps fuzz-run
 all: $(BUILD)/hafvt
 
 $(BUILD)/hafvt: $(BUILD)/src/cli/main.o $(OBJS)
@@ -169,6 +181,44 @@ check: deps browser-deps
 	$(MAKE) debug
 	$(MAKE) test-emu
 	$(MAKE) fuzz FUZZ_SECONDS=60
+
+# ---- ports (docs/porting.md): make cross ARCH=aarch64|s390x builds the program and the suite in
+# build/cross-ARCH with Debian's cross compiler (ARCH names the target here, not -march); make
+# test-cross ARCH=... runs the suite's portable part there under qemu's user mode. Both install
+# the cross compiler and qemu-user when missing. The doctest header travels as in doctest-dir (a
+# cross compiler does not search /usr/include).
+CROSS_TRIPLE_aarch64 := aarch64-linux-gnu
+CROSS_TRIPLE_s390x   := s390x-linux-gnu
+CROSS_MARCH_aarch64  := -march=armv8-a
+CROSS_MARCH_s390x    :=
+CROSS_T   = $(CROSS_TRIPLE_$(ARCH))
+CROSS_DIR = build/cross-$(ARCH)
+# the part of the suite each target runs: on aarch64 everything but the CUDA cases, the tools'
+# tests, the pseudo-terminal case and the malformed-input table (151 runs of the binary; the
+# readers it feeds are fuzzed natively); on s390x the file formats (the big-endian check)
+CROSS_TESTS_aarch64 := -tce='cuda*,tools/*,progress*,malformed*'
+CROSS_TESTS_s390x   := -tc='npy*,safetensors*,ports:*,json*,describe_file*'
+# the run the cross suite's training is compared with: the same tiny run of the native binary
+# (built in build/cross-native, without CUDA)
+CROSS_REF := build/cross-reference-run
+cross:
+	@test -n "$(CROSS_T)" || { echo "make cross: expected ARCH=aarch64 or ARCH=s390x, found ARCH=$(ARCH)"; exit 2; }
+	@command -v $(CROSS_T)-g++ >/dev/null 2>&1 && command -v qemu-$(ARCH) >/dev/null 2>&1 || { \
+	  echo "installing g++-$(CROSS_T) and qemu-user (needed by make cross)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    g++-$(CROSS_T) qemu-user) >/dev/null 2>&1 \
+	  || { echo "could not install g++-$(CROSS_T) and qemu-user: run 'apt-get install g++-$(CROSS_T) qemu-user' as root"; exit 1; }; }
+	@test -f build/doctest/doctest/doctest.h || $(MAKE) --no-print-directory doctest-dir >/dev/null
+	$(MAKE) -j$(JOBS) ARCH="$(CROSS_MARCH_$(ARCH))" CXX=$(CROSS_T)-g++ USE_CUDA=0 DOCTEST_DIR=build/doctest \
+	  BUILD=$(CROSS_DIR) $(CROSS_DIR)/hafvt $(CROSS_DIR)/test_hafvt
+
+test-cross: cross
+	$(MAKE) -j$(JOBS) ARCH=-march=native USE_CUDA=0 BUILD=build/cross-native build/cross-native/hafvt
+	rm -rf $(CROSS_REF) && build/cross-native/hafvt synth --size tiny --out $(CROSS_REF)/data >/dev/null
+	build/cross-native/hafvt train --data $(CROSS_REF)/data --img $(CROSS_REF)/data/img.npy --txt $(CROSS_REF)/data/txt.npy \
+	  --out $(CROSS_REF)/run --q 16 --blocks 1 --batch 64 --epochs 2 --threads 2 >/dev/null
+	QEMU_LD_PREFIX=/usr/$(CROSS_T) HAFVT_BIN="qemu-$(ARCH) $(CROSS_DIR)/hafvt" HAFVT_REFERENCE_RUN=$(CROSS_REF)/run \
+	  qemu-$(ARCH) $(CROSS_DIR)/test_hafvt $(CROSS_TESTS_$(ARCH)) $(TEST_ARGS)
 
 # Debian's chromium, for the case of tests/test_report.cpp that renders a report in a real
 # browser; installed when missing. Where it cannot be (no network, not root) that case is skipped

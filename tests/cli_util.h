@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -18,6 +19,19 @@ namespace testutil {
 inline std::string hafvt_bin() {
     const char* b = std::getenv("HAFVT_BIN");
     return b ? b : "build/hafvt";
+}
+
+// hafvt_bin() as the words of a command line, for the tests that exec it: the binary, or a runner
+// and the binary ("qemu-aarch64 build/cross-aarch64/hafvt" in make test-cross).
+inline std::vector<std::string> hafvt_argv() {
+    std::vector<std::string> words;
+    const std::string b = hafvt_bin();
+    for (size_t i = 0; i < b.size();) {
+        const size_t j = std::min(b.find(' ', i), b.size());
+        if (j > i) words.push_back(b.substr(i, j - i));
+        i = j + 1;
+    }
+    return words;
 }
 
 struct RunResult {

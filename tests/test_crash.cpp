@@ -49,7 +49,8 @@ TEST_CASE("a run killed with SIGKILL mid-epoch and resumed ends exactly like an 
 
     // the interrupted run, as a child process we can kill; one progress line per step on stdout
     std::vector<std::string> args = train_argv(base + "/killed", 4);
-    args.insert(args.begin(), testutil::hafvt_bin());
+    const std::vector<std::string> bin = testutil::hafvt_argv();
+    args.insert(args.begin(), bin.begin(), bin.end());
     args.push_back("--log-every");
     args.push_back("1");
     std::vector<char*> argv;
@@ -61,7 +62,7 @@ TEST_CASE("a run killed with SIGKILL mid-epoch and resumed ends exactly like an 
     REQUIRE(pid >= 0);
     if (pid == 0) {
         if (!freopen(out_path.c_str(), "w", stdout)) _exit(126);
-        execv(argv[0], argv.data());
+        execvp(argv[0], argv.data());
         _exit(127);
     }
     // wait (by the clock, the sanitizer build is slow) until train.log shows epoch 2 finished and

@@ -17,7 +17,7 @@
 #include "test_util.h"
 
 #ifdef _OPENMP
-#include <omp.h>
+#include "core/parallel.h"
 #endif
 
 namespace {

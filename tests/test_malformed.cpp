@@ -26,6 +26,7 @@
 #include "formats/npy.h"
 #include "data/dataset.h"
 #include "formats/safetensors.h"
+#include "cli_util.h"
 #include "test_util.h"
 
 using namespace hafvt;
@@ -35,11 +36,6 @@ namespace {
 // The address-space limit of the table's runs (plain builds): the tiny runs need well under 1 GiB
 // of heap; the CUDA runtime and OpenMP reserve more address space than they touch.
 constexpr rlim_t kVmLimit = (rlim_t)6 << 30;
-
-std::string bin_path() {
-    const char* b = std::getenv("HAFVT_BIN");
-    return b ? b : "build/hafvt";
-}
 
 std::string get(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -216,7 +212,8 @@ struct RunResult {
 // get longer, since the sanitizer build (make debug) trains many times slower.
 RunResult run_bin(const std::vector<std::string>& args, const std::string& err_path, int limit_s = 20,
                   const std::string& in_path = "/dev/null") {
-    std::vector<std::string> full = {"timeout", std::to_string(limit_s), bin_path()};
+    std::vector<std::string> full = {"timeout", std::to_string(limit_s)};
+    for (const std::string& w : testutil::hafvt_argv()) full.push_back(w);
     full.insert(full.end(), args.begin(), args.end());
     std::vector<char*> argv;
     for (std::string& a : full) argv.push_back(&a[0]);

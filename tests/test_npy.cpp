@@ -3,6 +3,7 @@
 #include "formats/npy.h"
 
 #include "core/common.h"
+#include "core/endian.h"
 #include "test_util.h"
 
 #include <cmath>
@@ -208,7 +209,7 @@ TEST_CASE("npy: int64 out of int32 range is refused with the element") {
     b += (char)dict.size();
     b += '\0';
     int64_t v[2] = {5, (int64_t)1 << 33};
-    put_file(p, b + dict + std::string((const char*)v, 16));
+    put_file(p, b + dict + le_bytes(v, 2, 8));
     expect_input_error([&] { npy_read_i32(p, nullptr); }, {p, "element 1", "8589934592", "int32 range"});
 }
 

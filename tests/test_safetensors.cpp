@@ -3,6 +3,7 @@
 #include "formats/safetensors.h"
 
 #include "core/common.h"
+#include "core/endian.h"
 #include "core/json.h"
 #include "formats/npy.h"
 #include "test_util.h"
@@ -49,7 +50,7 @@ TEST_CASE("safetensors: round trip with metadata, in order, Python's layout") {
     // contiguous data_offsets starting at 0 (what Python's safetensors requires).
     std::string bytes = read_file(p);
     uint64_t n = 0;
-    std::memcpy(&n, bytes.data(), 8);
+    copy_le(&n, bytes.data(), 1, 8);  // the file's little-endian length
     CHECK(n % 8 == 0);
     Json h = Json::parse(bytes.substr(8, n), "header");
     REQUIRE(h.items().size() == 5);
@@ -88,9 +89,9 @@ TEST_CASE("safetensors: F16 and I64 written by hand") {
     std::string p = dir + "/h.safetensors";
     uint16_t halves[3] = {0x3c00, 0xc000, 0x0001};  // 1, -2, 2^-24
     int64_t longs[2] = {-5, (int64_t)1 << 40};
-    std::string data((const char*)halves, 6);
+    std::string data = le_bytes(halves, 3, 2);  // the file's bytes are little-endian
     data += std::string(2, '\0');  // a gap between tensors is allowed
-    data += std::string((const char*)longs, 16);
+    data += le_bytes(longs, 2, 8);
     put_file(p, st_bytes(R"({"h":{"dtype":"F16","shape":[3],"data_offsets":[0,6]},)"
                          R"("l":{"dtype":"I64","shape":[1,2],"data_offsets":[8,24]}})", data));
     StFile f = safetensors_read(p);

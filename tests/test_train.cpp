@@ -477,3 +477,45 @@ CUDA_TEST_CASE("cuda large: training and evaluation on --device cuda match the C
     };
     CHECK(explained("cuda").size() == explained("cpu").size());
 }
+
+namespace {
+
+// Every number of `got` within atol + rtol |want| of the one at the same place of `want` (objects
+// and arrays of the same shape, other values equal); `where` names the place in messages.
+void check_close(const Json& got, const Json& want, double atol, double rtol, const std::string& where) {
+    INFO(where);
+    REQUIRE(got.type() == want.type());
+    if (want.is_number()) {
+        CHECK(std::fabs(got.as_number() - want.as_number()) <= atol + rtol * std::fabs(want.as_number()));
+    } else if (want.is_object()) {
+        REQUIRE(got.size() == want.size());
+        for (const auto& kv : want.items()) {
+            const Json* g = got.get(kv.first);
+            REQUIRE(g != nullptr);
+            check_close(*g, kv.second, atol, rtol, where + "." + kv.first);
+        }
+    } else if (want.is_array()) {
+        REQUIRE(got.size() == want.size());
+        for (size_t i = 0; i < want.size(); i++) check_close(got.as_array()[i], want.as_array()[i], atol, rtol, cat(where, "[", i, "]"));
+    } else {
+        CHECK(got == want);
+    }
+}
+
+bool no_reference_run() { return std::getenv("HAFVT_REFERENCE_RUN") == nullptr; }
+
+}  // namespace
+
+// make test-cross: a tiny run of the native binary (HAFVT_REFERENCE_RUN, written by the target)
+// repeated here from its config.json, on another architecture under qemu: the same metrics within
+// the PyTorch fixture's tolerances (atol 1e-5, rtol 1e-4). The SGEMM sums every element in the
+// same order on every kernel; what differs between machines is the lane count of the vectorized
+// reductions. Skipped unless HAFVT_REFERENCE_RUN is set.
+TEST_CASE("ports: a run repeated from another machine's config.json has its metrics" * doctest::skip(no_reference_run())) {
+    const std::string ref = std::getenv("HAFVT_REFERENCE_RUN"), out = testutil::temp_dir("port") + "/run";
+    auto r = run_hafvt("train --config " + ref + "/config.json --out " + out, 1800);
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    const std::vector<Json> a = testutil::metrics_without_seconds(out), b = testutil::metrics_without_seconds(ref);
+    REQUIRE(a.size() == b.size());
+    for (size_t i = 0; i < a.size(); i++) check_close(a[i], b[i], 1e-5, 1e-4, cat("metrics.jsonl line ", i + 1));
+}

@@ -15,10 +15,7 @@
 #include "core/common.h"
 #include "core/flags.h"
 #include "math/gemm_cpu.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "core/parallel.h"
 
 namespace hafvt {
 

@@ -2,7 +2,7 @@
 // (the method is described in text_features.h).
 #include "data/text_features.h"
 
-#include <omp.h>
+#include "core/parallel.h"
 
 #include <algorithm>
 #include <cmath>

@@ -11,6 +11,7 @@
 #include "formats/npy.h"
 
 #include "core/common.h"
+#include "core/endian.h"
 
 #include <cstring>
 #include <limits>
@@ -237,7 +238,7 @@ std::vector<float> npy_decode_f32(const std::string& bytes, const std::string& p
     const char* src = npy_open_payload(bytes, h, path, f4 ? 4 : 2, &n);
     std::vector<float> out(n);
     if (f4) {
-        if (n) std::memcpy(out.data(), src, n * 4);
+        copy_le(out.data(), src, n, 4);
     } else {
         for (size_t i = 0; i < n; i++) {
             uint16_t v = (uint16_t)((uint8_t)src[2 * i] | ((uint8_t)src[2 * i + 1] << 8));
@@ -261,11 +262,11 @@ std::vector<int32_t> npy_decode_i32(const std::string& bytes, const std::string&
     const char* src = npy_open_payload(bytes, h, path, i4 ? 4 : 8, &n);
     std::vector<int32_t> out(n);
     if (i4) {
-        if (n) std::memcpy(out.data(), src, n * 4);
+        copy_le(out.data(), src, n, 4);
     } else {
         for (size_t i = 0; i < n; i++) {
             int64_t v;
-            std::memcpy(&v, src + 8 * i, 8);
+            copy_le(&v, src + 8 * i, 1, 8);
             HAFVT_INPUT(v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max(),
                         path, ": element ", i, " (byte ", h.data_offset + 8 * i, ") is ", v,
                         "; expected a value within int32 range");
@@ -300,7 +301,8 @@ void npy_write(AtomicFile& f, const std::string& path, const char* descr, const 
     head += (char)(dict.size() >> 8);
     f.write(head);
     f.write(dict);
-    f.write(data, n * itemsize);
+    if (kBigEndianHost) f.write(le_bytes(data, n, itemsize));
+    else f.write(data, n * itemsize);
 }
 
 }  // namespace

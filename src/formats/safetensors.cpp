@@ -8,6 +8,7 @@
 #include "formats/safetensors.h"
 
 #include "core/common.h"
+#include "core/endian.h"
 #include "core/json.h"
 #include "formats/npy.h"
 
@@ -144,13 +145,14 @@ const StEntry& StFile::entry(const std::string& name) const {
     HAFVT_FAIL_INPUT(path, ": no tensor named '", name, "' (the file has ", entries.size(), " tensors)");
 }
 
-// memcpy rather than pointer casts: the data section has no alignment guarantee in memory.
+// Copies rather than pointer casts: the data section has no alignment guarantee in memory, and its
+// bytes are little-endian (copy_le).
 std::vector<float> StFile::read_f32(const std::string& name) const {
     const StEntry& e = entry(name);
     const char* src = data.data() + e.begin;
     if (e.dtype == "F32") {
         std::vector<float> out((e.end - e.begin) / 4);
-        if (!out.empty()) std::memcpy(out.data(), src, out.size() * 4);
+        copy_le(out.data(), src, out.size(), 4);
         return out;
     }
     HAFVT_INPUT(e.dtype == "F16", path, ": tensor '", name, "': expected dtype F32 or F16, found ", e.dtype);
@@ -165,14 +167,14 @@ std::vector<int64_t> StFile::read_int(const std::string& name) const {
     const char* src = data.data() + e.begin;
     if (e.dtype == "I64") {
         std::vector<int64_t> out((e.end - e.begin) / 8);
-        if (!out.empty()) std::memcpy(out.data(), src, out.size() * 8);
+        copy_le(out.data(), src, out.size(), 8);
         return out;
     }
     HAFVT_INPUT(e.dtype == "I32", path, ": tensor '", name, "': expected dtype I32 or I64, found ", e.dtype);
     std::vector<int64_t> out((e.end - e.begin) / 4);
     for (size_t i = 0; i < out.size(); i++) {
         int32_t v;
-        std::memcpy(&v, src + 4 * i, 4);
+        copy_le(&v, src + 4 * i, 1, 4);
         out[i] = v;
     }
     return out;
@@ -215,7 +217,11 @@ void safetensors_write(const std::string& path, const std::vector<StTensorOut>& 
     AtomicFile f(path);
     f.write(len);
     f.write(text);
-    for (size_t i = 0; i < tensors.size(); i++) f.write(tensors[i].data, sizes[i]);
+    for (size_t i = 0; i < tensors.size(); i++) {
+        const size_t esize = dtype_size(tensors[i].dtype);
+        if (kBigEndianHost) f.write(le_bytes(tensors[i].data, sizes[i] / esize, esize));
+        else f.write(tensors[i].data, sizes[i]);
+    }
     f.commit();
 }
 

@@ -21,12 +21,12 @@
 #include <cstring>
 
 #include "core/common.h"
+#include "core/parallel.h"
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
 #endif
 
 namespace hafvt {
@@ -39,6 +39,8 @@ namespace {
 constexpr int MR = 12, NR = 32;  // 24 zmm accumulators, 2 B loads + 12 broadcasts per k
 #elif defined(__AVX2__) && defined(__FMA__)
 constexpr int MR = 6, NR = 16;   // 12 ymm accumulators
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+constexpr int MR = 8, NR = 12;   // 24 of the 32 q registers accumulate, 3 B + 2 A loads per k
 #else
 constexpr int MR = 4, NR = 16;   // plain loops, vectorized by the compiler as it can
 #endif
@@ -241,6 +243,40 @@ void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, 
         _mm256_storeu_ps(c, store_mix(rows[i][0], c, va, beta));
         _mm256_storeu_ps(c + 8, store_mix(rows[i][1], c + 8, va, beta));
     }
+}
+#undef HAFVT_ROW
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+// ARM64: NEON is part of the architecture. Row i of the tile is (ci0, ci1, ci2), 4 columns each;
+// a[i] is taken by lane from the two A registers (fmla by element), so no broadcast is needed.
+// vfmaq rounds once, as std::fma and the x86 kernels do.
+inline float32x4_t store_mix(float32x4_t acc, const float* c, float32x4_t va, float beta) {
+    if (beta == 0.0f) return vmulq_f32(va, acc);
+    if (beta == 1.0f) return vfmaq_f32(vld1q_f32(c), va, acc);
+    return vfmaq_f32(vmulq_n_f32(vld1q_f32(c), beta), va, acc);
+}
+#define HAFVT_ROW(i, areg, lane)                             \
+    {                                                        \
+        c##i##0 = vfmaq_laneq_f32(c##i##0, b0, areg, lane);  \
+        c##i##1 = vfmaq_laneq_f32(c##i##1, b1, areg, lane);  \
+        c##i##2 = vfmaq_laneq_f32(c##i##2, b2, areg, lane);  \
+    }
+void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* c,
+                  size_t ldc, float alpha, float beta) {
+    float32x4_t c00 = vdupq_n_f32(0.0f), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
+    float32x4_t c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
+    float32x4_t c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
+    float32x4_t c60 = c00, c61 = c00, c62 = c00, c70 = c00, c71 = c00, c72 = c00;
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        const float32x4_t b0 = vld1q_f32(b), b1 = vld1q_f32(b + 4), b2 = vld1q_f32(b + 8);
+        const float32x4_t a0 = vld1q_f32(a), a1 = vld1q_f32(a + 4);
+        HAFVT_ROW(0, a0, 0) HAFVT_ROW(1, a0, 1) HAFVT_ROW(2, a0, 2) HAFVT_ROW(3, a0, 3)
+        HAFVT_ROW(4, a1, 0) HAFVT_ROW(5, a1, 1) HAFVT_ROW(6, a1, 2) HAFVT_ROW(7, a1, 3)
+    }
+    const float32x4_t va = vdupq_n_f32(alpha);
+    const float32x4_t rows[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32},
+                                     {c40, c41, c42}, {c50, c51, c52}, {c60, c61, c62}, {c70, c71, c72}};
+    for (int i = 0; i < MR; i++, c += ldc)
+        for (int q = 0; q < 3; q++) vst1q_f32(c + 4 * q, store_mix(rows[i][q], c + 4 * q, va, beta));
 }
 #undef HAFVT_ROW
 #else

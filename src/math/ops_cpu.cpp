@@ -5,7 +5,7 @@
 #include "math/ops_cpu.h"
 #include "math/op_math.h"
 
-#include <omp.h>
+#include "core/parallel.h"
 
 #include <cmath>
 #include <cstring>

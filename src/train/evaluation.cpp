@@ -2,7 +2,7 @@
 // the commands that read a checkpoint: hafvt eval and hafvt recommend.
 #include "train/evaluation.h"
 
-#include <omp.h>
+#include "core/parallel.h"
 
 #include <algorithm>
 #include <cmath>

@@ -4,7 +4,7 @@
 // in run_dir.cpp.
 #include "train/train.h"
 
-#include <omp.h>
+#include "core/parallel.h"
 
 #include <algorithm>
 #include <cerrno>
