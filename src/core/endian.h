@@ -1,6 +1,8 @@
 // endian.h: where numbers meet file bytes. .npy and safetensors hold little-endian data by
-// definition; every copy between their bytes and host values goes through copy_le, so the readers
-// and writers produce and accept the same bytes on a big-endian host (make test-cross ARCH=s390x).
+// definition; every copy of an array between their bytes and host values goes through copy_le
+// (the single integers of their headers, and float16 values, are assembled byte by byte), so the
+// readers and writers produce and accept the same bytes on a big-endian host (make test-cross
+// ARCH=s390x).
 #pragma once
 #include <cstddef>
 #include <cstring>

@@ -19,6 +19,16 @@ const char* const kHeadTailNames[4] = {"X_head", "X_tail", "Y_head", "Y_tail"};
 const char* const kLossNames[4] = {"total", "x", "y", "xy"};
 const char* const kProtocols[2] = {"full", "c2dsr"};
 
+// The metrics of a RankFigures by their names in metrics.jsonl: all six (the test table), and
+// the three of the head/tail table and the comparison.
+struct Metric {
+    const char* key;
+    double RankFigures::*field;
+};
+const Metric kMetrics[6] = {{"mrr", &RankFigures::mrr},   {"ndcg5", &RankFigures::ndcg5}, {"ndcg10", &RankFigures::ndcg10},
+                            {"hr1", &RankFigures::hr1},   {"hr5", &RankFigures::hr5},     {"hr10", &RankFigures::hr10}};
+const Metric kCompared[3] = {{"mrr", &RankFigures::mrr}, {"ndcg10", &RankFigures::ndcg10}, {"hr10", &RankFigures::hr10}};
+
 // A number of metrics.jsonl: a JSON number, or null (a non-finite value is written as null).
 double number_of(const Json& obj, const std::string& key, const std::string& where) {
     const Json* v = obj.get(key);
@@ -254,8 +264,7 @@ std::string compare_markdown(const std::vector<RunRecord>& runs) {
                 s += " | no test | | | | | |\n";
                 continue;
             }
-            for (const double RankFigures::*m : {&RankFigures::mrr, &RankFigures::ndcg10, &RankFigures::hr10})
-                s += cat(" | ", pct(t->dom[0].*m), " | ", pct(t->dom[1].*m));
+            for (const Metric& m : kCompared) s += cat(" | ", pct(t->dom[0].*m.field), " | ", pct(t->dom[1].*m.field));
             s += " |\n";
         }
     if (runs.size() < 2) return s;
@@ -299,6 +308,14 @@ std::string count_cell(double v, const std::string& src) {
     return cat("<td data-src=\"", html_escape(src), "\">", std::isfinite(v) ? format_number("%.0f", v) : "n/a", "</td>");
 }
 
+// The cells of one table row: the count of targets, then `metrics` of f; sources `src` + key.
+template <size_t N>
+std::string figure_cells(const RankFigures& f, const std::string& src, const Metric (&metrics)[N]) {
+    std::string s = count_cell(f.n, src + "n");
+    for (const Metric& m : metrics) s += metric_cell(f.*m.field, src + m.key);
+    return s;
+}
+
 // The test table of a run: one row per protocol and domain.
 std::string test_table(const RunRecord& r, const std::string& prefix) {
     std::string s = "<table class=\"test\"><tr><th class=\"k\">protocol</th><th class=\"k\">domain</th><th>targets</th><th>MRR</th>"
@@ -311,9 +328,8 @@ std::string test_table(const RunRecord& r, const std::string& prefix) {
         for (int D = 0; D < 2; D++) {
             const RankFigures& f = t->dom[D];
             const std::string src = cat(prefix, "test/", p, "/", kDomainNames[D], "/");
-            s += cat("<tr><td class=\"k\">", p, "</td><td class=\"k\">", kDomainNames[D], "</td>", count_cell(f.n, src + "n"),
-                     metric_cell(f.mrr, src + "mrr"), metric_cell(f.ndcg5, src + "ndcg5"), metric_cell(f.ndcg10, src + "ndcg10"),
-                     metric_cell(f.hr1, src + "hr1"), metric_cell(f.hr5, src + "hr5"), metric_cell(f.hr10, src + "hr10"), "</tr>\n");
+            s += cat("<tr><td class=\"k\">", p, "</td><td class=\"k\">", kDomainNames[D], "</td>", figure_cells(f, src, kMetrics),
+                     "</tr>\n");
         }
     }
     if (!any) return "<p class=\"note\">No test evaluation in metrics.jsonl (a run trained with --skip-test, or one still running).</p>\n";
@@ -331,8 +347,8 @@ std::string head_tail_table(const RunRecord& r, const std::string& prefix) {
         for (int g = 0; g < 4; g++) {
             const RankFigures& f = t->head_tail[g];
             const std::string src = cat(prefix, "test/", p, "/head_tail/", kHeadTailNames[g], "/");
-            s += cat("<tr><td class=\"k\">", p, "</td><td class=\"k\">", kHeadTailNames[g], "</td>", count_cell(f.n, src + "n"),
-                     metric_cell(f.mrr, src + "mrr"), metric_cell(f.ndcg10, src + "ndcg10"), metric_cell(f.hr10, src + "hr10"), "</tr>\n");
+            s += cat("<tr><td class=\"k\">", p, "</td><td class=\"k\">", kHeadTailNames[g], "</td>", figure_cells(f, src, kCompared),
+                     "</tr>\n");
         }
     }
     if (!any) return "";
@@ -398,12 +414,8 @@ std::string comparison_section(const std::vector<RunRecord>& runs) {
                 s += "<td colspan=\"6\" class=\"k\">no test evaluation</td></tr>\n";
                 continue;
             }
-            for (const char* m : {"mrr", "ndcg10", "hr10"})
-                for (int D = 0; D < 2; D++) {
-                    const RankFigures& f = t->dom[D];
-                    const double v = std::string(m) == "mrr" ? f.mrr : std::string(m) == "ndcg10" ? f.ndcg10 : f.hr10;
-                    s += metric_cell(v, cat("run", i, "/test/", p, "/", kDomainNames[D], "/", m));
-                }
+            for (const Metric& m : kCompared)
+                for (int D = 0; D < 2; D++) s += metric_cell(t->dom[D].*m.field, cat("run", i, "/test/", p, "/", kDomainNames[D], "/", m.key));
             s += "</tr>\n";
         }
     s += "</table>\n";

@@ -77,11 +77,7 @@ void load_world(const TrainConfig& c, World& w, const SequenceSet* train, std::F
 // ---- the training loop -----------------------------------------------------------------------
 
 // A number with a fixed count of decimals, for the progress lines.
-static std::string fix(double x, int decimals = 2) {
-    char b[64];
-    std::snprintf(b, sizeof b, "%.*f", decimals, x);
-    return b;
-}
+static std::string fix(double x, int decimals = 2) { return format_number(cat("%.", decimals, "f").c_str(), x); }
 
 static std::string fmt_time(double s) {
     long t = (long)(s + 0.5);
