@@ -57,6 +57,31 @@ else
 endif
 $(info $(CUDA_MSG))
 
+# ---- MPI detection: mpicxx's flags (Open MPI's --showme, else MPICH's -compile_info/-link_info)
+# added to the C++ compiler's; USE_MPI=0 forces it off. Without MPI the program is one process.
+MPICXX ?= $(shell command -v mpicxx 2>/dev/null)
+ifeq ($(USE_MPI),0)
+  MPI_MSG := MPI: off (USE_MPI=0)
+else ifeq ($(strip $(MPICXX)),)
+  USE_MPI := 0
+  MPI_MSG := MPI: mpicxx not found, building without MPI (one process)
+else
+  USE_MPI := 1
+  MPI_CFLAGS := $(shell $(MPICXX) --showme:compile 2>/dev/null || $(MPICXX) -compile_info | cut -d' ' -f2-)
+  MPI_LIBS   := $(shell $(MPICXX) --showme:link 2>/dev/null || $(MPICXX) -link_info | cut -d' ' -f2-)
+  BASE_CXXFLAGS += -DHAFVT_MPI=1 $(MPI_CFLAGS)
+  # NCCL for the gradient sum of GPU ranks, when the CUDA toolkit has it
+  ifeq ($(USE_CUDA),1)
+    ifneq ($(wildcard $(CUDA_HOME)/include/nccl.h),)
+      BASE_CXXFLAGS += -DHAFVT_NCCL=1
+      MPI_LIBS += -lnccl
+      MPI_NCCL := , NCCL for GPU ranks
+    endif
+  endif
+  MPI_MSG := MPI: found $(MPICXX), building for mpirun$(MPI_NCCL)
+endif
+$(info $(MPI_MSG))
+
 SRCS      := $(filter-out src/cli/main.cpp,$(wildcard src/*/*.cpp))
 TEST_SRCS := $(wildcard tests/test_*.cpp) tests/fixture/reference_input.cpp
 CU_SRCS   := $(wildcard cuda/*.cu)
@@ -81,24 +106,24 @@ OBJS      := $(SRCS:src/%.cpp=$(BUILD)/src/%.o) $(CU_OBJS)
 
 # Objects depend on a stamp named after the flags, so switching e.g. USE_CUDA rebuilds them, and on
 # the headers they include (the .d files of g++ and nvcc -MMD).
-FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) $(USE_CUDA) $(CUDA_EMU) $(NVCCFLAGS)' | md5sum | cut -c1-12)
+FLAGS_STAMP := $(BUILD)/.flags-$(shell echo '$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) $(USE_CUDA) $(CUDA_EMU) $(NVCCFLAGS) $(MPI_LIBS)' | md5sum | cut -c1-12)
 $(FLAGS_STAMP):
 	@mkdir -p $(BUILD) && rm -f $(BUILD)/.flags-* && touch $@
 TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 
 .DEFAULT_GOAL := all
-.PHONY: all test test-gpu test-emu debug check run bench bench-gpu refs clean deps browser-deps cross test-cross fuzz fuzz-deps fuzz-run
+.PHONY: all test test-gpu test-emu debug check run bench bench-gpu refs clean deps browser-deps mpi-deps nccl-link cross test-cross fuzz fuzz-deps fuzz-run
 all: $(BUILD)/hafvt
 
 $(BUILD)/hafvt: $(BUILD)/src/cli/main.o $(OBJS)
-	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS)
+	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS) $(MPI_LIBS)
 
 $(BUILD)/test_hafvt: $(TEST_OBJS) $(OBJS)
-	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS)
+	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS) $(MPI_LIBS)
 
 # The writer of the PyTorch fixture's input (test support for make refs, not part of hafvt).
 $(BUILD)/hafvt_fixture: $(BUILD)/tests/fixture/fixture_main.o $(BUILD)/tests/fixture/reference_input.o $(OBJS)
-	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS)
+	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS) $(MPI_LIBS)
 
 $(BUILD)/src/%.o: src/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
@@ -209,7 +234,7 @@ cross:
 	    g++-$(CROSS_T) qemu-user) >/dev/null 2>&1 \
 	  || { echo "could not install g++-$(CROSS_T) and qemu-user: run 'apt-get install g++-$(CROSS_T) qemu-user' as root"; exit 1; }; }
 	@test -f build/doctest/doctest/doctest.h || $(MAKE) --no-print-directory doctest-dir >/dev/null
-	$(MAKE) -j$(JOBS) ARCH="$(CROSS_MARCH_$(ARCH))" CXX=$(CROSS_T)-g++ USE_CUDA=0 DOCTEST_DIR=build/doctest \
+	$(MAKE) -j$(JOBS) ARCH="$(CROSS_MARCH_$(ARCH))" CXX=$(CROSS_T)-g++ USE_CUDA=0 USE_MPI=0 DOCTEST_DIR=build/doctest \
 	  BUILD=$(CROSS_DIR) $(CROSS_DIR)/hafvt $(CROSS_DIR)/test_hafvt
 
 test-cross: cross
@@ -219,6 +244,26 @@ test-cross: cross
 	  --out $(CROSS_REF)/run --q 16 --blocks 1 --batch 64 --epochs 2 --threads 2 >/dev/null
 	QEMU_LD_PREFIX=/usr/$(CROSS_T) HAFVT_BIN="qemu-$(ARCH) $(CROSS_DIR)/hafvt" HAFVT_REFERENCE_RUN=$(CROSS_REF)/run \
 	  qemu-$(ARCH) $(CROSS_DIR)/test_hafvt $(CROSS_TESTS_$(ARCH)) $(TEST_ARGS)
+
+# Open MPI (Debian's openmpi-bin and libopenmpi-dev) for the mpirun cases of tests/test_mpi.cpp,
+# installed when mpicxx is missing; the builds after it find mpicxx and build for mpirun.
+mpi-deps:
+	@command -v mpicxx >/dev/null 2>&1 && command -v mpirun >/dev/null 2>&1 || { echo "installing Open MPI (the mpirun tests)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openmpi-bin libopenmpi-dev) >/dev/null 2>&1 \
+	  || { echo "could not install Open MPI: run 'apt-get install openmpi-bin libopenmpi-dev' as root"; exit 1; }; }
+
+# The NCCL path of src/train/comm.cpp (GPU ranks) compiled and linked with the CUDA toolkit's NCCL
+# and cudart and the MPI library, then run as one process: a build check that needs no GPU (make
+# check never runs nvcc). Skipped, saying so, without MPI or without the toolkit's nccl.h.
+NCCL_CUDA_HOME ?= $(or $(CUDA_HOME),/usr/local/cuda)
+nccl-link:
+	@if [ "$(USE_MPI)" != 1 ] || [ ! -f $(NCCL_CUDA_HOME)/include/nccl.h ]; then \
+	  echo "nccl-link: skipped (MPI $(if $(filter 1,$(USE_MPI)),found,missing), $(NCCL_CUDA_HOME)/include/nccl.h $(if $(wildcard $(NCCL_CUDA_HOME)/include/nccl.h),found,missing))"; \
+	else mkdir -p build/nccl-link && \
+	  $(CXX) -std=c++17 -O1 -Wall -Wextra -Isrc -DHAFVT_MPI=1 -DHAFVT_NCCL=1 $(MPI_CFLAGS) -I$(NCCL_CUDA_HOME)/include \
+	    tests/nccl_link.cpp src/train/comm.cpp src/core/common.cpp -o build/nccl-link/nccl_link \
+	    -L$(NCCL_CUDA_HOME)/lib64 -lnccl -lcudart -Wl,-rpath,$(NCCL_CUDA_HOME)/lib64 $(MPI_LIBS) && \
+	  build/nccl-link/nccl_link; fi
 
 # Debian's chromium, for the case of tests/test_report.cpp that renders a report in a real
 # browser; installed when missing. Where it cannot be (no network, not root) that case is skipped

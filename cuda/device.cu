@@ -7,6 +7,11 @@
 
 namespace hafvt {
 
+// The device this process uses: its ordinal modulo the devices the driver reports (an MPI rank
+// passes its rank on the machine, so that each rank of a machine takes its own GPU).
+static int g_ordinal = 0;
+void cuda_use_device(int ordinal) { g_ordinal = ordinal < 0 ? 0 : ordinal; }
+
 bool cuda_device_available(std::string* why) {
     // Probed once: the driver's answer does not change while the program runs.
     static int state = -1;  // -1 unknown, 0 no, 1 yes
@@ -23,21 +28,22 @@ bool cuda_device_available(std::string* why) {
             reason = "no CUDA device: the driver reports 0 devices";
             state = 0;
         } else {
+            const int dev = g_ordinal % n;
             cudaDeviceProp prop;
-            e = cudaGetDeviceProperties(&prop, 0);
-            if (e == cudaSuccess) e = cudaSetDevice(0);
+            e = cudaGetDeviceProperties(&prop, dev);
+            if (e == cudaSuccess) e = cudaSetDevice(dev);
             if (e == cudaSuccess) e = cudaFree(nullptr);  // creates the context now
             if (e != cudaSuccess) {
-                reason = cat("CUDA device 0 unusable: ", cudaGetErrorName(e), " (",
+                reason = cat("CUDA device ", dev, " unusable: ", cudaGetErrorName(e), " (",
                              cudaGetErrorString(e), ")");
                 cudaGetLastError();
                 state = 0;
             } else if (prop.major < 8) {
-                reason = cat("CUDA device 0 (", prop.name, ") has compute capability ", prop.major,
+                reason = cat("CUDA device ", dev, " (", prop.name, ") has compute capability ", prop.major,
                              ".", prop.minor, "; this build needs 8.0 or newer");
                 state = 0;
             } else {
-                reason = cat(prop.name, " (compute capability ", prop.major, ".", prop.minor, ", ",
+                reason = cat(dev ? cat("device ", dev, ": ") : std::string(), prop.name, " (compute capability ", prop.major, ".", prop.minor, ", ",
                              prop.totalGlobalMem >> 20, " MiB)");
                 state = 1;
             }

@@ -29,6 +29,8 @@ namespace hafvt {
 // crashes without a driver; `why` (may be null) receives the reason when false, the device's name
 // when true. The answer is computed once and cached.
 bool cuda_device_available(std::string* why);
+// Before the first cuda_device_available: use device `ordinal` modulo the device count (default 0).
+void cuda_use_device(int ordinal);
 
 void* cuda_malloc(size_t bytes);  // nullptr for 0 bytes
 void cuda_free(void* ptr);        // nullptr is ignored; never throws

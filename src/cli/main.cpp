@@ -26,6 +26,7 @@
 #include "train/report.h"
 #include "data/text_features.h"
 #include "train/train.h"
+#include "train/comm.h"
 
 using namespace hafvt;
 
@@ -228,7 +229,7 @@ const char* kUsage =
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int run_command(int argc, char** argv) {
     if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
         std::printf("%s", kUsage);
         return argc < 2 ? 2 : 0;
@@ -261,4 +262,13 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "internal error: %s\n", printable(e.what()).c_str());
         return 1;
     }
+}
+
+int main(int argc, char** argv) {
+    // one rank of an MPI job when mpirun started it (train.cpp splits the work, comm.h)
+    const std::string mpi = comm_init(&argc, &argv);
+    if (!mpi.empty() && comm().root()) std::printf("%s\n", mpi.c_str());
+    // the other ranks print nothing: rank 0 speaks for the job (their errors still reach stderr)
+    if (!comm().root() && !std::freopen("/dev/null", "w", stdout)) return comm_end(1);
+    return comm_end(run_command(argc, argv));
 }

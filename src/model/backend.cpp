@@ -48,7 +48,7 @@ Backend make_host(const char* name, bool device) {
     b.device = device;
     b.alloc = device ? emulated_alloc : host_alloc;
     b.release = host_release;
-    b.to_backend = b.to_host = host_copy;
+    b.to_backend = b.to_host = b.copy = host_copy;
     b.zero = host_zero;
 #define HAFVT_HOST_OP(op) b.op = op;
     HAFVT_BACKEND_OPS(HAFVT_HOST_OP)
@@ -91,6 +91,7 @@ const Backend* cuda_backend() {
         t.release = cuda_free;
         t.to_backend = cuda_memcpy_h2d;
         t.to_host = cuda_memcpy_d2h;
+        t.copy = cuda_memcpy_d2d;
         t.zero = cuda_memset_zero;
 #define HAFVT_CUDA_OP(op) t.op = op##_cuda;
         HAFVT_BACKEND_OPS(HAFVT_CUDA_OP)
@@ -146,7 +147,7 @@ const Backend& choose_backend(const std::string& want, bool tf32, size_t T, cons
 #endif
     std::string line;
     const DeviceKind kind = decide_device(want, T, tf32, probe, names, &line);
-    if (!line.empty()) std::fprintf(info, "%s\n", line.c_str());
+    if (!line.empty() && info) std::fprintf(info, "%s\n", line.c_str());
     if (kind == DeviceKind::EMULATE) return emulated_device_backend();
     if (kind == DeviceKind::CPU) return host_backend();
 #ifdef HAFVT_CUDA

@@ -51,6 +51,7 @@ struct Backend {
     void (*release)(void* ptr);
     void (*to_backend)(void* dst, const void* host, size_t bytes);
     void (*to_host)(void* host, const void* src, size_t bytes);
+    void (*copy)(void* dst, const void* src, size_t bytes);  // within the backend's memory
     void (*zero)(void* ptr, size_t bytes);
 
     // the layers (ops_cpu.h, heads.h, adam.h), all pointers in the backend's memory: one member
@@ -84,7 +85,8 @@ DeviceKind decide_device(const std::string& want, size_t T, bool tf32, bool (*pr
                          const DeviceSettingNames& names, std::string* line);
 
 // The device setting for a model of sequence length T: decide_device with this build's probe;
-// prints its line, and sets up the CUDA backend (TF32 or not) when it is chosen.
+// prints its line to `info` (unless null), and sets up the CUDA backend (TF32 or not) when it is
+// chosen.
 const Backend& choose_backend(const std::string& want, bool tf32, size_t T, const DeviceSettingNames& names,
                               std::FILE* info = stdout);
 

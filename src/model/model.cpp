@@ -105,6 +105,8 @@ struct Model::Impl {
     Arr en_id, en_id_norm, den_id;
     // on a device backend: parameters, gradients, Adam moments and frozen tables in its memory
     Arr P, G, Am, Av, fz[kNumMods];
+    // the gradient of the slices of a batch so far (keep_grads)
+    Arr kept;
     // the parameters and their gradients where the layers read them (the host tables, or P and G
     // on a device backend, bound by to_device)
     ModelParams w, dw;
@@ -477,7 +479,41 @@ static void head_rows(Model::Impl& I, int v, const int32_t* rows, size_t R, floa
     }
 }
 
-LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t step) {
+void Model::count_supervised(const Batch& batch, uint64_t count[3]) const {
+    for (int v = 0; v < 3; v++) {
+        count[v] = 0;
+        if (!cfg_.views[v]) continue;
+        const ViewBatch& vb = batch.view[v];
+        for (size_t n = 0; n < batch.B * cfg_.T; n++) count[v] += vb.target[n] >= 0;
+    }
+}
+
+float* Model::backend_grads() {
+    Impl& I = *impl_;
+    HAFVT_CHECK(!I.be->device || I.G.size() == grads_.size(), "Model on a device: to_device() was not called");
+    return I.be->device ? I.G.data() : grads_.data();
+}
+
+void Model::zero_grads() { impl_->be->zero(backend_grads(), grads_.size() * sizeof(float)); }
+
+void Model::keep_grads(bool first) {
+    Impl& I = *impl_;
+    const Backend& K = *I.be;
+    const size_t n = grads_.size();
+    I.kept.resize(K, n);
+    if (first)
+        K.copy(I.kept.data(), backend_grads(), n * sizeof(float));
+    else
+        K.residual_forward(I.kept.data(), I.kept.data(), backend_grads(), n);
+}
+
+void Model::add_kept_grads() {
+    Impl& I = *impl_;
+    HAFVT_CHECK(I.kept.size() == grads_.size(), "add_kept_grads before keep_grads");
+    I.be->residual_forward(backend_grads(), I.kept.data(), backend_grads(), grads_.size());
+}
+
+LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t step, const uint64_t* norm) {
     Impl& I = *impl_;
     const Backend& K = *I.be;
     const ModelConfig& c = cfg_;
@@ -500,7 +536,7 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
         const ViewBatch& vb = batch.view[v];
         for (size_t n = 0; n < B * T; n++)
             if (vb.target[n] >= 0) I.rows[v][(size_t)vb.target[n] < c.NX ? 0 : 1].push_back((int32_t)n);
-        count[v] = I.rows[v][0].size() + I.rows[v][1].size();
+        count[v] = norm ? (size_t)norm[v] : I.rows[v][0].size() + I.rows[v][1].size();
         for (int D = 0; D < 2; D++) {
             const std::vector<int32_t>& rows = I.rows[v][D];
             const size_t R = rows.size(), off = D == 0 ? 0 : c.NX;

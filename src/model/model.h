@@ -73,8 +73,24 @@ public:
     void init_params(uint64_t seed);
 
     // One training forward and backward on a train batch: returns the loss terms and leaves the
-    // gradients (zeroed first) in grads(). Dropout masks come from (seed, step).
-    LossTerms forward_backward(const Batch& batch, uint64_t seed, uint64_t step);
+    // gradients (zeroed first) in grads(). Dropout masks come from (seed, step). With `norm` (three
+    // counts) the batch is a slice of a larger one (train.cpp: micro-batches, MPI ranks): each
+    // view's term is this slice's sum of row losses over norm[v], the whole batch's supervised
+    // positions, in the loss and its gradient; the slices' terms and gradients then add up to
+    // the whole batch's (SPEC §3.1).
+    LossTerms forward_backward(const Batch& batch, uint64_t seed, uint64_t step, const uint64_t* norm = nullptr);
+    // The supervised positions of each view of a train batch (the count each view's mean divides by).
+    void count_supervised(const Batch& batch, uint64_t count[3]) const;
+
+    // A batch's gradient from its slices, added in slice order (train.cpp). After each slice's
+    // forward_backward but the last: keep_grads(first), kept = G for the first slice, kept + G for
+    // the next ones; after the last: add_kept_grads(), G = kept + G. zero_grads() stands for the
+    // forward_backward of a slice with no sequence. backend_grads() is the gradient table in the
+    // backend's memory (grads() on the host backend), for the sum across ranks.
+    void zero_grads();
+    void keep_grads(bool first);
+    void add_kept_grads();
+    float* backend_grads();
 
     // Evaluation score (SPEC §4) of every candidate of the target's domain for each line of an
     // eval batch: scores (B, V_max), row b holds the NX or NY scores of line b's target domain

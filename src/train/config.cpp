@@ -38,7 +38,8 @@ struct DerivedKey {
     bool resume;
 };
 const DerivedKey kDerivedKeys[] = {{"fingerprint", true}, {"modalities_resolved", true}, {"weights", true}, {"e", true},
-                                   {"catalog_fingerprint", false}, {"NX", false}, {"NY", false}};
+                                   {"catalog_fingerprint", false}, {"NX", false}, {"NY", false},
+                                   {"gradient_slices", false}};
 
 // "full,c2dsr" -> "full or c2dsr"; "a,b,c" -> "a, b or c".
 std::string choices_text(const std::string& choices) {

@@ -62,6 +62,7 @@ namespace hafvt {
     X("tail-max", tail_max, size_t, 5, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "targets seen at most this often in training count as tail (default 5)", true, false) \
     /* running */ \
     X("resume", resume, bool, false, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "continue the run in --out from its last checkpoint", false, false) \
+    X("micro-batches", micro_batches, size_t, 1, SIZE, 1, 65536, false, false, "1..65536", nullptr, "split each batch into K slices whose gradients add up (less memory; with N MPI ranks each rank takes K, default 1)", false, false) \
     X("threads", threads, int, 0, INT, 0, kMaxThreads, false, false, "0..1024 (0 = every core)", nullptr, "CPU threads (default: all)", false, false) \
     X("log-every", log_every, size_t, 0, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "progress line every N steps (default: ten per epoch)", false, false) \
     X("max-steps", max_steps, size_t, 0, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "stop after N optimizer steps (benchmarks)", false, false) \

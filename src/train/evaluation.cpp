@@ -15,6 +15,7 @@
 #include "formats/safetensors.h"
 #include "model/params.h"
 #include "train/run_dir.h"
+#include "train/comm.h"
 #include "formats/checkpoint.h"
 #include "core/common.h"
 #include "core/lines.h"
@@ -65,15 +66,22 @@ static void history_items(const std::vector<int32_t>& s, bool has_target, size_t
     skip.erase(std::unique(skip.begin(), skip.end()), skip.end());
 }
 
+// Under MPI the ranks score the batches in turn (rank r the r-th of `size` runs of consecutive
+// batches, each batch as one process makes it, so its scores are the same) and the per-line ranks
+// are gathered in line order: every rank then sums the metrics in the one process's order.
 void evaluate(Model& model, const World& w, const SequenceSet& set, const std::vector<int32_t>& negatives,
               bool exclude_history, size_t eval_batch, size_t tail_max, EvalResult out[2]) {
-    RankStats dom[2][2], head[2][2], tail[2][2];  // [protocol][domain]
+    const Comm& cm = comm();
     Batch batch;
     std::vector<float> scores;
     std::vector<int> domain;
     std::vector<int32_t> neg_local(kNumNegatives), skip;
     const size_t L = set.seqs.size(), Vmax = std::max(w.cat.NX, w.cat.NY);
-    for (size_t b0 = 0; b0 < L; b0 += eval_batch) {
+    const size_t n_batches = (L + eval_batch - 1) / eval_batch;
+    const size_t first = n_batches * (size_t)cm.rank() / (size_t)cm.size(),
+                 last = n_batches * (size_t)(cm.rank() + 1) / (size_t)cm.size();
+    std::vector<uint64_t> mine;  // per line: its domain, its rank under c2dsr and under full
+    for (size_t b0 = first * eval_batch; b0 < std::min(L, last * eval_batch); b0 += eval_batch) {
         size_t b1 = std::min(L, b0 + eval_batch);
         make_eval_batch(batch, set.seqs, b0, b1, true, w.cat, w.mc.T);
         model.score(batch, scores, domain);
@@ -88,12 +96,19 @@ void evaluate(Model& model, const World& w, const SequenceSet& set, const std::v
             size_t r_c2dsr = rank_sampled(sc, target - off, neg_local.data(), kNumNegatives);
             if (exclude_history) history_items(s, true, w.mc.T, off, V, skip);  // the input items of the target's domain
             size_t r_full = rank_full(sc, V, target - off, exclude_history ? &skip : nullptr);
-            const bool is_tail = w.train_count[(size_t)target] <= tail_max;
-            size_t ranks[2] = {r_c2dsr, r_full};
-            for (int p = 0; p < 2; p++) {
-                dom[p][D].add(ranks[p]);
-                (is_tail ? tail : head)[p][D].add(ranks[p]);
-            }
+            mine.insert(mine.end(), {(uint64_t)D, (uint64_t)r_c2dsr, (uint64_t)r_full});
+        }
+    }
+    const std::vector<uint64_t> all = cm.gather_all(mine);
+    HAFVT_CHECK(all.size() == 3 * L, "evaluation: ", all.size() / 3, " lines ranked, expected ", L);
+    RankStats dom[2][2], head[2][2], tail[2][2];  // [protocol][domain]
+    for (size_t i = 0; i < L; i++) {
+        const int D = (int)all[3 * i];
+        const bool is_tail = w.train_count[(size_t)set.seqs[i].back()] <= tail_max;
+        for (int p = 0; p < 2; p++) {
+            const size_t rank = (size_t)all[3 * i + 1 + (size_t)p];
+            dom[p][D].add(rank);
+            (is_tail ? tail : head)[p][D].add(rank);
         }
     }
     const char* names[2] = {"c2dsr", "full"};

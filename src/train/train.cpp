@@ -23,6 +23,10 @@
 #include "train/evaluation.h"
 #include "formats/npy.h"
 #include "train/run_dir.h"
+#include "train/comm.h"
+#ifdef HAFVT_CUDA
+#include "../../cuda/ops_cuda.h"
+#endif
 
 namespace hafvt {
 
@@ -48,7 +52,7 @@ void load_world(const TrainConfig& c, World& w, const SequenceSet* train, std::F
                     " (that of the other feature file), found ", fi.e);
         HAFVT_INPUT(fi.e % c.heads == 0, path, ": width ", fi.e, " is not divisible by ", setting_name("heads"), " ", c.heads);
         mc.e = fi.e;
-        if (fi.zero_rows) std::fprintf(info, "%s: %zu all-zero rows (missing features, cosine 0)\n", path.c_str(), fi.zero_rows);
+        if (fi.zero_rows && info) std::fprintf(info, "%s: %zu all-zero rows (missing features, cosine 0)\n", path.c_str(), fi.zero_rows);
     }
     w.fz.e = mc.e;
     // head/tail split of the targets: occurrences of each item in the training file
@@ -90,11 +94,13 @@ static std::string fmt_time(double s) {
 // (parameters, gradients, Adam m and v) and the larger of a training batch's activations and head
 // logits (every position supervised in the worst case) and the evaluation's activations and
 // (eval-batch, V) scores. Refuses when the part still to allocate exceeds MemAvailable.
-static void check_memory(const TrainConfig& c, const ModelConfig& mc, RunFiles& run) {
+// With micro-batches, the activations are those of one slice, and a fifth parameter-sized table
+// keeps the slices' gradient.
+static void check_memory(const TrainConfig& c, const ModelConfig& mc, size_t slice_batch, RunFiles& run) {
     const double MiB = 1048576.0;
-    double params = 4.0 * (double)count_params(mc) * sizeof(float);
+    double params = (c.micro_batches > 1 ? 5.0 : 4.0) * (double)count_params(mc) * sizeof(float);
     double frozen = (double)mc.num_frozen() * (mc.num_items() + 1) * mc.e * sizeof(float);
-    double train = (double)Model::estimate_bytes(mc, c.batch, c.batch * mc.T);
+    double train = (double)Model::estimate_bytes(mc, slice_batch, slice_batch * mc.T);
     double eval = (double)Model::estimate_eval_bytes(mc, c.eval_batch);
     double in_use = std::max(resident_bytes(), frozen), more = params + std::max(train, eval), have = available_bytes();
     run.say(cat("memory estimate ", fix((in_use + more) / MiB, 0), " MiB at the peak (in use now ", fix(in_use / MiB, 0),
@@ -106,21 +112,104 @@ static void check_memory(const TrainConfig& c, const ModelConfig& mc, RunFiles& 
                 " MiB available; try a smaller ", setting_name("batch"), " (now ", c.batch, ") or ", setting_name("eval_batch"), " (now ", c.eval_batch, ")");
 }
 
+// ---- a step in slices: micro-batches and MPI ranks -------------------------------------------
+
+// The dropout seed of slice s of a batch: the run's seed for the first (so that a run in one slice
+// is the run without slicing), a seed drawn from it for the others.
+static uint64_t slice_seed(uint64_t seed, size_t s) {
+    return s == 0 ? seed : rng_u64(seed, rng_stream(RNG_SLICE, (uint64_t)s), 0);
+}
+
+// One step's loss and gradient from S = ranks x K slices of the batch (K = --micro-batches).
+// Slice s holds the batch's sequences [s B / S, (s+1) B / S); rank r computes the slices r K ..
+// r K + K - 1. Each slice's terms are normalized by the whole batch's counts of supervised
+// positions (summed over the ranks), so that the slices' terms and gradients add up to the
+// batch's; each slice draws its own dropout masks (slice_seed). The gradients are added in slice
+// order: on this rank with keep_grads, then across the ranks with Comm::sum_in_rank_order (or
+// NCCL for device memory), so that N ranks give bit for bit what one process gives with N
+// micro-batches (on the CPU backend; NCCL's order is its own). The loss terms are added in the
+// same order. Leaves the batch's gradient in the model, as forward_backward does.
+struct SlicedStep {
+    std::vector<Batch> parts;
+    std::vector<float> host_grads;  // a device run without NCCL: the gradient on its way through MPI
+};
+static LossTerms sliced_step(Model& model, SlicedStep& ss, const SequenceSet& train, const size_t* order, size_t B,
+                             const World& w, const TrainConfig& c, uint64_t step) {
+    const Comm& cm = comm();
+    const size_t K = c.micro_batches, S = (size_t)cm.size() * K;
+    ss.parts.resize(K);
+    uint64_t count[3] = {0, 0, 0};
+    for (size_t k = 0; k < K; k++) {
+        const size_t s = (size_t)cm.rank() * K + k, lo = s * B / S, hi = (s + 1) * B / S;
+        ss.parts[k].B = 0;
+        if (hi == lo) continue;
+        make_train_batch(ss.parts[k], train, order + lo, hi - lo, w.cat, c.T, c.loss_window);
+        uint64_t ck[3];
+        model.count_supervised(ss.parts[k], ck);
+        for (int v = 0; v < 3; v++) count[v] += ck[v];
+    }
+    cm.sum(count, 3);
+    double view[3] = {0, 0, 0};
+    for (size_t k = 0; k < K; k++) {
+        if (ss.parts[k].B == 0) {
+            model.zero_grads();
+        } else {
+            const LossTerms lt = model.forward_backward(ss.parts[k], slice_seed(c.seed, (size_t)cm.rank() * K + k), step, count);
+            for (int v = 0; v < 3; v++) view[v] = k == 0 ? lt.view[v] : view[v] + lt.view[v];
+        }
+        if (k + 1 < K) model.keep_grads(k == 0);
+        else if (K > 1) model.add_kept_grads();
+    }
+    if (cm.size() > 1) {
+        const size_t n = model.grads().size();
+        float* G = model.backend_grads();
+        const Backend& be = model.backend();
+        if (!be.device) {
+            cm.sum_in_rank_order(G, n);
+        } else if (!cm.sum_on_device(G, n)) {
+            ss.host_grads.resize(n);
+            be.to_host(ss.host_grads.data(), G, n * sizeof(float));
+            cm.sum_in_rank_order(ss.host_grads.data(), n);
+            be.to_backend(G, ss.host_grads.data(), n * sizeof(float));
+        }
+        cm.sum_in_rank_order(view, 3);
+    }
+    const ModelConfig& mc = model.config();
+    const float lambda[3] = {1.0f, mc.lambda1, mc.lambda2};
+    LossTerms lt;
+    for (int v = 0; v < 3; v++) {
+        if (!mc.views[v]) continue;
+        lt.count[v] = (size_t)count[v];
+        if (count[v] == 0) continue;
+        lt.view[v] = view[v];
+        lt.total += lambda[v] * lt.view[v];
+    }
+    return lt;
+}
+
 int run_train(const TrainConfig& c) {
     validate_config(c);
     if (c.threads > 0) omp_set_num_threads(c.threads);
     const int threads = omp_get_max_threads();
     Timer total;
+    const Comm& cm = comm();
+    const size_t slices = (size_t)cm.size() * c.micro_batches;
+    std::FILE* info = cm.root() ? stdout : nullptr;  // rank 0 alone prints and writes
     RunFiles run;
     run.dir = c.out;
-    const Backend& backend = choose_backend(c.device, c.tf32, c.T, device_setting_names(Source::FLAGS));
+    run.quiet = !cm.root();
+    run.tty = run.tty && cm.size() == 1;  // mpirun gives its ranks a terminal even when its own output is a file
+#ifdef HAFVT_CUDA
+    cuda_use_device(cm.local_rank());  // one rank per GPU of the machine
+#endif
+    const Backend& backend = choose_backend(c.device, c.tf32, c.T, device_setting_names(Source::FLAGS), info);
     const std::string device = backend.name;
 
     // data (SPEC §1)
     const std::string dir = c.data + "/";
     SequenceSet train = read_sequences(dir + c.train_file, read_catalog(c.data), c.T, true);
     World w;
-    load_world(c, w, &train);
+    load_world(c, w, &train, info);
     SequenceSet valid = read_sequences(dir + "validdata_new.txt", w.cat, c.T, false);
     SequenceSet test = read_sequences(dir + "testdata_new.txt", w.cat, c.T, false);
     const ModelConfig& mc = w.mc;
@@ -137,15 +226,17 @@ int run_train(const TrainConfig& c) {
     for (int m = 0; m < kNumMods; m++) wts.push(mc.weight[m]);
     cfg.set("weights", wts).set("NX", mc.NX).set("NY", mc.NY).set("e", mc.e);
     cfg.set("fingerprint", w.fingerprint).set("catalog_fingerprint", w.catalog_fingerprint).set("threads", threads);
+    cfg.set("gradient_slices", slices);
     const std::string cfg_s = cfg.dump();
 
-    if (!backend.device) check_memory(c, mc, run);  // host memory; a device run keeps its activations there
+    const size_t slice_batch = (c.batch + slices - 1) / slices;
+    if (!backend.device) check_memory(c, mc, slice_batch, run);  // host memory; a device run keeps its activations there
     Model model(mc, &w.fz, backend);
     model.init_optimizer();
     TrainState st;
     st.seed = c.seed;
     const std::string last_path = c.out + "/last.safetensors", best_path = c.out + "/best.safetensors";
-    if (c.resume) {
+    if (c.resume && cm.root()) {
         HAFVT_INPUT(file_exists(last_path), last_path, ": ", setting_name("resume"), " needs the last checkpoint of a run in ", setting_name("out"), ", found none");
         std::string old_cfg;
         read_checkpoint_meta(last_path, &old_cfg, &st);
@@ -168,20 +259,28 @@ int run_train(const TrainConfig& c) {
         }
         if (file_exists(c.out + "/train.log")) run.log = read_file(c.out + "/train.log");
         run.say(cat("resumed from ", last_path, ": epoch ", st.epoch, " done, step ", st.step));
-    } else {
+    } else if (!c.resume) {
         model.init_params(c.seed);
+    }
+    if (c.resume) {  // rank 0 read the checkpoint: its tables and state to the other ranks
+        cm.broadcast(&st, sizeof st);
+        for (TensorTable* t : {&model.params(), &model.adam_m(), &model.adam_v()}) cm.broadcast(t->data(), t->size() * sizeof(float));
     }
     model.to_device();
     // every input is read and checked above: only now does the run folder get its first file
-    make_dirs(c.out);
-    for (const std::string& name : remove_stale_temporaries(c.out))
-        run.say(cat("removed ", c.out, "/", name, ", a temporary file left by an interrupted run"));
-    write_file_atomic(c.out + "/config.json", cfg_s + "\n");
+    if (cm.root()) {
+        make_dirs(c.out);
+        for (const std::string& name : remove_stale_temporaries(c.out))
+            run.say(cat("removed ", c.out, "/", name, ", a temporary file left by an interrupted run"));
+        write_file_atomic(c.out + "/config.json", cfg_s + "\n");
+    }
     // c2dsr protocol: the negatives are drawn once per split and saved with the run
     std::vector<int32_t> neg_valid = draw_negatives(valid, w.cat, c.seed, 0);
     std::vector<int32_t> neg_test = draw_negatives(test, w.cat, c.seed, 1);
-    npy_write_i32(c.out + "/negatives_valid.npy", neg_valid.data(), {valid.seqs.size(), kNumNegatives});
-    npy_write_i32(c.out + "/negatives_test.npy", neg_test.data(), {test.seqs.size(), kNumNegatives});
+    if (cm.root()) {
+        npy_write_i32(c.out + "/negatives_valid.npy", neg_valid.data(), {valid.seqs.size(), kNumNegatives});
+        npy_write_i32(c.out + "/negatives_test.npy", neg_test.data(), {test.seqs.size(), kNumNegatives});
+    }
 
     size_t n_params = 0;
     for (const auto& e : model.params().entries()) n_params += e.numel;
@@ -189,6 +288,14 @@ int run_train(const TrainConfig& c) {
     for (int m = 0; m < kNumMods; m++) weights_s += cat(m ? " " : "", mc.weight[m]);
     run.say(cat("model: views ", views_s, ", modalities ", mods_s, " (weights ", weights_s, "), q ", mc.q, ", e ", mc.e, ", ", mc.n_blocks, " blocks, ", mc.n_heads, " heads, ",
                 n_params, " parameters; ", threads, " threads, device ", device));
+    if (cm.size() > 1)
+        run.say(cat("ranks: ", cm.size(), " (MPI), each ", c.batch / slices == slice_batch ? cat(slice_batch) : cat(c.batch / slices, "-", slice_batch),
+                    " sequences of every batch of ",
+                    c.batch, "; gradients summed ", backend.device ? cat("by ", cm.device_path()) : std::string("by MPI"),
+                    " in rank order"));
+    if (c.micro_batches > 1)
+        run.say(cat("micro-batches: ", c.micro_batches, " per ", cm.size() > 1 ? "rank" : "batch", ", ", slices,
+                    " slices of every batch in all"));
 
     AdamConfig ac;
     ac.lr = c.lr;
@@ -196,9 +303,11 @@ int run_train(const TrainConfig& c) {
     const size_t N = train.seqs.size(), steps_per_epoch = (N + c.batch - 1) / c.batch;
     const size_t log_every = c.log_every ? c.log_every : std::max<size_t>(1, steps_per_epoch / 10);
     Batch batch;
+    SlicedStep sliced;
     bool stop = false;
     long steps_this_run = 0;
     double timed_s = 0, timed_seqs = 0;  // the steps after the first (warm-up), for benchmarks
+    double steps_s = 0, steps_comm_s = 0;  // every step, and its collectives (MPI)
     for (long epoch = st.epoch + 1; epoch <= (long)c.epochs && !stop; epoch++) {
         Timer et;
         std::vector<size_t> order = shuffled_order(N, c.seed, (uint64_t)epoch);
@@ -207,8 +316,14 @@ int run_train(const TrainConfig& c) {
         for (size_t k = 0; k < steps_per_epoch; k++) {
             const size_t b0 = k * c.batch, B = std::min(c.batch, N - b0);
             Timer step_t;
-            make_train_batch(batch, train, order.data() + b0, B, w.cat, c.T, c.loss_window);
-            LossTerms lt = model.forward_backward(batch, c.seed, (uint64_t)st.step + 1);
+            const double comm_before = cm.seconds();
+            LossTerms lt;
+            if (slices == 1) {
+                make_train_batch(batch, train, order.data() + b0, B, w.cat, c.T, c.loss_window);
+                lt = model.forward_backward(batch, c.seed, (uint64_t)st.step + 1);
+            } else {
+                lt = sliced_step(model, sliced, train, order.data() + b0, B, w, c, (uint64_t)st.step + 1);
+            }
             if (fault_injected("nan_loss")) lt.view[VIEW_XY] = NAN;  // crash-safety tests
             const char* names[3] = {"X", "Y", "XY"};
             for (int v = 0; v < 3; v++)
@@ -220,13 +335,15 @@ int run_train(const TrainConfig& c) {
                                           " (epoch ", epoch, "); stopping. ", kept, " Check the inputs (data, feature files)",
                                           " or try a lower ", setting_name("lr"), ".");
                     run.say(msg);
-                    std::fprintf(stderr, "%s\n", msg.c_str());
+                    if (cm.root()) std::fprintf(stderr, "%s\n", msg.c_str());
                     run.flush();
                     return 1;
                 }
             st.step++;
             steps_this_run++;
             model.adam_step(ac, st.step);
+            steps_s += step_t.seconds();
+            steps_comm_s += cm.seconds() - comm_before;
             if (steps_this_run > 1) {
                 timed_s += step_t.seconds();
                 timed_seqs += (double)B;
@@ -279,19 +396,24 @@ int run_train(const TrainConfig& c) {
             run.say(cat("epoch ", epoch, " valid (", sel.protocol, "): MRR X ", fix(sel.dom[0].mrr), " Y ", fix(sel.dom[1].mrr),
                         ", NDCG@10 X ", fix(sel.dom[0].ndcg10), " Y ", fix(sel.dom[1].ndcg10), better ? " (best)" : "",
                         " | epoch ", fmt_time(et.seconds()), ", eval ", fmt_time(vt.seconds())));
-            if (better) save_checkpoint(best_path, model.params(), nullptr, nullptr, cfg_s, st);
+            if (better && cm.root()) save_checkpoint(best_path, model.params(), nullptr, nullptr, cfg_s, st);
             if (st.bad_evals >= (long)c.patience) {
                 run.say(cat("early stopping: no better validation MRR for ", c.patience, " evaluations"));
                 stop = true;
             }
         }
-        save_checkpoint(last_path, model.params(), &model.adam_m(), &model.adam_v(), cfg_s, st);
+        if (cm.root()) save_checkpoint(last_path, model.params(), &model.adam_m(), &model.adam_v(), cfg_s, st);
         run.flush();
     }
 
     if (!c.skip_test) {
         // the test split, once, with the best checkpoint
-        if (file_exists(best_path)) load_checkpoint(best_path, model.params(), nullptr, nullptr);
+        int have_best = cm.root() && file_exists(best_path);
+        cm.broadcast(&have_best, sizeof have_best);
+        if (have_best) {
+            if (cm.root()) load_checkpoint(best_path, model.params(), nullptr, nullptr);
+            cm.broadcast(model.params().data(), model.params().size() * sizeof(float));
+        }
         model.to_device();
         EvalResult r[2];
         evaluate(model, w, test, neg_test, c.exclude_history, c.eval_batch, c.tail_max, r);
@@ -305,6 +427,9 @@ int run_train(const TrainConfig& c) {
                         " (", x.tail[0].n, " lines), Y ", fix(x.tail[1].mrr), " (", x.tail[1].n, "); head: X ",
                         fix(x.head[0].mrr), " (", x.head[0].n, "), Y ", fix(x.head[1].mrr), " (", x.head[1].n, ")"));
     }
+    if (cm.size() > 1 && steps_s > 0)
+        run.say(cat("MPI: the training steps took ", fix(steps_s), " s, of which ", fix(steps_comm_s), " s (",
+                    fix(100.0 * steps_comm_s / steps_s, 1), "%) in the collectives on rank 0, waiting for the other ranks included"));
     run.say(cat("done in ", fmt_time(total.seconds()), "; run directory ", c.out));
     run.flush();
     return 0;
