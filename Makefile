@@ -112,13 +112,18 @@ $(FLAGS_STAMP):
 TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 
 .DEFAULT_GOAL := all
-.PHONY: all test test-gpu test-emu debug check run bench bench-gpu refs clean deps browser-deps mpi-deps nccl-link cross test-cross fuzz fuzz-deps fuzz-run
+.PHONY: all test test-gpu test-emu debug check run bench bench-gpu refs clean deps browser-deps mpi-deps nccl-link cross cross-deps test-cross test-cross-ci fuzz fuzz-deps fuzz-run
 all: $(BUILD)/hafvt
 
 $(BUILD)/hafvt: $(BUILD)/src/cli/main.o $(OBJS)
 	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS) $(MPI_LIBS)
 
 $(BUILD)/test_hafvt: $(TEST_OBJS) $(OBJS)
+	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS) $(MPI_LIBS)
+
+# The test files that hold CUDA cases, as a program of their own (make test-emu runs only those).
+CUDA_TEST_OBJS := $(patsubst tests/%.cpp,$(BUILD)/tests/%.o,tests/test_main.cpp tests/test_cuda.cpp tests/test_cuda_emu.cpp tests/test_train.cpp)
+$(BUILD)/test_cuda_cases: $(CUDA_TEST_OBJS) $(OBJS)
 	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS) $(MPI_LIBS)
 
 # The writer of the PyTorch fixture's input (test support for make refs, not part of hafvt).
@@ -129,9 +134,11 @@ $(BUILD)/src/%.o: src/%.cpp $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) -c $< -o $@
 
+# tests/test_malformed.cpp is one function building a table of 151 cases that run the binary:
+# optimizing it takes a minute under the sanitizers and gains nothing, so it is built at -O0.
 $(BUILD)/tests/%.o: tests/%.cpp $(FLAGS_STAMP) | deps
 	@mkdir -p $(dir $@)
-	$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) -Itests $(if $(DOCTEST_DIR),-I$(DOCTEST_DIR)) -c $< -o $@
+	$(CXX) $(BASE_CXXFLAGS) $(CXXFLAGS) $(if $(filter test_malformed,$*),-O0) -Itests $(if $(DOCTEST_DIR),-I$(DOCTEST_DIR)) -c $< -o $@
 
 ifeq ($(CUDA_EMU),1)
 $(BUILD)/cuda/%.o: cuda/%.cu $(FLAGS_STAMP)
@@ -176,13 +183,14 @@ test-gpu: $(BUILD)/test_hafvt $(BUILD)/hafvt
 	REQUIRE_GPU=1 HAFVT_CUDA_SYNC=1 HAFVT_BIN=$(BUILD)/hafvt $(BUILD)/test_hafvt $(TEST_ARGS)
 
 # -O2 and $(ARCH): the sanitized suite runs the same SIMD kernels as the plain build, at a speed
-# that lets .ci/run afford it; the objects build on every core. It is built against the CUDA
+# that lets .ci/run afford it; the objects build on every core; -g1 (line tables: the sanitizers'
+# reports name file and line) builds about a third faster than -g. It is built against the CUDA
 # emulation (CUDA_EMU=1), so every kernel of cuda/ runs under the sanitizers too: the whole suite
 # with the threads of a block in forward order, then the CUDA cases again in reverse order (a
 # missing barrier changes a result between the two). The "cuda large:" cases (the model's real
 # shapes) run in make test-emu instead, optimized.
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
-DEBUG_FLAGS := -O2 $(ARCH) -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+DEBUG_FLAGS := -O2 $(ARCH) -g1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 DEBUG_VARS  := BUILD=build/debug CUDA_EMU=1 CXXFLAGS="$(DEBUG_FLAGS)" LDFLAGS="-fsanitize=address,undefined"
 debug: deps
 	$(MAKE) -j$(JOBS) $(DEBUG_VARS) build/debug/test_hafvt build/debug/hafvt
@@ -192,20 +200,24 @@ debug: deps
 	@bash tests/cuda_emu/kernels_ran.sh build/debug/kernels_ran.txt
 
 # The CUDA cases in an optimized build against the emulation, with the real shapes of the model
-# ("cuda large:"), in two orders of the threads: forward and a seeded shuffle.
-EMU_VARS := BUILD=build/emu CUDA_EMU=1 CXXFLAGS="-O2 $(ARCH) -g"
+# ("cuda large:"), in two orders of the threads: forward and a seeded shuffle; the test program
+# holds only the files with CUDA cases (test_cuda_cases).
+EMU_VARS := BUILD=build/emu CUDA_EMU=1 CXXFLAGS="-O2 $(ARCH) -g1"
 test-emu: deps
-	$(MAKE) -j$(JOBS) $(EMU_VARS) build/emu/test_hafvt build/emu/hafvt
-	HAFVT_EMU_ORDER=forward HAFVT_BIN=build/emu/hafvt build/emu/test_hafvt -tc='cuda*' $(TEST_ARGS)
-	HAFVT_EMU_ORDER=shuffle:7 HAFVT_BIN=build/emu/hafvt build/emu/test_hafvt -tc='cuda large:*' $(TEST_ARGS)
+	$(MAKE) -j$(JOBS) $(EMU_VARS) build/emu/test_cuda_cases build/emu/hafvt
+	HAFVT_EMU_ORDER=forward HAFVT_BIN=build/emu/hafvt build/emu/test_cuda_cases -tc='cuda*' $(TEST_ARGS)
+	HAFVT_EMU_ORDER=shuffle:7 HAFVT_BIN=build/emu/hafvt build/emu/test_cuda_cases -tc='cuda large:*' $(TEST_ARGS)
 
 # The README's test command and .ci/run: the whole suite under the sanitizers (with the emulated
-# CUDA cases), the large emulated CUDA cases optimized, then each fuzz target for 60 s (side by
-# side).
-check: deps browser-deps
+# CUDA cases and the mpirun cases), the large emulated CUDA cases optimized, each fuzz target for
+# 60 s (side by side), the NCCL path's build check, and the SGEMM and format cases on ARM64 under
+# qemu.
+check: deps browser-deps mpi-deps
 	$(MAKE) debug
 	$(MAKE) test-emu
 	$(MAKE) fuzz FUZZ_SECONDS=60
+	$(MAKE) nccl-link
+	$(MAKE) test-cross-ci ARCH=aarch64
 
 # ---- ports (docs/porting.md): make cross ARCH=aarch64|s390x builds the program and the suite in
 # build/cross-ARCH with Debian's cross compiler (ARCH names the target here, not -march); make
@@ -226,7 +238,8 @@ CROSS_TESTS_s390x   := -tc='npy*,safetensors*,ports:*,json*,describe_file*'
 # the run the cross suite's training is compared with: the same tiny run of the native binary
 # (built in build/cross-native, without CUDA)
 CROSS_REF := build/cross-reference-run
-cross:
+CROSS_VARS = ARCH="$(CROSS_MARCH_$(ARCH))" CXX=$(CROSS_T)-g++ USE_CUDA=0 USE_MPI=0 DOCTEST_DIR=build/doctest BUILD=$(CROSS_DIR)
+cross-deps:
 	@test -n "$(CROSS_T)" || { echo "make cross: expected ARCH=aarch64 or ARCH=s390x, found ARCH=$(ARCH)"; exit 2; }
 	@command -v $(CROSS_T)-g++ >/dev/null 2>&1 && command -v qemu-$(ARCH) >/dev/null 2>&1 || { \
 	  echo "installing g++-$(CROSS_T) and qemu-user (needed by make cross)"; \
@@ -234,8 +247,23 @@ cross:
 	    g++-$(CROSS_T) qemu-user) >/dev/null 2>&1 \
 	  || { echo "could not install g++-$(CROSS_T) and qemu-user: run 'apt-get install g++-$(CROSS_T) qemu-user' as root"; exit 1; }; }
 	@test -f build/doctest/doctest/doctest.h || $(MAKE) --no-print-directory doctest-dir >/dev/null
-	$(MAKE) -j$(JOBS) ARCH="$(CROSS_MARCH_$(ARCH))" CXX=$(CROSS_T)-g++ USE_CUDA=0 USE_MPI=0 DOCTEST_DIR=build/doctest \
-	  BUILD=$(CROSS_DIR) $(CROSS_DIR)/hafvt $(CROSS_DIR)/test_hafvt
+
+cross: cross-deps
+	$(MAKE) -j$(JOBS) $(CROSS_VARS) $(CROSS_DIR)/hafvt $(CROSS_DIR)/test_hafvt
+
+# The part of a cross suite that make check (and .ci/run) affords, run there for ARM64: the SGEMM
+# against the naive product on every test shape (NEON on aarch64) and the file formats (.npy,
+# safetensors, and the checkpoint and .npy bytes of tests/ref/ports), as a test program of their
+# own built from those test files and the sources they use.
+CROSS_CI_TESTS := tests/test_main.cpp tests/test_gemm.cpp tests/test_npy.cpp tests/test_safetensors.cpp tests/test_ports.cpp
+CROSS_CI_SRCS  := src/core/common.cpp src/core/json.cpp src/core/tensor.cpp src/formats/npy.cpp src/formats/safetensors.cpp \
+                  src/formats/checkpoint.cpp src/math/gemm_cpu.cpp
+$(BUILD)/test_cross_ci: $(CROSS_CI_TESTS:tests/%.cpp=$(BUILD)/tests/%.o) $(CROSS_CI_SRCS:src/%.cpp=$(BUILD)/src/%.o)
+	$(CXX) -o $@ $^ $(BASE_LDFLAGS) $(LDFLAGS)
+
+test-cross-ci: cross-deps
+	$(MAKE) -j$(JOBS) $(CROSS_VARS) $(CROSS_DIR)/test_cross_ci
+	QEMU_LD_PREFIX=/usr/$(CROSS_T) qemu-$(ARCH) $(CROSS_DIR)/test_cross_ci $(TEST_ARGS)
 
 test-cross: cross
 	$(MAKE) -j$(JOBS) ARCH=-march=native USE_CUDA=0 BUILD=build/cross-native build/cross-native/hafvt
