@@ -121,8 +121,10 @@ $(BUILD)/hafvt: $(BUILD)/src/cli/main.o $(OBJS)
 $(BUILD)/test_hafvt: $(TEST_OBJS) $(OBJS)
 	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS) $(MPI_LIBS)
 
-# The test files that hold CUDA cases, as a program of their own (make test-emu runs only those).
-CUDA_TEST_OBJS := $(patsubst tests/%.cpp,$(BUILD)/tests/%.o,tests/test_main.cpp tests/test_cuda.cpp tests/test_cuda_emu.cpp tests/test_train.cpp)
+# The test files that hold CUDA cases and those whose checks they share, as a program of their
+# own (make test-emu runs only the CUDA cases).
+CUDA_TEST_OBJS := $(patsubst tests/%.cpp,$(BUILD)/tests/%.o,tests/test_main.cpp tests/test_cuda.cpp tests/test_cuda_emu.cpp \
+                    tests/test_train.cpp tests/test_model.cpp tests/test_reference.cpp tests/fixture/reference_input.cpp)
 $(BUILD)/test_cuda_cases: $(CUDA_TEST_OBJS) $(OBJS)
 	$(CXX) -o $@ $(filter %.o,$^) $(BASE_LDFLAGS) $(LDFLAGS) $(CUDA_LIBS) $(MPI_LIBS)
 
@@ -201,12 +203,15 @@ debug: deps
 
 # The CUDA cases in an optimized build against the emulation, with the real shapes of the model
 # ("cuda large:"), in two orders of the threads: forward and a seeded shuffle; the test program
-# holds only the files with CUDA cases (test_cuda_cases).
+# holds only the files with CUDA cases (test_cuda_cases). The fused head at the model's size (a
+# minute of emulation per order) runs in forward order only: its size is what it tests, and the
+# order of the threads is tested on every kernel at smaller sizes (make debug, reverse order).
 EMU_VARS := BUILD=build/emu CUDA_EMU=1 CXXFLAGS="-O2 $(ARCH) -g1"
 test-emu: deps
 	$(MAKE) -j$(JOBS) $(EMU_VARS) build/emu/test_cuda_cases build/emu/hafvt
 	HAFVT_EMU_ORDER=forward HAFVT_BIN=build/emu/hafvt build/emu/test_cuda_cases -tc='cuda*' $(TEST_ARGS)
-	HAFVT_EMU_ORDER=shuffle:7 HAFVT_BIN=build/emu/hafvt build/emu/test_cuda_cases -tc='cuda large:*' $(TEST_ARGS)
+	HAFVT_EMU_ORDER=shuffle:7 HAFVT_BIN=build/emu/hafvt build/emu/test_cuda_cases -tc='cuda large:*' \
+	  -tce='cuda large: fused head*' $(TEST_ARGS)
 
 # The README's test command and .ci/run: the whole suite under the sanitizers (with the emulated
 # CUDA cases and the mpirun cases), the large emulated CUDA cases optimized, each fuzz target for
