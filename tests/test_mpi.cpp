@@ -173,6 +173,7 @@ TEST_CASE("mpi: a rank killed mid-epoch ends the job within 60 s naming it; --re
     }
     const std::string job = read_file(base + "/job.out");
     INFO(job);
+    MESSAGE("the job ended ", waited, " s after rank 1 was killed");
     CHECK(waited < 60);
     REQUIRE(file_exists(base + "/job.rc"));
     CHECK(read_file(base + "/job.rc") != "0\n");
