@@ -38,9 +38,9 @@ bool cuda_device_available(std::string* why) {
                              cudaGetErrorString(e), ")");
                 cudaGetLastError();
                 state = 0;
-            } else if (prop.major < 8) {
+            } else if (prop.major * 10 + prop.minor < 75) {  // the oldest cubin of CUDA_ARCHS (sm_75)
                 reason = cat("CUDA device ", dev, " (", prop.name, ") has compute capability ", prop.major,
-                             ".", prop.minor, "; this build needs 8.0 or newer");
+                             ".", prop.minor, "; this build needs 7.5 or newer");
                 state = 0;
             } else {
                 reason = cat(dev ? cat("device ", dev, ": ") : std::string(), prop.name, " (compute capability ", prop.major, ".", prop.minor, ", ",

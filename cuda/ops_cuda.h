@@ -25,9 +25,9 @@ namespace hafvt {
 
 // ---- device management (cuda/device.cu) ------------------------------------------------------
 
-// True when a usable CUDA device (compute capability >= 8.0) answers. Never throws and never
-// crashes without a driver; `why` (may be null) receives the reason when false, the device's name
-// when true. The answer is computed once and cached.
+// True when a usable CUDA device (compute capability >= 7.5, the oldest the build carries code
+// for) answers. Never throws and never crashes without a driver; `why` (may be null) receives the
+// reason when false, the device's name when true. The answer is computed once and cached.
 bool cuda_device_available(std::string* why);
 // Before the first cuda_device_available: use device `ordinal` modulo the device count (default 0).
 void cuda_use_device(int ordinal);
