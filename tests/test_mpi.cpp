@@ -127,7 +127,7 @@ TEST_CASE("mpi: 2 ranks train bit for bit as one process with --micro-batches 2"
     CHECK(safetensors_read(base + "/plain/last.safetensors").data != safetensors_read(base + "/one/last.safetensors").data);
 }
 
-TEST_CASE("mpi: 3 ranks equal --micro-batches 3, and evaluation under 3 ranks prints one process's table" * doctest::skip(no_mpirun())) {
+TEST_CASE("mpi: 3 ranks equal --micro-batches 3, --resume takes 2 ranks, and evaluation under 3 ranks prints one process's table" * doctest::skip(no_mpirun())) {
     const std::string base = testutil::temp_dir("mpi3");
     std::string out;
     // batch 50 of 800 lines: slices of 16, 17 and 17 sequences
@@ -137,6 +137,15 @@ TEST_CASE("mpi: 3 ranks equal --micro-batches 3, and evaluation under 3 ranks pr
     auto one = run_hafvt(train_args(base + "/one", 2, 50) + " --micro-batches 3");
     REQUIRE_MESSAGE(one.status == 0, one.out);
     check_same_run(base + "/ranks", base + "/one");
+    // --resume takes another number of ranks: the 3 ranks' run continued by 2 keeps its epochs
+    const std::vector<Json> before = testutil::metrics_without_seconds(base + "/ranks");
+    std::string resumed;
+    REQUIRE_MESSAGE(run_shell(mpirun(2, train_args(base + "/ranks", 3, 50) + " --resume"), &resumed) == 0, resumed);
+    CHECK(resumed.find("resumed from") != std::string::npos);
+    const std::vector<Json> after = testutil::metrics_without_seconds(base + "/ranks");
+    REQUIRE(after.size() == 8);  // valid lines of epochs 1-3 under both protocols, then test
+    for (size_t i = 0; i < 4; i++) CHECK(after[i].dump() == before[i].dump());
+    CHECK(after[4].get("epoch")->as_number() == 3);
     // hafvt eval: the lines split over 3 ranks (eval batches of 16: 10 batches, 3/3/4 per rank)
     for (const char* protocol : {"full", "c2dsr"}) {
         const std::string ev = cat("eval --ckpt ", base, "/one/best.safetensors --split test --eval-batch 16 --protocol ", protocol);
