@@ -1,13 +1,18 @@
 # HAF-VT: one Makefile for the trainer, the tests and the tools.
-#   make                 build build/hafvt (with CUDA when nvcc is found; USE_CUDA=0 forces CPU only)
+#   make                 build build/hafvt (with CUDA when nvcc is found, USE_CUDA=0 forces CPU only;
+#                        for mpirun when mpicxx is found, USE_MPI=0 forces one process)
 #   make test            build and run the test suite (installs doctest-dev first when missing)
 #   make test-gpu        the test suite with REQUIRE_GPU=1 (CUDA cases fail instead of skipping) and
 #                        HAFVT_CUDA_SYNC=1 (every kernel launch checked at once)
 #   make debug           the test suite under AddressSanitizer + UndefinedBehaviorSanitizer, with the
 #                        CUDA kernels run by the host emulation of tests/cuda_emu (two thread orders)
 #   make test-emu        the CUDA cases at the model's real shapes, optimized, on the emulation
-#   make check           the README's test command and .ci/run: chromium when missing, make debug,
-#                        make test-emu, then make fuzz FUZZ_SECONDS=60
+#   make check           the README's test command and .ci/run: chromium and Open MPI when missing,
+#                        make debug, make test-emu, make fuzz FUZZ_SECONDS=60, make nccl-link, then
+#                        make test-cross-ci ARCH=aarch64
+#   make nccl-link       the NCCL path of src/train/comm.cpp compiled and linked, run as one process
+#   make cross ARCH=aarch64|s390x, make test-cross ARCH=..., make test-cross-ci ARCH=...
+#                        ports under qemu (docs/porting.md): the build, the suite, the part CI runs
 #   make run             generate data/synth if absent, train the default configuration, print results,
 #                        write its report (runs/default/report.html)
 #   make bench           CPU benchmarks against OpenBLAS and PyTorch (see tools/bench.sh)
