@@ -128,7 +128,8 @@ static uint64_t slice_seed(uint64_t seed, size_t s) {
 // order: on this rank with keep_grads, then across the ranks with Comm::sum_in_rank_order (or
 // NCCL for device memory), so that N ranks give bit for bit what one process gives with N
 // micro-batches (on the CPU backend; NCCL's order is its own). The loss terms are added in the
-// same order. Leaves the batch's gradient in the model, as forward_backward does.
+// same order. Leaves the batch's gradient in the model, as forward_backward does. With S = 1 (one
+// process, no micro-batches) it is one forward_backward of the whole batch with its own counts.
 struct SlicedStep {
     std::vector<Batch> parts;
     std::vector<float> host_grads;  // a device run without NCCL: the gradient on its way through MPI
@@ -302,7 +303,6 @@ int run_train(const TrainConfig& c) {
     ac.l2 = c.l2;
     const size_t N = train.seqs.size(), steps_per_epoch = (N + c.batch - 1) / c.batch;
     const size_t log_every = c.log_every ? c.log_every : std::max<size_t>(1, steps_per_epoch / 10);
-    Batch batch;
     SlicedStep sliced;
     bool stop = false;
     long steps_this_run = 0;
@@ -317,13 +317,7 @@ int run_train(const TrainConfig& c) {
             const size_t b0 = k * c.batch, B = std::min(c.batch, N - b0);
             Timer step_t;
             const double comm_before = cm.seconds();
-            LossTerms lt;
-            if (slices == 1) {
-                make_train_batch(batch, train, order.data() + b0, B, w.cat, c.T, c.loss_window);
-                lt = model.forward_backward(batch, c.seed, (uint64_t)st.step + 1);
-            } else {
-                lt = sliced_step(model, sliced, train, order.data() + b0, B, w, c, (uint64_t)st.step + 1);
-            }
+            LossTerms lt = sliced_step(model, sliced, train, order.data() + b0, B, w, c, (uint64_t)st.step + 1);
             if (fault_injected("nan_loss")) lt.view[VIEW_XY] = NAN;  // crash-safety tests
             const char* names[3] = {"X", "Y", "XY"};
             for (int v = 0; v < 3; v++)
