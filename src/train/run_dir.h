@@ -22,9 +22,10 @@ struct RunFiles {
     // printed is an ordinary line. train.log always holds ordinary lines.
     bool tty = isatty(fileno(stdout)) != 0;
     bool live = false;  // a progress line is on the terminal, not yet ended
-    bool quiet = false;  // a rank other than 0 of an MPI job: prints and writes nothing
+    // false on a rank other than 0 of an MPI job, which writes no file (its standard output
+    // already goes to /dev/null: main.cpp)
+    bool write_files = true;
     void say(const std::string& line) {
-        if (quiet) return;
         if (live) std::printf("\r\x1b[K");  // the progress line gives way
         live = false;
         std::printf("%s\n", line.c_str());
@@ -34,7 +35,6 @@ struct RunFiles {
     // A progress line: on a terminal it replaces the previous one (and is logged when `log_it`);
     // elsewhere it is printed and logged only when `log_it`, about ten times an epoch.
     void progress(const std::string& line, bool log_it) {
-        if (quiet) return;
         if (!tty) {
             if (log_it) say(line);
             return;
@@ -45,7 +45,7 @@ struct RunFiles {
         if (log_it) log += line + "\n";
     }
     void flush() const {
-        if (quiet) return;
+        if (!write_files) return;
         std::string m;
         for (const auto& l : metrics) m += l + "\n";
         write_file_atomic(dir + "/metrics.jsonl", m);

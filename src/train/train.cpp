@@ -52,7 +52,7 @@ void load_world(const TrainConfig& c, World& w, const SequenceSet* train, std::F
                     " (that of the other feature file), found ", fi.e);
         HAFVT_INPUT(fi.e % c.heads == 0, path, ": width ", fi.e, " is not divisible by ", setting_name("heads"), " ", c.heads);
         mc.e = fi.e;
-        if (fi.zero_rows && info) std::fprintf(info, "%s: %zu all-zero rows (missing features, cosine 0)\n", path.c_str(), fi.zero_rows);
+        if (fi.zero_rows) std::fprintf(info, "%s: %zu all-zero rows (missing features, cosine 0)\n", path.c_str(), fi.zero_rows);
     }
     w.fz.e = mc.e;
     // head/tail split of the targets: occurrences of each item in the training file
@@ -195,22 +195,21 @@ int run_train(const TrainConfig& c) {
     Timer total;
     const Comm& cm = comm();
     const size_t slices = (size_t)cm.size() * c.micro_batches;
-    std::FILE* info = cm.root() ? stdout : nullptr;  // rank 0 alone prints and writes
     RunFiles run;
     run.dir = c.out;
-    run.quiet = !cm.root();
+    run.write_files = cm.root();  // rank 0 alone writes the run folder (and prints: main.cpp)
     run.tty = run.tty && cm.size() == 1;  // mpirun gives its ranks a terminal even when its own output is a file
 #ifdef HAFVT_CUDA
     cuda_use_device(cm.local_rank());  // one rank per GPU of the machine
 #endif
-    const Backend& backend = choose_backend(c.device, c.tf32, c.T, device_setting_names(Source::FLAGS), info);
+    const Backend& backend = choose_backend(c.device, c.tf32, c.T, device_setting_names(Source::FLAGS));
     const std::string device = backend.name;
 
     // data (SPEC §1)
     const std::string dir = c.data + "/";
     SequenceSet train = read_sequences(dir + c.train_file, read_catalog(c.data), c.T, true);
     World w;
-    load_world(c, w, &train, info);
+    load_world(c, w, &train);
     SequenceSet valid = read_sequences(dir + "validdata_new.txt", w.cat, c.T, false);
     SequenceSet test = read_sequences(dir + "testdata_new.txt", w.cat, c.T, false);
     const ModelConfig& mc = w.mc;

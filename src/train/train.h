@@ -24,7 +24,7 @@ struct World {
     // (the catalog, the frozen feature tables' contents, the training sequences)
     std::string catalog_fingerprint, fingerprint;
 };
-// Prints its notes (feature rows that are all zero) to `info` (unless null).
+// Prints its notes (feature rows that are all zero) to `info`.
 void load_world(const TrainConfig& c, World& w, const SequenceSet* train, std::FILE* info = stdout);
 
 // `hafvt train`: returns the process exit status.
