@@ -4,11 +4,13 @@
 // What is computed (SPEC §2.3-2.4, §3.1-3.2), per row r with target y (y < 0: no loss, no gradient):
 //   z_m[j] = s_m hn_m[r] . En_m[j]                        (cosine logits; rows are normalized)
 //   lse_m  = logsumexp_j z_m[j]
-//   loss   = -logsumexp_m(logw_m + z_m[y] - lse_m)        = -log sum_m w_m p_m[y]
-// Gradient (the derivation of mixture_ce_backward): with P = sum_m w_m p_m[y], l = -log P,
-//   dl/dz_m[j] = -(1/P) w_m dp_m[y]/dz_m[j] = -(w_m p_m[y] / P) ([j==y] - p_m[j])
-//              = g_m (exp(z_m[j] - lse_m) - [j==y]),
-//   g_m = dloss * r_m,  r_m = w_m p_m[y] / P = exp(logw_m + z_m[y] - lse_m + l)   (responsibility).
+//   l_mix  = -logsumexp_m(logw_m + z_m[y] - lse_m)        = -log sum_m w_m p_m[y]
+//   loss   = l_mix + lambda_h sum_m w_m (lse_m - z_m[y])   (SPEC §3.5; lambda_h = 0: §3.1 exactly)
+// Gradient (the derivation of mixture_ce_backward): with P = sum_m w_m p_m[y], l_mix = -log P,
+//   dl_mix/dz_m[j] = -(1/P) w_m dp_m[y]/dz_m[j] = -(w_m p_m[y] / P) ([j==y] - p_m[j]),
+// and the per-head term's is lambda_h w_m (p_m[j] - [j==y]), so
+//   dl/dz_m[j] = g_m (exp(z_m[j] - lse_m) - [j==y]),
+//   g_m = dloss * (r_m + lambda_h w_m),  r_m = w_m p_m[y] / P = exp(logw_m + z_m[y] - lse_m + l_mix).
 // Then through the cosine logits (as cosine_logits_backward):
 //   G_m = dZ_m En_m (R,C_m);  dhn_m += s_m G_m;  ds_m += sum_r hn_m[r] . G_m[r] (dz/ds = cos);
 //   dEn_m[j] += s_m sum_r dZ_m[r,j] hn_m[r].
@@ -72,9 +74,10 @@ __global__ void fused_online_lse_kernel(RowStats st, const float* Z, size_t Zstr
     }
 }
 
-// Thread per row: lse, loss (as mixture_ce_forward), and g_m = dloss * r_m (0 without dloss).
-__global__ void fused_finalize_kernel(float* loss, RowStats st, const int32_t* y,
-                                      const float* logw, const float* dloss, size_t M, size_t R) {
+// Thread per row: lse, loss (as mixture_ce_forward), and g_m = dloss * (r_m + lambda_h w_m)
+// (0 without dloss), in the order of row_objective (heads.cpp).
+__global__ void fused_finalize_kernel(float* loss, RowStats st, const int32_t* y, const float* logw,
+                                      float lambda_h, const float* dloss, size_t M, size_t R) {
     for (size_t r = blockIdx.x * (size_t)blockDim.x + threadIdx.x; r < R;
          r += (size_t)gridDim.x * blockDim.x) {
         float a[8], mx = -INFINITY;
@@ -84,15 +87,18 @@ __global__ void fused_finalize_kernel(float* loss, RowStats st, const int32_t* y
             a[m] = logw[m] + st.zy[k] - st.lse[k];
             mx = fmaxf(mx, a[m]);
         }
-        float l = 0.0f;
+        float l = 0.0f, aux = 0.0f;
         if (y[r] >= 0) {
             float sum = 0.0f;
             for (size_t m = 0; m < M; m++) sum += expf(a[m] - mx);
             l = -(mx + logf(sum));
         }
-        loss[r] = l;
-        for (size_t m = 0; m < M; m++)
-            st.g[m * R + r] = (y[r] < 0 || !dloss) ? 0.0f : dloss[r] * expf(a[m] + l);
+        for (size_t m = 0; m < M; m++) {
+            const float w = expf(logw[m]);
+            if (lambda_h != 0.0f && w > 0.0f) aux += w * (logw[m] - a[m]);  // w_m (-log p_m[y])
+            st.g[m * R + r] = (y[r] < 0 || !dloss) ? 0.0f : dloss[r] * (expf(a[m] + l) + lambda_h * w);
+        }
+        loss[r] = (y[r] >= 0 && lambda_h != 0.0f) ? l + lambda_h * aux : l;
     }
 }
 
@@ -112,7 +118,7 @@ __global__ void fused_dlogits_kernel(float* Z, size_t Zstride, RowStats st, cons
 
 void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, float* ds,
                              const float* const* hn, const float* const* En, const float* s,
-                             const size_t* Cm, const int32_t* y, const float* logw,
+                             const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
                              const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
     const FusedHeadPlan plan = fused_head_plan(dhn, dEn, ds, Cm, dloss, M, V);
     const size_t sumC = plan.sumC;
@@ -152,7 +158,7 @@ void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, 
         chunk_logits(j0, vc);
         HAFVT_LAUNCH(fused_online_lse_kernel, row_grid, kFusedThreads, 0, st, Z, Zstride, y, R, vc, j0);
     }
-    HAFVT_LAUNCH(fused_finalize_kernel, grid_for(R), kBlock, 0, loss, st, y, logw, dloss, M, R);
+    HAFVT_LAUNCH(fused_finalize_kernel, grid_for(R), kBlock, 0, loss, st, y, logw, lambda_h, dloss, M, R);
     if (!backward) return;
 
     // pass 2: dZ per chunk, then the two backward GEMMs of the chunk

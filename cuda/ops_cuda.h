@@ -137,7 +137,7 @@ void mixture_prob_accumulate_cuda(float* out, const float* const* logits, const 
 // mixture_ce_forward/backward + cosine_logits_backward, up to rounding.
 void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, float* ds,
                              const float* const* hn, const float* const* En, const float* s,
-                             const size_t* Cm, const int32_t* y, const float* logw,
+                             const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
                              const float* dloss, size_t M, size_t R, size_t V, size_t Vc);
 
 // dst[0] += sum_i a[i] b[i] (device pointers), in double in a fixed two-stage order.

@@ -533,8 +533,8 @@ CUDA_TEST_CASE("cuda: fused mixture head equals the unfused CPU head") {
     Vec ds = {0.1f, 0.2f, 0.3f}, loss(R), lse(M * R);
     const float* zp[3] = {z[0].data(), z[1].data(), z[2].data()};
     float* dzp[3] = {z[0].data(), z[1].data(), z[2].data()};
-    mixture_ce_forward(loss.data(), lse.data(), zp, y.data(), logw.data(), M, R, V);
-    mixture_ce_backward(dzp, zp, lse.data(), loss.data(), y.data(), logw.data(), dloss.data(), M, R, V);
+    mixture_ce_forward(loss.data(), lse.data(), zp, y.data(), logw.data(), 0.0f, M, R, V);
+    mixture_ce_backward(dzp, zp, lse.data(), loss.data(), y.data(), logw.data(), 0.0f, dloss.data(), M, R, V);
     Vec dEn1_before = dEn[1];
     for (size_t m = 0; m < M; m++)
         cosine_logits_backward(dhn[m].data(), m == 1 ? nullptr : dEn[m].data(), &ds[m], z[m].data(),
@@ -557,7 +557,7 @@ CUDA_TEST_CASE("cuda: fused mixture head equals the unfused CPU head") {
         float* dhp[3] = {d_dhn[0].data(), d_dhn[1].data(), d_dhn[2].data()};
         float* dep[3] = {d_dEn[0].data(), nullptr, d_dEn[2].data()};  // a frozen table
         fused_mixture_head_cuda(d_loss.data(), dhp, dep, d_ds.data(), hp, ep, s, Cm, d_y.data(),
-                                d_logw.data(), d_dloss.data(), M, R, V, Vc);
+                                d_logw.data(), 0.0f, d_dloss.data(), M, R, V, Vc);
         CHECK(check_tensor("loss", down(d_loss), loss, 1e-5, 1e-5));
         CHECK(check_tensor("ds", down(d_ds), ds, 1e-4, 1e-4));
         for (size_t m = 0; m < M; m++) {
@@ -568,7 +568,7 @@ CUDA_TEST_CASE("cuda: fused mixture head equals the unfused CPU head") {
         // loss only (no dloss): same loss, gradients untouched
         DeviceBuffer d_loss2(R);
         fused_mixture_head_cuda(d_loss2.data(), dhp, dep, d_ds.data(), hp, ep, s, Cm, d_y.data(),
-                                d_logw.data(), nullptr, M, R, V, Vc);
+                                d_logw.data(), 0.0f, nullptr, M, R, V, Vc);
         CHECK(check_tensor("loss only", down(d_loss2), loss, 1e-5, 1e-5));
         CHECK(check_tensor("ds untouched", down(d_ds), ds, 1e-4, 1e-4));
     }
@@ -583,8 +583,9 @@ namespace {
 // gtol: the tolerance (atol = gtol, rtol = 10 gtol) of dhn and dEn, sums over V (dhn) or R (dEn)
 // float terms scaled by s up to 50, whose float32 round-off on the CPU side grows with the length.
 void check_fused(size_t M, size_t R, size_t V, const size_t* Cm, std::vector<size_t> chunks, uint64_t seed,
-                 double gtol) {
+                 double gtol, float lambda_h = 0.0f) {
     CAPTURE(M);
+    CAPTURE(lambda_h);
     CAPTURE(R);
     CAPTURE(V);
     const float s[3] = {10.0f, 3.0f, 50.0f};
@@ -614,7 +615,7 @@ void check_fused(size_t M, size_t R, size_t V, const size_t* Cm, std::vector<siz
         hp[m] = hn[m].data(), ep[m] = En[m].data(), dhp[m] = dhn[m].data();
         dep[m] = m == 1 ? nullptr : dEn[m].data();
     }
-    mixture_head_unfused(loss.data(), dhp, dep, ds.data(), hp, ep, s, Cm, y.data(), logw.data(), dloss.data(), M, R, V);
+    mixture_head_unfused(loss.data(), dhp, dep, ds.data(), hp, ep, s, Cm, y.data(), logw.data(), lambda_h, dloss.data(), M, R, V);
 
     std::vector<DeviceBuffer> d_hn, d_En;
     for (size_t m = 0; m < M; m++) d_hn.emplace_back(hn[m]), d_En.emplace_back(En[m]);
@@ -638,7 +639,7 @@ void check_fused(size_t M, size_t R, size_t V, const size_t* Cm, std::vector<siz
             float* gd_e[3] = {};
             for (size_t m = 0; m < M; m++) gd_h[m] = g_dhn[m].data(), gd_e[m] = m == 1 ? nullptr : g_dEn[m].data();
             fused_mixture_head_cuda(g_loss.data(), gd_h, gd_e, with_ds ? g_ds.data() : nullptr, g_hp, g_ep, s, Cm,
-                                    d_y.data(), d_logw.data(), with_dloss ? d_dloss.data() : nullptr, M, R, V, Vc);
+                                    d_y.data(), d_logw.data(), lambda_h, with_dloss ? d_dloss.data() : nullptr, M, R, V, Vc);
             Vec l = down(g_loss), d = down(g_ds);
             CHECK(check_tensor("loss", l, loss, 1e-5, 1e-5));
             if (!with_dloss) {  // nothing but the loss is written
@@ -683,10 +684,12 @@ void check_fused(size_t M, size_t R, size_t V, const size_t* Cm, std::vector<siz
 }  // namespace
 
 // Chunks of 128 (three, the last of 44), one exact chunk, and the default (from free memory).
-CUDA_TEST_CASE("cuda: fused head of 1, 2 and 3 modalities, ds null, loss only, bitwise deterministic") {
+CUDA_TEST_CASE("cuda: fused head of 1, 2 and 3 modalities, ds null, loss only, bitwise deterministic, lambda_h > 0") {
     if (!gpu_ready()) return;
     const size_t Cm[3] = {16, 24, 8};
     for (size_t M = 1; M <= 3; M++) check_fused(M, 13, 300, Cm, {128, 300, 0}, 80 + M, 1e-5);
+    // the per-head cross-entropy of SPEC §3.5 (lambda_h > 0) in the same head
+    for (size_t M = 1; M <= 3; M++) check_fused(M, 13, 300, Cm, {128, 0}, 85 + M, 1e-5, 0.8f);
 }
 
 // The model's size: V in the tens of thousands, R in the thousands, the default chunk.

@@ -20,6 +20,7 @@ struct HeadCase {
     std::vector<std::vector<float>> h, E;
     std::vector<float> log_s, logw, dloss;
     std::vector<int32_t> y;
+    float lambda_h = 0.0f;  // the per-head cross-entropy's weight (SPEC §3.5)
 
     HeadCase(size_t M_, size_t R_, size_t V_, size_t C_, uint64_t seed) : M(M_), R(R_), V(V_), C(C_) {
         for (size_t m = 0; m < M; m++) {
@@ -49,7 +50,7 @@ struct HeadCase {
             zp[m] = logits[m].data();
         }
         std::vector<float> loss(R), lse(M * R);
-        mixture_ce_forward(loss.data(), lse.data(), zp.data(), y.data(), logw.data(), M, R, V);
+        mixture_ce_forward(loss.data(), lse.data(), zp.data(), y.data(), logw.data(), lambda_h, M, R, V);
         if (loss_out) *loss_out = loss;
         double L = 0.0;
         for (size_t r = 0; r < R; r++) L += (double)dloss[r] * loss[r];
@@ -57,7 +58,7 @@ struct HeadCase {
         // backward, dlogits written over the logits as the model does
         std::vector<float*> dz(M);
         for (size_t m = 0; m < M; m++) dz[m] = logits[m].data();
-        mixture_ce_backward(dz.data(), zp.data(), lse.data(), loss.data(), y.data(), logw.data(),
+        mixture_ce_backward(dz.data(), zp.data(), lse.data(), loss.data(), y.data(), logw.data(), lambda_h,
                             dloss.data(), M, R, V);
         for (size_t m = 0; m < M; m++) {
             std::vector<float> dhn(R * C), dEn(V * C);
@@ -72,19 +73,22 @@ struct HeadCase {
         return L;
     }
 
-    double check_all(const std::string& tag, size_t skip_E_row = (size_t)-1) {
+    // h: the finite-difference step (fd::check's default 1e-2; a larger one where the loss is
+    // larger, as with the per-head term on top of the mixture, so that its float round-off
+    // divided by 2h stays below the tolerance)
+    double check_all(const std::string& tag, size_t skip_E_row = (size_t)-1, float h = 1e-2f) {
         std::vector<std::vector<float>> dh(M), dE(M);
         std::vector<float> dls(M);
         run(&dh, &dE, &dls);
         auto loss = [&] { return run(nullptr, nullptr, nullptr); };
         double worst = 0.0;
         for (size_t m = 0; m < M; m++) {
-            worst = std::max(worst, fd::check(tag + ":h", loss, h[m].data(), dh[m].data(), R * C).max_err);
+            worst = std::max(worst, fd::check(tag + ":h", loss, this->h[m].data(), dh[m].data(), R * C, h).max_err);
             for (size_t v = 0; v < V; v++) {
                 if (v == skip_E_row) continue;
-                worst = std::max(worst, fd::check(tag + ":E", loss, E[m].data() + v * C, dE[m].data() + v * C, C).max_err);
+                worst = std::max(worst, fd::check(tag + ":E", loss, E[m].data() + v * C, dE[m].data() + v * C, C, h).max_err);
             }
-            worst = std::max(worst, fd::check(tag + ":log_s", loss, &log_s[m], &dls[m], 1).max_err);
+            worst = std::max(worst, fd::check(tag + ":log_s", loss, &log_s[m], &dls[m], 1, h).max_err);
         }
         return worst;
     }
@@ -97,14 +101,38 @@ TEST_CASE("cosine heads + mixture CE: gradients of h, E and log_s for 1, 2 and 3
     }
 }
 
-TEST_CASE("mixture loss equals -log of the weighted probability of the target") {
+TEST_CASE("per-head cross-entropy (lambda_h > 0): gradients of h, E and log_s for 1, 2 and 3 modalities") {
+    for (size_t M : {1, 2, 3}) {
+        HeadCase hc(M, 4, 9, 6, 140 + M);
+        hc.lambda_h = 0.7f;
+        CHECK(hc.check_all("per_head_ce", (size_t)-1, 2e-2f) < kTol);
+    }
+    // a weight-0 head takes no part in the per-head term either: loss and gradients as without it
+    HeadCase three(3, 4, 7, 5, 150), two(2, 4, 7, 5, 150);
+    three.logw = {std::log(0.4f), std::log(0.6f), -INFINITY};
+    two.logw = {std::log(0.4f), std::log(0.6f)};
+    three.lambda_h = two.lambda_h = 1.5f;
+    std::vector<float> l3, l2;
+    std::vector<std::vector<float>> dh(3), dE(3);
+    std::vector<float> dls(3);
+    three.run(&dh, &dE, &dls, &l3);
+    two.run(nullptr, nullptr, nullptr, &l2);
+    CHECK(testutil::check_tensor("loss", l3, l2, 1e-6, 1e-6));
+    for (float v : dh[2]) CHECK(v == 0.0f);
+    CHECK(three.check_all("per_head_ce_weight0", (size_t)-1, 2e-2f) < kTol);
+}
+
+TEST_CASE("mixture loss equals -log of the weighted probability of the target (+ lambda_h sum_m w_m CE_m)") {
+  for (float lambda_h : {0.0f, 0.6f}) {
+    CAPTURE(lambda_h);
     HeadCase hc(2, 3, 5, 4, 200);
     hc.logw = {std::log(0.25f), std::log(0.75f)};
+    hc.lambda_h = lambda_h;
     std::vector<float> loss;
     hc.run(nullptr, nullptr, nullptr, &loss);
     // recompute P(y) = sum_m w_m softmax(s_m cos)[y] in double, directly from the definition
     for (size_t r = 0; r < hc.R; r++) {
-        double P = 0.0;
+        double P = 0.0, aux = 0.0;
         for (size_t m = 0; m < 2; m++) {
             double w = m == 0 ? 0.25 : 0.75, s = std::exp((double)hc.log_s[m]);
             std::vector<double> z(hc.V);
@@ -121,9 +149,11 @@ TEST_CASE("mixture loss equals -log of the weighted probability of the target") 
             double sum = 0;
             for (double zv : z) sum += std::exp(zv);
             P += w * std::exp(z[(size_t)hc.y[r]]) / sum;
+            aux += w * -std::log(std::exp(z[(size_t)hc.y[r]]) / sum);
         }
-        CHECK(loss[r] == doctest::Approx(-std::log(P)).epsilon(1e-5));
+        CHECK(loss[r] == doctest::Approx(-std::log(P) + lambda_h * aux).epsilon(1e-5));
     }
+  }
 }
 
 TEST_CASE("edge cases: zero candidate vector, clamped scale, weight-0 modality, unsupervised row") {
@@ -203,8 +233,10 @@ TEST_CASE("fused head: the chunked CPU head equals the unfused head for every ch
     std::vector<int32_t> y = {0, 127, 128, 299, -1, 5, 255, 256, -1, 44, 200};
     std::vector<float> dloss = fd::randn(R, 7);
     for (float& d : dloss) d = std::fabs(d) + 0.1f;
-    for (size_t M = 1; M <= 3; M++) {
+    for (size_t M = 1; M <= 3; M++)
+    for (float lambda_h : {0.0f, 0.8f}) {
         CAPTURE(M);
+        CAPTURE(lambda_h);
         std::vector<std::vector<float>> hn(M), En(M);
         std::vector<float> logw;
         for (size_t m = 0; m < M; m++) {
@@ -226,7 +258,7 @@ TEST_CASE("fused head: the chunked CPU head equals the unfused head for every ch
         float* dhp[3] = {};
         float* dep[3] = {};
         for (size_t m = 0; m < M; m++) dhp[m] = dh[m].data(), dep[m] = m == 1 ? nullptr : dE[m].data();
-        mixture_head_unfused(loss.data(), dhp, dep, ds.data(), hp, ep, sc, Cs, y.data(), logw.data(), dloss.data(), M,
+        mixture_head_unfused(loss.data(), dhp, dep, ds.data(), hp, ep, sc, Cs, y.data(), logw.data(), lambda_h, dloss.data(), M,
                              R, V);
         for (size_t Vc : {(size_t)128, (size_t)300, (size_t)1000, (size_t)0, (size_t)1}) {
             CAPTURE(Vc);
@@ -235,7 +267,7 @@ TEST_CASE("fused head: the chunked CPU head equals the unfused head for every ch
             float* ghp[3] = {};
             float* gep[3] = {};
             for (size_t m = 0; m < M; m++) ghp[m] = gh[m].data(), gep[m] = m == 1 ? nullptr : gE[m].data();
-            fused_mixture_head(gloss.data(), ghp, gep, gds.data(), hp, ep, sc, Cs, y.data(), logw.data(), dloss.data(),
+            fused_mixture_head(gloss.data(), ghp, gep, gds.data(), hp, ep, sc, Cs, y.data(), logw.data(), lambda_h, dloss.data(),
                                M, R, V, Vc);
             if (Vc == 0 || Vc >= V) {  // one chunk: the same row operations in the same order
                 CHECK(gloss == loss);
@@ -253,14 +285,14 @@ TEST_CASE("fused head: the chunked CPU head equals the unfused head for every ch
             // ds null: the other gradients are the same
             std::vector<std::vector<float>> nh = dh0;
             for (size_t m = 0; m < M; m++) ghp[m] = nh[m].data(), gep[m] = nullptr;
-            fused_mixture_head(gloss.data(), ghp, gep, nullptr, hp, ep, sc, Cs, y.data(), logw.data(), dloss.data(), M,
+            fused_mixture_head(gloss.data(), ghp, gep, nullptr, hp, ep, sc, Cs, y.data(), logw.data(), lambda_h, dloss.data(), M,
                                R, V, Vc);
             for (size_t m = 0; m < M; m++) CHECK(testutil::check_tensor("dhn without ds", nh[m], dh[m], 1e-5, 1e-4));
             // loss only: no gradient output is touched
             std::vector<float> lloss(R, -1.0f), lds(M, 0.25f);
             for (size_t m = 0; m < M; m++) ghp[m] = gh[m].data(), gep[m] = m == 1 ? nullptr : gE[m].data();
             std::vector<std::vector<float>> before_h = gh, before_E = gE;
-            fused_mixture_head(lloss.data(), ghp, gep, lds.data(), hp, ep, sc, Cs, y.data(), logw.data(), nullptr, M, R,
+            fused_mixture_head(lloss.data(), ghp, gep, lds.data(), hp, ep, sc, Cs, y.data(), logw.data(), lambda_h, nullptr, M, R,
                                V, Vc);
             CHECK(testutil::check_tensor("loss only", lloss, loss, 1e-5, 1e-5));
             CHECK(lds == std::vector<float>(M, 0.25f));

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/json.h"
 #include "math/adam.h"
 #include "math/heads.h"
 #include "model/backend.h"
@@ -135,7 +136,7 @@ std::vector<float> to_host_floats(const Backend& be, const float* p, size_t n) {
 
 void recording_head(float* loss, float* const* dhn, float* const* dEn, float* ds, const float* const* hn,
                     const float* const* En, const float* s, const size_t* Cm, const int32_t* y, const float* logw,
-                    const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
+                    float lambda_h, const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
     const Backend& K = *g_recorder.inner;
     if (g_recorder.on) {  // the logits from the inputs, before the call
         HeadCall c;
@@ -147,7 +148,7 @@ void recording_head(float* loss, float* const* dhn, float* const* dEn, float* ds
         }
         g_recorder.calls.push_back(std::move(c));
     }
-    K.fused_mixture_head(loss, dhn, dEn, ds, hn, En, s, Cm, y, logw, dloss, M, R, V, Vc);
+    K.fused_mixture_head(loss, dhn, dEn, ds, hn, En, s, Cm, y, logw, lambda_h, dloss, M, R, V, Vc);
     if (g_recorder.on) g_recorder.calls.back().loss = to_host_floats(K, loss, R);
 }
 
@@ -243,6 +244,29 @@ void check_model_against_pytorch(const Backend& be) {
         std::vector<float> want = f.read_f32("grad." + g.name);
         REQUIRE(want.size() == g.numel());
         CHECK_MESSAGE(worst.check("grad " + param_group(g.name), "grad." + g.name, g.data, want, k_atol, k_rtol), g.name);
+    }
+
+    // the per-head cross-entropy variant (SPEC §3.5): the same parameters and batch, lambda_h > 0
+    {
+        ModelConfig hcfg = cfg;
+        const Json j = Json::parse(f.metadata.at("config"), "fixture config");
+        REQUIRE(j.get("lambda_h_variant"));
+        hcfg.lambda_h = (float)j.get("lambda_h_variant")->as_number();
+        REQUIRE(hcfg.lambda_h > 0.0f);
+        Model variant(hcfg, &fz, be);
+        load_params(f, variant.params());
+        variant.to_device();
+        const float vtotal = (float)variant.forward_backward(batch, 0, 1).total;
+        variant.to_host();
+        CHECK(worst.check("lambda_h: total loss", "lambda_h.loss.total", &vtotal, f.read_f32("lambda_h.loss.total"), k_atol, k_rtol));
+        CHECK(std::fabs(vtotal - total) > 0.1f);  // the variant's term is there
+        const TensorTable& VG = variant.grads();
+        for (size_t i = 0; i < VG.entries().size(); i++) {
+            Tensor g = VG.at(i);
+            std::vector<float> want = f.read_f32("lambda_h.grad." + g.name);
+            REQUIRE(want.size() == g.numel());
+            CHECK_MESSAGE(worst.check("lambda_h: grad " + param_group(g.name), "lambda_h.grad." + g.name, g.data, want, k_atol, k_rtol), g.name);
+        }
     }
 
     // evaluation scores (SPEC §4) of the eval lines with the parameters of the fixture (before Adam)

@@ -8,7 +8,9 @@ IN is written by build/hafvt_fixture (tests/fixture; parameters under their C++ 
 train batch, one eval batch, the config in __metadata__). OUT holds all of IN plus what PyTorch
 computes from it: the head logits and row losses (logits.<view>.<modality>.<X|Y>, loss_rows.<view>.<X|Y>,
 rows in b*T + t order; tests/test_reference.cpp records the C++ ones at the model's head), the
-per-view and total losses, every parameter gradient (grad.<name>), the parameters after three
+per-view and total losses, every parameter gradient (grad.<name>), the same total loss and gradients
+under the per-head cross-entropy of SPEC §3.5 with the config's lambda_h_variant (lambda_h.loss.total,
+lambda_h.grad.<name>), the parameters after three
 Adam steps on the same batch (adam.<name>) with the total loss of each step, and the evaluation
 scores of the eval lines (score, [lines, max(NX, NY)]).
 
@@ -158,10 +160,14 @@ def cosine_logits(h, cand_n, s, eps):
     return s * (l2norm(h, eps) @ cand_n.T)
 
 
-def mixture_nll(logits, y, logw):
+def mixture_nll(logits, y, logw, lambda_h=0.0):
     # l = -logsumexp_m(log w_m + z_m[y] - logsumexp_C(z_m)),  logits: list of (R, V)
-    terms = [lw + z.gather(1, y[:, None])[:, 0] - torch.logsumexp(z, 1) for z, lw in zip(logits, logw)]
-    return -torch.logsumexp(torch.stack(terms, 0), 0)
+    # + lambda_h sum_m w_m (-log p_m[y])  (SPEC §3.5, the per-head cross-entropy; 0: §3.1)
+    log_p = [z.gather(1, y[:, None])[:, 0] - torch.logsumexp(z, 1) for z in logits]
+    l = -torch.logsumexp(torch.stack([lw + lp for lp, lw in zip(log_p, logw)], 0), 0)
+    if lambda_h:
+        l = l + lambda_h * sum(math.exp(lw) * -lp for lp, lw in zip(log_p, logw))
+    return l
 
 
 def mixture_prob(logits, logw):
@@ -181,6 +187,7 @@ class World:
         self.mods = [m for m in range(3) if cfg["mods"][m]]
         self.views = [v for v in range(3) if cfg["views"][v]]
         self.logw = {m: math.log(cfg["weight"][m]) for m in self.mods}
+        self.lambda_h = 0.0  # the objective: 0 = the paper's (SPEC §3.1), > 0 = §3.5's per-head term
         self.param_names = [n for n in inp if not n.startswith(("frozen.", "batch.", "eval."))]
         self.p = {n: torch.tensor(inp[n], dtype=torch.get_default_dtype(), requires_grad=True) for n in self.param_names}
         self.frozen = {1: torch.tensor(inp["frozen.img"], dtype=torch.get_default_dtype()),
@@ -235,7 +242,7 @@ class World:
                     z = cosine_logits(h, self.candidates(m)[off:off + V], s, cfg["norm_eps"])
                     logits.append(z)
                     trace["logits.%s.%s.%s" % (VIEWS[v], MODS[m], "XY"[D])] = z
-                l = mixture_nll(logits, y, [self.logw[m] for m in self.mods])
+                l = mixture_nll(logits, y, [self.logw[m] for m in self.mods], self.lambda_h)
                 trace["loss_rows.%s.%s" % (VIEWS[v], "XY"[D])] = l
                 view_sum = view_sum + l.sum()
                 count += len(rows)
@@ -317,6 +324,10 @@ def fixture(in_path, out_path, dtype=torch.get_default_dtype()):
     trace = {}
     total, grads = world.backward(inp, trace)
     score = world.score(inp)
+    # the per-head cross-entropy variant (SPEC §3.5) on the same parameters and batch
+    world.lambda_h = cfg["lambda_h_variant"]
+    total_h, grads_h = world.backward(inp, {})
+    world.lambda_h = 0.0
     losses = adam_steps(world, inp, cfg["adam"], cfg["adam"]["steps"])
 
     out = [(n, a) for n, a in inp.items()]
@@ -324,6 +335,8 @@ def fixture(in_path, out_path, dtype=torch.get_default_dtype()):
     out += [("grad." + n, grads[n].numpy()) for n in world.param_names]
     out += [("adam." + n, world.p[n].detach().numpy()) for n in world.param_names]
     out += [("adam.loss_total", np.array(losses)), ("score", score.numpy())]
+    out += [("lambda_h.loss.total", total_h.detach().reshape(1).numpy())]
+    out += [("lambda_h.grad." + n, grads_h[n].numpy()) for n in world.param_names]
     meta = dict(meta)
     meta["reference"] = "tools/reference.py, torch %s, %s, stored as float32" % (torch.__version__, str(dtype)[6:])
     write_safetensors(out_path, out, meta)

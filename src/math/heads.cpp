@@ -90,37 +90,58 @@ void cosine_logits_backward(float* dhn, float* dEn, float* ds, const float* dlog
         sgemm(true, false, (int)V, (int)C, (int)R, s, dlogits, (int)V, hn, (int)C, 1.0f, dEn, (int)C);
 }
 
-// -log sum_m exp(logw_m + z_m[y] - lse_m) for one row (the log of a sum of M terms, stably).
-static float row_mixture_nll(const float* const* logits, const float* lse, const float* logw,
-                             size_t M, size_t R, size_t r, size_t V, int32_t y) {
-    float a[8], mx = -INFINITY;
-    for (size_t m = 0; m < M; m++) {
-        a[m] = logw[m] + logits[m][r * V + (size_t)y] - lse[m * R + r];
-        mx = a[m] > mx ? a[m] : mx;
-    }
+// The row terms of the objective (SPEC §3.1, §3.5), from a_m = logw_m + z_m[y] - lse_m = log(w_m p_m[y]):
+//   mixture NLL  l_mix = -log sum_m exp(a_m)  (the log of a sum of M terms, stably)
+//   the loss     l = l_mix + lambda_h sum_m w_m (-log p_m[y])
+//   g_m          = r_m + lambda_h w_m,   r_m = exp(a_m + l_mix)   (dl/dz_m = g_m (p_m - e_y))
+// A weight-0 head (logw = -inf) adds nothing to either. Returns l; fills g (M) when given.
+static float row_objective(const float* a, const float* logw, float lambda_h, size_t M, float* g) {
+    float mx = -INFINITY;
+    for (size_t m = 0; m < M; m++) mx = a[m] > mx ? a[m] : mx;
     float sum = 0.0f;
     for (size_t m = 0; m < M; m++) sum += std::exp(a[m] - mx);
-    return -(mx + std::log(sum));
+    const float l_mix = -(mx + std::log(sum));
+    float aux = 0.0f;
+    for (size_t m = 0; m < M; m++) {
+        const float w = std::exp(logw[m]);
+        if (lambda_h != 0.0f && w > 0.0f) aux += w * (logw[m] - a[m]);  // w_m (-log p_m[y])
+        if (g) g[m] = std::exp(a[m] + l_mix) + lambda_h * w;
+    }
+    return lambda_h != 0.0f ? l_mix + lambda_h * aux : l_mix;
+}
+
+static float row_mixture_nll(const float* const* logits, const float* lse, const float* logw, float lambda_h,
+                             size_t M, size_t R, size_t r, size_t V, int32_t y, float* g) {
+    float a[8];
+    for (size_t m = 0; m < M; m++) a[m] = logw[m] + logits[m][r * V + (size_t)y] - lse[m * R + r];
+    return row_objective(a, logw, lambda_h, M, g);
 }
 
 void mixture_ce_forward(float* loss, float* lse, const float* const* logits, const int32_t* y,
-                        const float* logw, size_t M, size_t R, size_t V) {
+                        const float* logw, float lambda_h, size_t M, size_t R, size_t V) {
     HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
 #pragma omp parallel for schedule(static) if (R * V * M > 65536)
     for (size_t r = 0; r < R; r++) {
         for (size_t m = 0; m < M; m++) lse[m * R + r] = row_lse(logits[m] + r * V, V);
-        loss[r] = y[r] < 0 ? 0.0f : row_mixture_nll(logits, lse, logw, M, R, r, V, y[r]);
+        loss[r] = y[r] < 0 ? 0.0f : row_mixture_nll(logits, lse, logw, lambda_h, M, R, r, V, y[r], nullptr);
     }
 }
 
-// Derivation (SPEC §3.2). With p_m = softmax(z_m) and P = sum_m w_m p_m[y], l = -log P:
-//   dl/dz_m[j] = -(1/P) w_m dp_m[y]/dz_m[j] = -(w_m p_m[y] / P) ([j==y] - p_m[j])
-//              = r_m (p_m[j] - [j==y]),   r_m = w_m p_m[y] / P = exp(logw_m + z_m[y] - lse_m + l).
+// Derivation (SPEC §3.2). With p_m = softmax(z_m) and P = sum_m w_m p_m[y], l_mix = -log P:
+//   dl_mix/dz_m[j] = -(1/P) w_m dp_m[y]/dz_m[j] = -(w_m p_m[y] / P) ([j==y] - p_m[j])
+//                  = r_m (p_m[j] - [j==y]),   r_m = w_m p_m[y] / P = exp(logw_m + z_m[y] - lse_m + l_mix).
+// The per-head term (SPEC §3.5) lambda_h sum_m w_m (-log p_m[y]) has d/dz_m[j] = lambda_h w_m (p_m[j] - [j==y])
+// (the softmax cross-entropy's gradient), so head m's whole factor is g_m = r_m + lambda_h w_m:
+// with lambda_h > 0 each head learns at least at rate lambda_h w_m, however good the others are.
+// (The row terms are recomputed from the logits and lse: `loss` holds l, not l_mix.)
 void mixture_ce_backward(float* const* dlogits, const float* const* logits, const float* lse,
-                         const float* loss, const int32_t* y, const float* logw, const float* dloss,
+                         const float* loss, const int32_t* y, const float* logw, float lambda_h, const float* dloss,
                          size_t M, size_t R, size_t V) {
+    (void)loss;
 #pragma omp parallel for schedule(static) if (R * V * M > 65536)
     for (size_t r = 0; r < R; r++) {
+        float g[8];
+        if (y[r] >= 0) row_mixture_nll(logits, lse, logw, lambda_h, M, R, r, V, y[r], g);
         for (size_t m = 0; m < M; m++) {
             const float* z = logits[m] + r * V;
             float* d = dlogits[m] + r * V;
@@ -128,9 +149,7 @@ void mixture_ce_backward(float* const* dlogits, const float* const* logits, cons
                 for (size_t j = 0; j < V; j++) d[j] = 0.0f;
                 continue;
             }
-            float l_m = lse[m * R + r];
-            float resp = std::exp(logw[m] + z[y[r]] - l_m + loss[r]);
-            row_softmax_grad(d, z, l_m, dloss[r] * resp, V, y[r]);
+            row_softmax_grad(d, z, lse[m * R + r], dloss[r] * g[m], V, y[r]);
         }
     }
 }
@@ -156,8 +175,8 @@ namespace hafvt {
 
 void mixture_head_unfused(float* loss, float* const* dhn, float* const* dEn, float* ds,
                           const float* const* hn, const float* const* En, const float* s,
-                          const size_t* Cm, const int32_t* y, const float* logw, const float* dloss,
-                          size_t M, size_t R, size_t V) {
+                          const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
+                          const float* dloss, size_t M, size_t R, size_t V) {
     HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
     thread_local std::vector<float> z[8], lse;
     const float* zp[8];
@@ -168,9 +187,9 @@ void mixture_head_unfused(float* loss, float* const* dhn, float* const* dEn, flo
         zp[m] = dz[m] = z[m].data();
     }
     lse.resize(M * R);
-    mixture_ce_forward(loss, lse.data(), zp, y, logw, M, R, V);
+    mixture_ce_forward(loss, lse.data(), zp, y, logw, lambda_h, M, R, V);
     if (!dloss) return;
-    mixture_ce_backward(dz, zp, lse.data(), loss, y, logw, dloss, M, R, V);  // dz overwrites z
+    mixture_ce_backward(dz, zp, lse.data(), loss, y, logw, lambda_h, dloss, M, R, V);  // dz overwrites z
     for (size_t m = 0; m < M; m++)
         cosine_logits_backward(dhn[m], dEn[m], ds ? ds + m : nullptr, dz[m], hn[m], En[m], s[m], R, V, Cm[m]);
 }
@@ -200,7 +219,8 @@ FusedHeadPlan fused_head_plan(float* const* dhn, float* const* dEn, const float*
 
 void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds, const float* const* hn,
                         const float* const* En, const float* s, const size_t* Cm, const int32_t* y,
-                        const float* logw, const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
+                        const float* logw, float lambda_h, const float* dloss, size_t M, size_t R, size_t V,
+                        size_t Vc) {
     const FusedHeadPlan plan = fused_head_plan(dhn, dEn, ds, Cm, dloss, M, V);
     const bool backward = plan.backward;
     if (R == 0) return;
@@ -244,22 +264,15 @@ void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float
             if (y[r] >= 0 && (size_t)y[r] >= j0 && (size_t)y[r] < j0 + vc) zy[k] = z[(size_t)y[r] - j0];
         }
     }
-    // per row: lse, the loss (as row_mixture_nll), and g_m = dloss * responsibility
+    // per row: lse, the loss and g_m = dloss * (r_m + lambda_h w_m) (row_objective)
     for (size_t r = 0; r < R; r++) {
-        float a[8], amax = -INFINITY;
+        float a[8], gr[8];
         for (size_t m = 0; m < M; m++) {
             lse[m * R + r] = mx[m * R + r] + std::log(sum[m * R + r]);
             a[m] = logw[m] + zy[m * R + r] - lse[m * R + r];
-            amax = std::max(amax, a[m]);
         }
-        float l = 0.0f;
-        if (y[r] >= 0) {
-            float t = 0.0f;
-            for (size_t m = 0; m < M; m++) t += std::exp(a[m] - amax);
-            l = -(amax + std::log(t));
-        }
-        loss[r] = l;
-        for (size_t m = 0; m < M; m++) g[m * R + r] = (y[r] < 0 || !dloss) ? 0.0f : dloss[r] * std::exp(a[m] + l);
+        loss[r] = y[r] < 0 ? 0.0f : row_objective(a, logw, lambda_h, M, gr);
+        for (size_t m = 0; m < M; m++) g[m * R + r] = (y[r] < 0 || !dloss) ? 0.0f : dloss[r] * gr[m];
     }
     if (!backward) return;
     // pass 2: dZ = g (softmax - onehot) per chunk, then G_m += dZ En_chunk, dEn_chunk += s dZ^T hn

@@ -26,15 +26,17 @@ void cosine_logits_backward(float* dhn, float* dEn, float* ds, const float* dlog
 // Mixture of M softmax heads over the same V candidates, per row r with target y[r] in [0, V)
 // (y[r] < 0: the row is not supervised, loss 0, no gradient):
 //   lse[m,r] = logsumexp_j logits[m][r,j]
-//   loss[r]  = -log sum_m w_m softmax(logits[m][r])[y] = -logsumexp_m(logw[m] + z_m[y] - lse[m,r])
-// logw[m] = log w_m (modalities with weight 0 are not passed at all).
+//   loss[r]  = -log sum_m w_m p_m[y] + lambda_h sum_m w_m (-log p_m[y]),  p_m = softmax(logits[m][r])
+//            (the first term = -logsumexp_m(logw[m] + z_m[y] - lse[m,r]); lambda_h = 0: SPEC §3.1
+//            exactly, lambda_h > 0: the per-head cross-entropy of SPEC §3.5)
+// logw[m] = log w_m; a weight of 0 (logw = -inf) takes no part in either term.
 void mixture_ce_forward(float* loss, float* lse, const float* const* logits, const int32_t* y,
-                        const float* logw, size_t M, size_t R, size_t V);  // loss (R), lse (M,R)
-// dlogits[m][r,j] = dloss[r] * resp[m,r] * (softmax_m[r,j] - [j == y]),
+                        const float* logw, float lambda_h, size_t M, size_t R, size_t V);  // loss (R), lse (M,R)
+// dlogits[m][r,j] = dloss[r] * (resp[m,r] + lambda_h w_m) * (softmax_m[r,j] - [j == y]),
 // resp[m,r] = w_m p_m[y] / P (the posterior of modality m for the target). OVERWRITES dlogits.
 void mixture_ce_backward(float* const* dlogits, const float* const* logits, const float* lse,
-                         const float* loss, const int32_t* y, const float* logw, const float* dloss,
-                         size_t M, size_t R, size_t V);
+                         const float* loss, const int32_t* y, const float* logw, float lambda_h,
+                         const float* dloss, size_t M, size_t R, size_t V);
 
 // Evaluation: the mixture probability of every candidate, P[r,j] = sum_m w_m softmax_m[r,j]
 // (SPEC §4: one view's P_V over all items of the target domain). Accumulates alpha * P into out.
@@ -45,13 +47,13 @@ void mixture_prob_accumulate(float* out, const float* const* logits, const float
 // cosine_logits_forward -> mixture_ce_forward -> mixture_ce_backward -> cosine_logits_backward,
 // holding the M (R,V) logits. It states the algorithm in the fewest lines; the tests hold the
 // chunked fused_mixture_head below (and its CUDA twin) against it.
-//   hn[m] (R,Cm[m]), En[m] (V,Cm[m]), s[m] (host), logw (M), y (R, < 0 = unsupervised)
+//   hn[m] (R,Cm[m]), En[m] (V,Cm[m]), s[m] (host), logw (M), lambda_h (host), y (R, < 0 = unsupervised)
 //   loss (R) overwritten; dhn[m] +=, dEn[m] += (entries may be null); ds (M) += (may be null)
 // dloss == nullptr computes the loss only.
 void mixture_head_unfused(float* loss, float* const* dhn, float* const* dEn, float* ds,
                           const float* const* hn, const float* const* En, const float* s,
-                          const size_t* Cm, const int32_t* y, const float* logw, const float* dloss,
-                          size_t M, size_t R, size_t V);
+                          const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
+                          const float* dloss, size_t M, size_t R, size_t V);
 
 // What the two chunked fused heads (the CPU twin below and fused_mixture_head_cuda) need to know
 // of a call before they start: the sum of the widths (the rows of G) and whether the backward runs
@@ -82,7 +84,7 @@ constexpr size_t kCpuHeadBudget = (size_t)1 << 30;
 // its results equal mixture_head_unfused's bit for bit (the same row operations in the same order).
 void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds,
                         const float* const* hn, const float* const* En, const float* s,
-                        const size_t* Cm, const int32_t* y, const float* logw,
+                        const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
                         const float* dloss, size_t M, size_t R, size_t V, size_t Vc);
 
 }  // namespace hafvt

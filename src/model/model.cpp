@@ -110,8 +110,9 @@ struct Model::Impl {
     // the parameters and their gradients where the layers read them (the host tables, or P and G
     // on a device backend, bound by to_device)
     ModelParams w, dw;
-    // the log mixture weights of the enabled modalities in order, and the heads' scratch
-    Arr logw_b;
+    // the log mixture weights of the enabled modalities in order (and those of the ID warm-up:
+    // 0 for id, -inf for the others), and the heads' scratch
+    Arr logw_b, logw_warm_b;
     Arr hg_b[kNumMods], hn_b[kNumMods], hnorm_b[kNumMods], dhn_b[kNumMods], dhg_b[kNumMods], logits_b[kNumMods], loss_b, ds_b, acc_b, out_b;
     // the inputs of a step or a score() call, copied to the backend in one copy
     Staging stage;
@@ -164,6 +165,8 @@ Model::Model(const ModelConfig& cfg, const FrozenTables* frozen, const Backend& 
     std::vector<float> lw;
     for (int m : I.mods) lw.push_back(I.logw[m]);
     I.logw_b.upload(backend, lw.data(), lw.size());
+    for (size_t k = 0; k < I.mods.size(); k++) lw[k] = I.mods[k] == MOD_ID ? 0.0f : -INFINITY;
+    I.logw_warm_b.upload(backend, lw.data(), lw.size());
     if (backend.device)
         for (int m : I.mods)
             if (m != MOD_ID) I.fz[m].upload(backend, frozen->table[m].data(), frozen->table[m].size());
@@ -180,6 +183,11 @@ Model::Model(const ModelConfig& cfg, const FrozenTables* frozen, const Backend& 
 }
 
 Model::~Model() = default;
+
+void Model::set_id_warmup(bool on) {
+    HAFVT_CHECK(!on || cfg_.mods[MOD_ID], "the ID warm-up needs the id modality");
+    id_warmup_ = on;
+}
 
 const Backend& Model::backend() const { return *impl_->be; }
 
@@ -594,8 +602,8 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
             }
             float* ds = I.ds_b.data() + (size_t)(v * 2 + D) * M;
             K.fused_mixture_head(I.loss_b.data() + loss_at[v][D], dhn, dEn, ds, hn, En, s, Cm,
-                                 I.stage.at<int32_t>(y_at[v][D]), I.logw_b.data(),
-                                 I.stage.at<float>(dloss_at[v][D]), M, R, V, 0);
+                                 I.stage.at<int32_t>(y_at[v][D]), (id_warmup_ ? I.logw_warm_b : I.logw_b).data(),
+                                 c.lambda_h, I.stage.at<float>(dloss_at[v][D]), M, R, V, 0);
             for (size_t k = 0; k < M; k++) {
                 const int m = I.mods[k];
                 const size_t d = c.width(m);

@@ -30,6 +30,7 @@ struct ModelConfig {
     bool mods[kNumMods] = {true};        // enabled modalities (id, img, txt)
     float weight[kNumMods] = {1.0f};     // mixture weights alpha, beta, 1-alpha-beta (renormalized)
     float lambda1 = 1.0f, lambda2 = 1.0f;
+    float lambda_h = 0.0f;               // weight of the per-head cross-entropy (SPEC §3.5; 0 = §3.1)
     size_t width(int m) const { return m == MOD_ID ? q : e; }
     size_t num_items() const { return NX + NY; }
     size_t num_mods() const {  // enabled modalities
@@ -89,6 +90,11 @@ public:
     // backend's memory (grads() on the host backend), for the sum across ranks.
     void zero_grads();
     void keep_grads(bool first);
+    // The ID warm-up (SPEC §3.5): while on, forward_backward trains the mixture of the id head
+    // alone (the content heads' weights 0: no loss term, no gradient); score() keeps the configured
+    // weights. Requires the id modality.
+    void set_id_warmup(bool on);
+    bool id_warmup() const { return id_warmup_; }
     void add_kept_grads();
     float* backend_grads();
 
@@ -146,6 +152,7 @@ public:
 
 private:
     ModelConfig cfg_;
+    bool id_warmup_ = false;
     const FrozenTables* frozen_;
     TensorTable params_, grads_, adam_m_, adam_v_;
     // Owned: a constructor that throws (a device allocation failing) frees what it allocated.

@@ -275,6 +275,9 @@ void validate_config(const TrainConfig& c0, Source src) {
     auto weight_text = [&](const char* key, float v, bool unset) { return cat(N(key), " ", v, unset ? " (the default)" : ""); };
     HAFVT_INPUT(a + b <= 1.0f + 1e-6f, weight_text("alpha", a, c.alpha < 0), " + ", weight_text("beta", b, c.beta < 0), " = ",
                 a + b, ": expected a sum of at most 1 (the text weight is 1 - alpha - beta)");
+    HAFVT_INPUT(c.id_warmup == 0 || resolve_model_config(c, 0, 0).mods[MOD_ID], N("id_warmup"), " ", c.id_warmup,
+                ": expected the id modality on with a positive weight (the warm-up trains the id head alone), found ",
+                N("modalities"), " '", c.modalities, "' with ", N("alpha"), " ", c.alpha);
     if (resolve_model_config(c, 0, 0).num_mods() == 0) {
         std::string on;
         for (int m = 0; m < kNumMods; m++)
@@ -292,7 +295,7 @@ ModelConfig resolve_model_config(const TrainConfig& c, size_t NX, size_t NY) {
     mc.NX = NX;
     mc.NY = NY;
     mc.T = c.T, mc.q = c.q, mc.n_blocks = c.blocks, mc.n_heads = c.heads, mc.dropout = c.dropout;
-    mc.lambda1 = c.lambda1, mc.lambda2 = c.lambda2;
+    mc.lambda1 = c.lambda1, mc.lambda2 = c.lambda2, mc.lambda_h = c.lambda_h;
     float raw[kNumMods];
     raw_weights(c, raw);
     float sum = 0;

@@ -46,6 +46,8 @@ namespace hafvt {
     X("beta", beta, float, -1.0f, FLOAT, kNone, kNoneHi, false, false, nullptr, nullptr, "mixture weight of the img head (default 1/3); txt gets 1-alpha-beta", true, false) \
     X("lambda1", lambda1, float, 1.0f, FLOAT, 0, kInf, false, false, ">= 0", nullptr, "weight of the Y term / other-domain view (default 1)", true, true) \
     X("lambda2", lambda2, float, 1.0f, FLOAT, 0, kInf, false, false, ">= 0", nullptr, "weight of the XY term (default 1)", true, true) \
+    X("lambda-h", lambda_h, float, 0.0f, FLOAT, 0, kInf, false, false, ">= 0", nullptr, "weight of the per-head cross-entropy added to the mixture's (default 0: the paper's objective)", true, true) \
+    X("id-warmup", id_warmup, size_t, 0, SIZE, 0, 100000, false, false, "0..100000", nullptr, "train the first N epochs on the id head alone (default 0)", true, true) \
     /* optimization */ \
     X("lr", lr, float, 1e-3f, FLOAT, 0, 10, true, true, "0 < lr < 10", nullptr, "Adam learning rate (default 1e-3)", true, true) \
     X("l2", l2, float, 1e-5f, FLOAT, 0, 1, false, true, "0 <= l2 < 1", nullptr, "coupled L2 (Adam weight_decay, default 1e-5)", true, true) \

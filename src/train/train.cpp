@@ -310,6 +310,12 @@ int run_train(const TrainConfig& c) {
     for (long epoch = st.epoch + 1; epoch <= (long)c.epochs && !stop; epoch++) {
         Timer et;
         std::vector<size_t> order = shuffled_order(N, c.seed, (uint64_t)epoch);
+        const bool warmup = (size_t)epoch <= c.id_warmup;  // SPEC §3.5: the id head alone
+        if (warmup != model.id_warmup()) {
+            model.set_id_warmup(warmup);
+            run.say(warmup ? cat("ID warm-up: epochs 1-", c.id_warmup, " train the id head alone")
+                           : std::string("ID warm-up over: the configured mixture weights from here on"));
+        }
         LossTerms sum;
         double seqs = 0;
         for (size_t k = 0; k < steps_per_epoch; k++) {
@@ -383,7 +389,7 @@ int run_train(const TrainConfig& c) {
                 st.best_metric = sel.mean_mrr();
                 st.best_epoch = epoch;
                 st.bad_evals = 0;
-            } else {
+            } else if (!warmup) {  // the warm-up's evaluations do not count against the patience
                 st.bad_evals++;
             }
             run.say(cat("epoch ", epoch, " valid (", sel.protocol, "): MRR X ", fix(sel.dom[0].mrr), " Y ", fix(sel.dom[1].mrr),
