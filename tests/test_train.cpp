@@ -515,3 +515,69 @@ TEST_CASE("ports: a run repeated from another machine's config.json has its metr
     REQUIRE(a.size() == b.size());
     for (size_t i = 0; i < a.size(); i++) check_close(a[i], b[i], 1e-5, 1e-4, cat("metrics.jsonl line ", i + 1));
 }
+
+namespace {
+
+// The MRR of domain X and Y in a table of format_results (one protocol), in its printed precision.
+std::pair<double, double> table_mrr(const std::string& out, const std::string& split) {
+    double mrr[2] = {-1, -1};
+    for (int D = 0; D < 2; D++) {
+        const std::string key = split + (split == "test" ? "   " : "  ") + "full      " + (D == 0 ? "X" : "Y");
+        const size_t at = out.find(key);
+        REQUIRE_MESSAGE(at != std::string::npos, key, " not in: ", out);
+        std::istringstream is(out.substr(at + key.size()));
+        size_t n;
+        is >> n >> mrr[D];
+    }
+    return {mrr[0], mrr[1]};
+}
+
+// The valid MRR X, Y of the tune table's row that ends with `tag`.
+std::pair<double, double> tune_row(const std::string& out, const std::string& tag) {
+    const size_t end = out.find(tag);
+    REQUIRE_MESSAGE(end != std::string::npos, tag, " not in: ", out);
+    const size_t start = out.rfind('\n', end) + 1;
+    std::istringstream is(out.substr(start + 48, end - start - 48));
+    double x, y;
+    is >> x >> y;
+    return {x, y};
+}
+
+}  // namespace
+
+TEST_CASE("tune: the grid's MRR at the trained weights is eval's; the chosen weights are what eval then uses") {
+    const std::string run = testutil::temp_dir("tune") + "/run";
+    auto r = run_hafvt(train_args(run, 3));
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    const std::string best = run + "/best.safetensors";
+    auto t = run_hafvt("tune --ckpt " + best + " --threads 2");
+    REQUIRE_MESSAGE(t.status == 0, t.out);
+    MESSAGE(t.out);
+    // the row of the trained weights: the valid MRR eval computes with them
+    auto ev = run_hafvt("eval --ckpt " + best + " --split valid --protocol full --threads 2 --trained-weights");
+    REQUIRE_MESSAGE(ev.status == 0, ev.out);
+    const auto trained = tune_row(t.out, "(trained)"), chosen = tune_row(t.out, "(best)");
+    const auto eval_trained = table_mrr(ev.out, "valid");
+    CHECK(std::fabs(trained.first - eval_trained.first) <= 0.011);
+    CHECK(std::fabs(trained.second - eval_trained.second) <= 0.011);
+    CHECK(chosen.first + chosen.second >= trained.first + trained.second - 0.02);
+    // tuned.json names the checkpoint and the weights; eval uses them, says so, and reproduces
+    // the chosen row on valid and tune's test table on test
+    const Json j = Json::parse(read_file(run + "/tuned.json"), "tuned.json");
+    CHECK(j.get("checkpoint")->as_string() == "best.safetensors");
+    for (const char* k : {"alpha", "beta", "lambda1", "lambda2"}) CHECK(j.get(k)->is_number());
+    auto ev2 = run_hafvt("eval --ckpt " + best + " --split valid --protocol full --threads 2");
+    REQUIRE_MESSAGE(ev2.status == 0, ev2.out);
+    CHECK(ev2.out.find("weights tuned on valid") != std::string::npos);
+    const auto eval_tuned = table_mrr(ev2.out, "valid");
+    CHECK(std::fabs(chosen.first - eval_tuned.first) <= 0.011);
+    CHECK(std::fabs(chosen.second - eval_tuned.second) <= 0.011);
+    auto test = run_hafvt("eval --ckpt " + best + " --split test --protocol full --threads 2");
+    REQUIRE_MESSAGE(test.status == 0, test.out);
+    const auto tune_test = table_mrr(t.out.substr(t.out.find("test, scored once")), "test"), eval_test = table_mrr(test.out, "test");
+    CHECK(tune_test == eval_test);
+    // another checkpoint of the folder is not the tuned one: its trained weights, with a note
+    auto last = run_hafvt("eval --ckpt " + run + "/last.safetensors --split valid --protocol full --threads 2");
+    REQUIRE_MESSAGE(last.status == 0, last.out);
+    CHECK(last.out.find("was tuned on another checkpoint") != std::string::npos);
+}

@@ -23,6 +23,7 @@
 #include "formats/safetensors.h"
 #include "data/synth.h"
 #include "train/evaluation.h"
+#include "train/tune.h"
 #include "train/report.h"
 #include "data/text_features.h"
 #include "train/train.h"
@@ -81,6 +82,7 @@ void add_feature_flags(std::vector<Flag>& flags, TrainConfig& o) {
 
 int cmd_eval(int argc, char** argv) {
     TrainConfig o;
+    ScoreWeights sw;
     std::string ckpt, split = "test", protocol = "full";
     std::vector<Flag> flags = {
         {"ckpt", Kind::STR, &ckpt, "checkpoint (.safetensors) written by hafvt train (required)"},
@@ -88,8 +90,11 @@ int cmd_eval(int argc, char** argv) {
         {"split", Kind::STR, &split, "valid or test (default test)"},
         {"protocol", Kind::STR, &protocol, "full (default) or c2dsr"},
         {"exclude-history", Kind::BOOL, &o.exclude_history, "full protocol: do not rank the input items"},
-        {"alpha", Kind::FLOAT, &o.alpha, "score with another id weight (default: the run's)"},
-        {"beta", Kind::FLOAT, &o.beta, "score with another img weight (default: the run's); a weight of 0 drops that head"},
+        {"alpha", Kind::FLOAT, &o.alpha, "score with another id weight (default: the tuned or the run's)"},
+        {"beta", Kind::FLOAT, &o.beta, "score with another img weight (default: the tuned or the run's); a weight of 0 drops that head"},
+        {"lambda1", Kind::FLOAT, &sw.lambda1, "score with another weight of the other domain's view (default: the tuned or the run's)"},
+        {"lambda2", Kind::FLOAT, &sw.lambda2, "score with another weight of the XY view (default: the tuned or the run's)"},
+        {"trained-weights", Kind::BOOL, &sw.trained, "score with the run's weights, not those of hafvt tune (tuned.json)"},
         {"threads", Kind::INT, &o.threads, "CPU threads (default: all)"},
         {"eval-batch", Kind::SIZE, &o.eval_batch, "lines per evaluation batch (default: the run's)"},
         {"device", Kind::STR, &o.device, "cpu, cuda or auto (default: CUDA when a device answers)"},
@@ -98,7 +103,8 @@ int cmd_eval(int argc, char** argv) {
     o.eval_batch = kUnsetSize;  // the run's unless given
     if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;
     HAFVT_INPUT(!ckpt.empty(), "hafvt eval: --ckpt F is required");
-    EvalOutcome e = run_eval(ckpt, split, protocol, o);
+    EvalOutcome e = run_eval(ckpt, split, protocol, o, sw);
+    if (!e.weights_note.empty()) std::printf("%s\n", e.weights_note.c_str());
     std::printf("%s", format_results({e.result}).c_str());
     std::printf("%zu lines in %.1f s (%.0f lines/s)\n", e.lines, e.seconds, (double)e.lines / e.seconds);
     return 0;
@@ -149,6 +155,7 @@ int cmd_recommend(int argc, char** argv) {
         {"split", Kind::STR, &split, "valid or test: the top k of every line of the split, with a hit column"},
         {"eval-batch", Kind::SIZE, &o.eval_batch, "histories per batch (default: the run's)"},
         {"device", Kind::STR, &o.device, "cpu (default), cuda or auto"},
+        {"trained-weights", Kind::BOOL, &ro.weights.trained, "score with the run's weights, not those of hafvt tune (tuned.json)"},
     };
     add_feature_flags(flags, o);
     o.eval_batch = kUnsetSize;  // the run's unless given
@@ -170,6 +177,32 @@ int cmd_recommend(int argc, char** argv) {
     if (hist.empty()) hist = read_history_stdin();
     recommend(ckpt, o, ro, hist, stdout);
     return 0;
+}
+
+int cmd_tune(int argc, char** argv) {
+    TrainConfig o;
+    std::string ckpt, split = "valid", protocol = "full";
+    bool skip_test = false;
+    std::vector<Flag> flags = {
+        {"ckpt", Kind::STR, &ckpt, "checkpoint written by hafvt train, usually RUN/best.safetensors (required)"},
+        {"data", Kind::STR, &o.data, "dataset folder (default: the one the run used)"},
+        {"split", Kind::STR, &split, "the split the weights are chosen on: valid (the only one; the test split is scored once after)"},
+        {"protocol", Kind::STR, &protocol, "full (default) or c2dsr: the MRR that chooses"},
+        {"skip-test", Kind::BOOL, &skip_test, "do not score the test split with the chosen weights"},
+        {"threads", Kind::INT, &o.threads, "CPU threads (default: all)"},
+        {"eval-batch", Kind::SIZE, &o.eval_batch, "lines per batch (default: the run's)"},
+        {"device", Kind::STR, &o.device, "cpu, cuda or auto (default: CUDA when a device answers)"},
+    };
+    add_feature_flags(flags, o);
+    o.eval_batch = kUnsetSize;
+    if (!parse_flags("tune", "--ckpt RUN/best.safetensors [--protocol full|c2dsr]\n\nChooses the mixture weights alpha, beta "
+                     "(steps of 0.05) and the score weights lambda1, lambda2 of a trained run on the validation split, writes "
+                     "them to RUN/tuned.json for eval and recommend, and scores the test split once with them.",
+                     argc, argv, flags, nullptr))
+        return 0;
+    HAFVT_INPUT(!ckpt.empty(), "hafvt tune: --ckpt F is required");
+    HAFVT_INPUT(split == "valid", "hafvt tune: --split: expected valid (the test split is never tuned on), found '", split, "'");
+    return run_tune(ckpt, o, protocol, skip_test, stdout);
 }
 
 // The run folders named on the command line of report and compare, read back.
@@ -220,6 +253,7 @@ const char* kUsage =
     "  synth       write a synthetic dataset in the C2DSR format, with image and text features\n"
     "  train       train HAF-VT, evaluate every epoch, test the best checkpoint\n"
     "  eval        evaluate a checkpoint on the valid or test split (c2dsr or full protocol)\n"
+    "  tune        choose the mixture and score weights of a trained run on the valid split\n"
     "  recommend   top-K items of a domain for a history of ASINs or merged ids\n"
     "  report      one HTML page of one or several runs: learning curves, test tables, configuration\n"
     "  compare     the test metrics and differing settings of several runs, as a Markdown table\n"
@@ -240,14 +274,15 @@ static int run_command(int argc, char** argv) {
         if (cmd == "train") return cmd_train(argc - 2, argv + 2);
         if (cmd == "eval") return cmd_eval(argc - 2, argv + 2);
         if (cmd == "recommend") return cmd_recommend(argc - 2, argv + 2);
+        if (cmd == "tune") return cmd_tune(argc - 2, argv + 2);
         if (cmd == "report") return cmd_report(argc - 2, argv + 2);
         if (cmd == "compare") return cmd_compare(argc - 2, argv + 2);
         if (cmd == "info") return cmd_info(argc - 2, argv + 2);
         if (cmd == "bench-gemm") return bench_gemm_main(argc - 2, argv + 2);
         if (cmd == "text-features") return text_features_main(argc - 2, argv + 2);
         HAFVT_FAIL_INPUT("hafvt: unknown command '", cmd, "'",
-                         did_you_mean(cmd, {"synth", "train", "eval", "recommend", "report", "compare", "info", "text-features", "bench-gemm"}),
-                         " (expected one of synth, train, eval, recommend, report, compare, info, text-features, bench-gemm; ",
+                         did_you_mean(cmd, {"synth", "train", "eval", "tune", "recommend", "report", "compare", "info", "text-features", "bench-gemm"}),
+                         " (expected one of synth, train, eval, tune, recommend, report, compare, info, text-features, bench-gemm; ",
                          "see hafvt --help)");
     } catch (const DeviceMemoryError& e) {
         std::fprintf(stderr, "error: %s; try a smaller --batch or --eval-batch\n", printable(e.message).c_str());

@@ -747,6 +747,57 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     }
 }
 
+void Model::head_probs(const Batch& batch, std::vector<float>& probs, std::vector<int>& domain) {
+    Impl& I = *impl_;
+    const Backend& K = *I.be;
+    const ModelConfig& c = cfg_;
+    const size_t B = batch.B, M = I.mods.size(), Vmax = std::max(c.NX, c.NY);
+    HAFVT_CHECK(!K.device || I.P.size() == params_.size(), "Model on a device: to_device() was not called");
+    const float* P = K.device ? I.P.data() : params_.data();
+    domain.assign(B, 0);
+    for (size_t b = 0; b < B; b++) {
+        HAFVT_CHECK(batch.eval_target[b] >= 0, "eval line without a target");
+        domain[b] = (size_t)batch.eval_target[b] < c.NX ? 0 : 1;
+    }
+    probs.assign(B * 3 * kNumMods * Vmax, 0.0f);
+    std::vector<int32_t> rows[2][3];
+    lines_by_domain(c, batch, domain, rows);
+    size_t rows_at[2][3] = {};
+    load_inputs(I, c, batch, true);
+    for (int D = 0; D < 2; D++)
+        for (int v = 0; v < 3; v++) rows_at[D][v] = I.stage.add(rows[D][v].data(), rows[D][v].size());
+    const float zero = 0.0f;  // log w = 0: one head's softmax alone
+    const size_t zero_at = I.stage.add(&zero, 1);
+    upload_inputs(I, c, P);
+    encode_all(I, c, frozen_, batch, false, 0, 0);
+    std::vector<float> host;
+    for (int D = 0; D < 2; D++) {
+        const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
+        for (int v = 0; v < 3; v++) {
+            const size_t R = rows[D][v].size();
+            if (!c.views[v] || R == 0) continue;
+            float s[kNumMods], dsdl[kNumMods];
+            head_rows(I, v, I.stage.at<int32_t>(rows_at[D][v]), R, s, dsdl);
+            I.logits_b[0].reserve(K, R * V);
+            I.acc_b.reserve(K, R * V);
+            host.resize(R * V);
+            for (size_t k = 0; k < M; k++) {
+                const int m = I.mods[k];
+                const size_t d = c.width(m);
+                const float* zp[1] = {I.logits_b[0].data()};
+                K.cosine_logits_forward(I.logits_b[0].data(), I.hn_b[k].data(), candidate_table(I, frozen_, m) + off * d,
+                                        s[k], R, V, d);
+                K.zero(I.acc_b.data(), R * V * sizeof(float));
+                K.mixture_prob_accumulate(I.acc_b.data(), zp, I.stage.at<float>(zero_at), 1.0f, 1, R, V);
+                I.acc_b.download(host.data(), R * V);
+                for (size_t r = 0; r < R; r++)
+                    std::copy(host.data() + r * V, host.data() + (r + 1) * V,
+                              probs.data() + (((size_t)rows[D][v][r] * 3 + (size_t)v) * kNumMods + (size_t)m) * Vmax);
+            }
+        }
+    }
+}
+
 void Model::explain(const Batch& batch, const std::vector<int>& domain, ScoreParts& ex) {
     Impl& I = *impl_;
     const Backend& K = *I.be;

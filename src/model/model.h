@@ -116,6 +116,12 @@ public:
     //     position t in its last block, the mean over heads, for each modality (zeros where the
     //     XY view or the modality is off, or the line has no item); the items at the positions are
     //     batch.view[VIEW_XY].ids.
+    // Each head's own probabilities of every candidate (hafvt tune; SPEC §4's terms before their
+    // weights): probs (B, 3, kNumMods, V_max), row (b, v, m) = softmax_{v,m} over the items of line
+    // b's domain (as score() takes it: from the eval target), zeros where view v is off or empty
+    // for line b, or modality m is off. score() is sum_{v,m} coef_v w_m probs[b, v, m].
+    void head_probs(const Batch& batch, std::vector<float>& probs, std::vector<int>& domain);
+
     struct ScoreParts {
         std::vector<std::vector<int32_t>> items;
         std::vector<float> part, attention;

@@ -54,9 +54,7 @@ static std::vector<int32_t> top_k(const float* sc, size_t V, size_t k, int32_t t
     return heap;
 }
 
-// The sorted, distinct local ids of the domain [off, off + V) among a line's input items (the last
-// T before its target when `has_target`): what --exclude-history leaves out.
-static void history_items(const std::vector<int32_t>& s, bool has_target, size_t T, int32_t off, size_t V,
+void history_items(const std::vector<int32_t>& s, bool has_target, size_t T, int32_t off, size_t V,
                           std::vector<int32_t>& skip) {
     skip.clear();
     const size_t n = has_target ? s.size() - 1 : s.size(), start = n > T ? n - T : 0;
@@ -160,8 +158,14 @@ Json eval_json(const EvalResult& r, long epoch, long step, const LossTerms* loss
     return j;
 }
 
-// The run configuration stored in a checkpoint, with --data/--img/--txt overrides.
-TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides, std::string* catalog_fingerprint) {
+static std::string dir_of(const std::string& path) {
+    size_t s = path.rfind('/');
+    return s == std::string::npos ? "." : path.substr(0, s);
+}
+
+// The run configuration stored in a checkpoint, with the overrides and the tuned weights.
+TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides, std::string* catalog_fingerprint,
+                                 const ScoreWeights& sw, std::string* weights_note) {
     std::string cfg_s;
     TrainState st;
     read_checkpoint_meta(ckpt, &cfg_s, &st);
@@ -178,15 +182,45 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
     } catch (const InputError& e) {
         HAFVT_FAIL_INPUT(ckpt, ": the config stored in the checkpoint is invalid: ", e.message);
     }
+    std::string note;
+    // the weights hafvt tune chose for this checkpoint (its file name and step), unless --trained-weights
+    const std::string tuned_path = dir_of(ckpt) + "/" + kTunedFile;
+    if (!sw.trained && file_exists(tuned_path)) {
+        const Json t = Json::parse(read_file(tuned_path), tuned_path);
+        auto num = [&](const char* k) {
+            const Json* v = t.get(k);
+            HAFVT_INPUT(v && v->is_number(), tuned_path, ": expected a number '", k, "' (written by hafvt tune), found ",
+                        v ? v->dump() : std::string("none"));
+            return v->as_number();
+        };
+        const Json* name = t.get("checkpoint");
+        const std::string base = ckpt.substr(ckpt.rfind('/') == std::string::npos ? 0 : ckpt.rfind('/') + 1);
+        if (name && name->is_string() && name->as_string() == base && (long)num("step") == st.step) {
+            c.alpha = (float)num("alpha"), c.beta = (float)num("beta");
+            c.lambda1 = (float)num("lambda1"), c.lambda2 = (float)num("lambda2");
+            note = cat("weights tuned on ", t.get("split") && t.get("split")->is_string() ? t.get("split")->as_string() : "valid",
+                       " (", tuned_path, "): alpha ", c.alpha, " beta ", c.beta, " lambda1 ", c.lambda1, " lambda2 ", c.lambda2,
+                       "; --trained-weights for the run's");
+        } else {
+            note = cat("note: ", tuned_path, " was tuned on another checkpoint; scoring with the trained weights");
+        }
+    }
     if (!overrides.data.empty()) c.data = overrides.data;
     for (int m = 0; m < kNumMods; m++)
         for (bool ids : {false, true})
             if (m != MOD_ID && !modality_file(overrides, m, ids).empty()) modality_file(c, m, ids) = modality_file(overrides, m, ids);
+    const bool given = overrides.alpha != -1 || overrides.beta != -1 || sw.lambda1 != -1 || sw.lambda2 != -1;
     if (overrides.alpha != -1) c.alpha = overrides.alpha;
     if (overrides.beta != -1) c.beta = overrides.beta;
+    if (sw.lambda1 != -1) c.lambda1 = sw.lambda1;
+    if (sw.lambda2 != -1) c.lambda2 = sw.lambda2;
+    if (given)
+        note = cat("weights given: alpha ", c.alpha, " beta ", c.beta, " lambda1 ", c.lambda1, " lambda2 ", c.lambda2,
+                   " (-1: the default)");
     if (overrides.eval_batch != kUnsetSize) c.eval_batch = overrides.eval_batch;
     c.threads = overrides.threads;  // not stored: the caller's (its range checked with the others)
     validate_config(c, Source::FLAGS);  // with the flags the user typed
+    if (weights_note) *weights_note = note;
     return c;
 }
 
@@ -217,16 +251,19 @@ static void check_before_model(const std::string& ckpt, const TrainConfig& c, co
                 (long)(have / MiB), " MiB available; try a smaller ", setting_name("eval_batch"), " (now ", c.eval_batch, ")");
 }
 
-static std::string dir_of(const std::string& path) {
-    size_t s = path.rfind('/');
-    return s == std::string::npos ? "." : path.substr(0, s);
+std::vector<int32_t> split_negatives(const std::string& ckpt, const std::string& split, const SequenceSet& set,
+                                     const ItemCatalog& cat, uint64_t seed) {
+    const std::string neg_path = dir_of(ckpt) + "/negatives_" + split + ".npy";
+    if (file_exists(neg_path)) return load_negatives(neg_path, set, cat);  // read_file refuses it if it is not a regular file
+    return draw_negatives(set, cat, seed, split == "valid" ? 0 : 1);
 }
 
-EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o) {
+EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o,
+                     const ScoreWeights& sw) {
     HAFVT_INPUT(split == "valid" || split == "test", "hafvt eval: --split: expected valid or test, found '", split, "'");
     HAFVT_INPUT(protocol == "full" || protocol == "c2dsr", "hafvt eval: --protocol: expected full or c2dsr, found '", protocol, "'");
-    std::string catalog_fp;
-    TrainConfig c = config_of_checkpoint(ckpt, o, &catalog_fp);
+    std::string catalog_fp, note;
+    TrainConfig c = config_of_checkpoint(ckpt, o, &catalog_fp, sw, &note);
     if (c.threads > 0) omp_set_num_threads(c.threads);
     World w;
     load_world(c, w, nullptr);
@@ -237,14 +274,7 @@ EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const st
     Model model(w.mc, &w.fz, backend);
     load_checkpoint(ckpt, model.params(), nullptr, nullptr);
     model.to_device();
-    // the run's saved negatives when they fit this split, else the same draw from the run's seed
-    std::vector<int32_t> neg;
-    std::string neg_path = dir_of(ckpt) + "/negatives_" + split + ".npy";
-    if (file_exists(neg_path)) {  // read_file refuses it if it is not a regular file
-        neg = load_negatives(neg_path, set, w.cat);
-    } else {
-        neg = draw_negatives(set, w.cat, c.seed, split == "valid" ? 0 : 1);
-    }
+    const std::vector<int32_t> neg = split_negatives(ckpt, split, set, w.cat, c.seed);
     EvalResult r[2];
     Timer t;
     evaluate(model, w, set, neg, o.exclude_history, c.eval_batch, c.tail_max, r);
@@ -253,6 +283,7 @@ EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const st
     out.result.split = split;
     out.lines = set.seqs.size();
     out.seconds = t.seconds();
+    out.weights_note = note;
     return out;
 }
 
@@ -267,25 +298,18 @@ static int32_t resolve_item(const ItemCatalog& cat, const std::string& t, const 
     return (int32_t)x;
 }
 
-// A checkpoint opened for scoring: its configuration with the overrides, the data, the checks of
-// check_before_model, and the model with its parameters on the chosen backend.
-struct Scorer {
-    TrainConfig c;
-    World w;
-    std::unique_ptr<Model> model;
-    Scorer(const std::string& ckpt, const TrainConfig& o) {
-        std::string catalog_fp;
-        c = config_of_checkpoint(ckpt, o, &catalog_fp);
-        // notes go to stderr: stdout carries the recommendations
-        load_world(c, w, nullptr, stderr);
-        const Backend& backend = choose_backend(o.device, false, c.T,
-                                                {setting_name("device"), setting_name("T", Source::STORED), setting_name("tf32")}, stderr);
-        check_before_model(ckpt, c, w, catalog_fp);
-        model = std::make_unique<Model>(w.mc, &w.fz, backend);
-        load_checkpoint(ckpt, model->params(), nullptr, nullptr);
-        model->to_device();
-    }
-};
+Scorer::Scorer(const std::string& ckpt, const TrainConfig& o, const ScoreWeights& sw, std::FILE* info) {
+    std::string catalog_fp;
+    c = config_of_checkpoint(ckpt, o, &catalog_fp, sw, &weights_note);
+    if (!weights_note.empty()) std::fprintf(info, "%s\n", weights_note.c_str());
+    load_world(c, w, nullptr, info);
+    const Backend& backend = choose_backend(o.device, false, c.T,
+                                            {setting_name("device"), setting_name("T", Source::STORED), setting_name("tf32")}, info);
+    check_before_model(ckpt, c, w, catalog_fp);
+    model = std::make_unique<Model>(w.mc, &w.fz, backend);
+    load_checkpoint(ckpt, model->params(), nullptr, nullptr);
+    model->to_device();
+}
 
 static int domain_of(const std::string& dom) {
     HAFVT_INPUT(dom == "X" || dom == "Y" || dom == "x" || dom == "y", "hafvt recommend: --domain: expected X or Y, found '", dom, "'");
@@ -394,7 +418,7 @@ size_t recommend(const std::string& ckpt, const TrainConfig& o, const RecommendO
     TopKJob job;
     job.domain = domain_of(ro.domain);
     HAFVT_INPUT(ro.k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
-    Scorer sc(ckpt, o);
+    Scorer sc(ckpt, o, ro.weights);
     HAFVT_INPUT(!hist.empty(), "hafvt recommend: expected a history of ASINs or merged ids (arguments or stdin), found none");
     std::vector<std::vector<int32_t>> seqs(1);
     for (size_t i = 0; i < hist.size(); i++) seqs[0].push_back(resolve_item(sc.w.cat, hist[i], cat("hafvt recommend: history item ", i + 1)));
@@ -408,7 +432,7 @@ size_t recommend_many(const std::string& ckpt, const TrainConfig& o, const Recom
     TopKJob job;
     job.domain = domain_of(ro.domain);
     HAFVT_INPUT(ro.k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
-    Scorer sc(ckpt, o);
+    Scorer sc(ckpt, o, ro.weights);
     // one history a line: [user<TAB>]item item ... (items separated by blanks or commas)
     std::vector<std::string> users;
     std::vector<std::vector<int32_t>> seqs;
@@ -437,7 +461,7 @@ size_t recommend_split(const std::string& ckpt, const TrainConfig& o, const std:
                        std::FILE* out) {
     HAFVT_INPUT(split == "valid" || split == "test", "hafvt recommend: --split: expected valid or test, found '", split, "'");
     HAFVT_INPUT(ro.k >= 1, "hafvt recommend: --k: expected at least 1, found 0");
-    Scorer sc(ckpt, o);
+    Scorer sc(ckpt, o, ro.weights);
     const SequenceSet set =
         read_sequences(sc.c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), sc.w.cat, sc.c.T, false);
     TopKJob job;

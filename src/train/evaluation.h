@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdio>
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,20 +19,49 @@ namespace hafvt {
 void evaluate(Model& model, const World& w, const SequenceSet& set, const std::vector<int32_t>& negatives,
               bool exclude_history, size_t eval_batch, size_t tail_max, EvalResult out[2]);
 
+// The sorted, distinct local ids of the domain [off, off + V) among a line's input items (the last
+// T before its target when `has_target`): what --exclude-history leaves out.
+void history_items(const std::vector<int32_t>& s, bool has_target, size_t T, int32_t off, size_t V,
+                   std::vector<int32_t>& skip);
+
 // The per-domain table printed at the end of training and by `hafvt eval`.
 std::string format_results(const std::vector<EvalResult>& results);
 
 // One line of metrics.jsonl: an evaluation at (epoch, step), with the loss terms when given.
 Json eval_json(const EvalResult& r, long epoch, long step, const LossTerms* loss, double seconds);
 
+// The score weights of eval and recommend (SPEC §2.4, §4): the run's trained alpha, beta, lambda1,
+// lambda2, replaced by those `hafvt tune` chose (kTunedFile beside the checkpoint, when it was
+// tuned on this checkpoint: same file name and step) unless `trained`, then by any given here or
+// as --alpha/--beta (-1: not given).
+struct ScoreWeights {
+    float lambda1 = -1.0f, lambda2 = -1.0f;
+    bool trained = false;
+};
+constexpr const char* kTunedFile = "tuned.json";
+
 // The run configuration stored in a checkpoint, with the overrides of eval and recommend
-// (--data, --img, --txt, their alignment files, --alpha, --beta, --eval-batch, --threads); InputError naming
-// the checkpoint when the stored configuration is invalid.
+// (--data, --img, --txt, their alignment files, --alpha, --beta, --eval-batch, --threads) and the
+// tuned weights (ScoreWeights); InputError naming the checkpoint when the stored configuration is
+// invalid. *weights_note (when given) says which weights score: "" for the trained ones, else a
+// line naming the tuned file or the overrides.
 // A size override that was not given (eval_batch of `overrides`; 0 is a value, refused as such).
 constexpr size_t kUnsetSize = ~(size_t)0;
 // With catalog_fingerprint, also the stored fingerprint of the catalog ("" when the checkpoint has none).
 TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides,
-                                 std::string* catalog_fingerprint = nullptr);
+                                 std::string* catalog_fingerprint = nullptr, const ScoreWeights& sw = {},
+                                 std::string* weights_note = nullptr);
+
+// A checkpoint opened for scoring: its configuration with the overrides (config_of_checkpoint),
+// the data, the checks that the catalog and tensors are the checkpoint's and that the model fits
+// the memory, and the model with its parameters on the chosen backend. Notes go to `info`.
+struct Scorer {
+    TrainConfig c;
+    World w;
+    std::unique_ptr<Model> model;
+    std::string weights_note;
+    Scorer(const std::string& ckpt, const TrainConfig& o, const ScoreWeights& sw = {}, std::FILE* info = stderr);
+};
 
 // `hafvt eval`: the checkpoint on the valid or test split under one protocol. `o` holds the
 // overrides of config_of_checkpoint plus exclude_history and device.
@@ -39,13 +69,21 @@ struct EvalOutcome {
     EvalResult result;
     size_t lines = 0;
     double seconds = 0.0;
+    std::string weights_note;  // config_of_checkpoint's: "" for the trained weights
 };
-EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o);
+EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o,
+                     const ScoreWeights& sw = {});
+
+// The c2dsr negatives of a split for a checkpoint: the run's saved ones when they fit the split,
+// else the same draw from the run's seed.
+std::vector<int32_t> split_negatives(const std::string& ckpt, const std::string& split, const SequenceSet& set,
+                                     const ItemCatalog& cat, uint64_t seed);
 
 // The choices of `hafvt recommend`: the domain to recommend from (X or Y; ignored with --split,
 // where each line's target decides), how many items, whether the history's own items are left out,
 // and whether each item's score is explained (--explain: Model::explain's parts).
 struct RecommendOptions {
+    ScoreWeights weights;
     std::string domain = "X";
     size_t k = 10;
     bool exclude_history = false;

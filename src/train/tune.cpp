@@ -1,0 +1,246 @@
+// tune.cpp: hafvt tune (see tune.h).
+//
+// The score of candidate j for a line of domain D (SPEC §4, Eq. 7 and 10) is linear in nine
+// coefficients, one per (view v, modality m):
+//   score(j) = sum_{v,m} c_{v,m} p_{v,m}(j),   c_{v,m} = coef_v(D) w_m,
+//   coef = 1 for D's own view, lambda1 for the other domain's, lambda2 for XY.
+// So the target's rank under any weights follows from the differences d_j = p_j - p_target (a
+// 9-vector per candidate): j counts when c . d_j >= 0. One pass of the model stores them; every
+// point of the grid is then a sum over the stored candidates, no model call. Candidates whose d
+// is >= 0 in every component count for every c >= 0 and those whose d is < 0 in every component
+// that speaks for the line count for none (unless every coefficient of the line is 0, when all
+// scores tie): only the others are stored. For a trained model they are a small share of the
+// items. The sums are in another order than score()'s, so a rank may differ from eval's where
+// two scores are within float round-off; the test split is scored by eval's own path.
+#include "train/tune.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/common.h"
+#include "core/json.h"
+#include "core/parallel.h"
+#include "formats/checkpoint.h"
+#include "model/model.h"
+#include "train/evaluation.h"
+#include "train/metrics.h"
+#include "train/run_dir.h"
+
+namespace hafvt {
+
+const std::vector<float> kTuneLambdas = {0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.5f, 2.0f};
+
+static constexpr size_t kComps = 3 * kNumMods;
+
+// The nine coefficients of the lines of domain D under point p (weights of the enabled modalities
+// as SPEC §2.4 renormalizes them).
+static void coefficients(const TunePoint& p, const bool mods[3], int D, float c[kComps]) {
+    float raw[3] = {p.alpha, p.beta, 1.0f - p.alpha - p.beta}, sum = 0.0f;
+    for (int m = 0; m < 3; m++) sum += mods[m] ? std::max(raw[m], 0.0f) : 0.0f;
+    for (int v = 0; v < 3; v++) {
+        const float coef = v == VIEW_XY ? p.lambda2 : (v == D ? 1.0f : p.lambda1);
+        for (int m = 0; m < 3; m++) c[v * 3 + m] = mods[m] && sum > 0 ? coef * std::max(raw[m], 0.0f) / sum : 0.0f;
+    }
+}
+
+void tune_score(const TuneLines& t, TunePoint& p) {
+    // the mods are implied by the stored lines (a disabled modality's components are never active);
+    // the coefficients take every modality, its weight 0 where it is off
+    const bool all[3] = {true, true, true};
+    float c[2][kComps];
+    coefficients(p, all, 0, c[0]);
+    coefficients(p, all, 1, c[1]);
+    double rr[2] = {0, 0};
+    size_t n[2] = {0, 0};
+    for (size_t i = 0; i < t.domain.size(); i++) {
+        const int D = t.domain[i];
+        const float* cd = c[D];
+        bool speaks = false;
+        for (size_t k = 0; k < kComps; k++) speaks = speaks || (t.active[i * kComps + k] && cd[k] > 0.0f);
+        const uint64_t m0 = t.mixed_at[i], m1 = t.mixed_at[i + 1];
+        size_t above = t.always[i];
+        if (!speaks) {
+            above += t.never[i] + (size_t)(m1 - m0);  // every score 0: all tie, against the target
+        } else {
+            for (uint64_t r = m0; r < m1; r++) {
+                const float* d = t.mixed.data() + r * kComps;
+                float dot = 0.0f;
+                for (size_t k = 0; k < kComps; k++) dot += cd[k] * d[k];
+                above += dot >= 0.0f;
+            }
+        }
+        rr[D] += 1.0 / (double)(above + 1);
+        n[D]++;
+    }
+    for (int D = 0; D < 2; D++) p.mrr[D] = n[D] ? 100.0 * rr[D] / (double)n[D] : 0.0;
+}
+
+std::vector<TunePoint> tune_grid(const bool mods[3], const bool views[3], float lambda1, float lambda2) {
+    // the simplex of the enabled modalities' weights in steps of 1/20 (integers: no drift)
+    std::vector<std::pair<float, float>> ab;
+    for (int a = 0; a <= 20; a++)
+        for (int b = 0; a + b <= 20; b++) {
+            const int t = 20 - a - b;
+            if ((!mods[MOD_ID] && a) || (!mods[MOD_IMG] && b) || (!mods[MOD_TXT] && t)) continue;
+            ab.push_back({(float)a / 20.0f, (float)b / 20.0f});
+        }
+    const bool vary1 = views[VIEW_X] && views[VIEW_Y], vary2 = views[VIEW_XY] && (views[VIEW_X] || views[VIEW_Y]);
+    const std::vector<float> l1 = vary1 ? kTuneLambdas : std::vector<float>{lambda1};
+    const std::vector<float> l2 = vary2 ? kTuneLambdas : std::vector<float>{lambda2};
+    std::vector<TunePoint> grid;
+    for (const auto& w : ab)
+        for (float x : l1)
+            for (float y : l2) {
+                TunePoint p;
+                p.alpha = w.first, p.beta = w.second, p.lambda1 = x, p.lambda2 = y;
+                grid.push_back(p);
+            }
+    return grid;
+}
+
+// One pass of the model over the split: the lines' stored candidates (TuneLines).
+static TuneLines collect(Scorer& sc, const SequenceSet& set, const std::vector<int32_t>& negatives, bool full,
+                         bool exclude_history) {
+    const World& w = sc.w;
+    const size_t L = set.seqs.size(), Vmax = std::max(w.cat.NX, w.cat.NY), eb = sc.c.eval_batch;
+    TuneLines t;
+    t.domain.resize(L);
+    t.active.assign(L * kComps, 0);
+    t.always.assign(L, 0);
+    t.never.assign(L, 0);
+    t.mixed_at.assign(L + 1, 0);
+    Batch batch;
+    std::vector<float> probs;
+    std::vector<int> domain;
+    std::vector<int32_t> skip, cand;
+    for (size_t b0 = 0; b0 < L; b0 += eb) {
+        const size_t b1 = std::min(L, b0 + eb);
+        make_eval_batch(batch, set.seqs, b0, b1, true, w.cat, w.mc.T);
+        sc.model->head_probs(batch, probs, domain);
+        for (size_t i = b0; i < b1; i++) {
+            const size_t b = i - b0;
+            const int D = domain[b];
+            const int32_t off = D == 0 ? 0 : (int32_t)w.cat.NX;
+            const size_t V = D == 0 ? w.cat.NX : w.cat.NY;
+            const int32_t y = set.seqs[i].back() - off;
+            t.domain[i] = D;
+            const float* p[kComps];
+            float pt[kComps];
+            uint8_t* act = t.active.data() + i * kComps;
+            for (int v = 0; v < 3; v++)
+                for (int m = 0; m < kNumMods; m++) {
+                    const size_t k = (size_t)v * 3 + (size_t)m;
+                    act[k] = w.mc.views[v] && w.mc.mods[m] && batch.view[v].nonempty[b];
+                    p[k] = probs.data() + ((b * 3 + (size_t)v) * kNumMods + (size_t)m) * Vmax;
+                    pt[k] = p[k][y];
+                }
+            cand.clear();
+            if (full) {
+                if (exclude_history) history_items(set.seqs[i], true, w.mc.T, off, V, skip);
+                size_t s = 0;
+                for (size_t j = 0; j < V; j++) {
+                    while (exclude_history && s < skip.size() && (size_t)skip[s] < j) s++;
+                    if ((int32_t)j == y || (exclude_history && s < skip.size() && (size_t)skip[s] == j)) continue;
+                    cand.push_back((int32_t)j);
+                }
+            } else {
+                for (size_t k = 0; k < kNumNegatives; k++) cand.push_back(negatives[i * kNumNegatives + k] - off);
+            }
+            for (int32_t j : cand) {
+                bool all_ge = true, all_lt = true;
+                float d[kComps];
+                for (size_t k = 0; k < kComps; k++) {
+                    d[k] = act[k] ? p[k][j] - pt[k] : 0.0f;
+                    if (!act[k]) continue;
+                    all_ge = all_ge && d[k] >= 0.0f;
+                    all_lt = all_lt && d[k] < 0.0f;
+                }
+                if (all_ge) t.always[i]++;
+                else if (all_lt) t.never[i]++;
+                else t.mixed.insert(t.mixed.end(), d, d + kComps);
+            }
+            t.mixed_at[i + 1] = t.mixed.size() / kComps;
+        }
+    }
+    return t;
+}
+
+static std::string fix(double x, int decimals) { return format_number(cat("%.", decimals, "f").c_str(), x); }
+
+static std::string weights_text(const TunePoint& p) {
+    return cat("alpha ", fix(p.alpha, 2), " beta ", fix(p.beta, 2), " lambda1 ", fix(p.lambda1, 2), " lambda2 ", fix(p.lambda2, 2));
+}
+
+int run_tune(const std::string& ckpt, const TrainConfig& o, const std::string& protocol, bool skip_test, std::FILE* out) {
+    HAFVT_INPUT(protocol == "full" || protocol == "c2dsr", "hafvt tune: --protocol: expected full or c2dsr, found '", protocol, "'");
+    Timer total;
+    ScoreWeights trained;
+    trained.trained = true;  // the heads of the trained model, whatever an earlier tune chose
+    Scorer sc(ckpt, o, trained, out);
+    if (sc.c.threads > 0) omp_set_num_threads(sc.c.threads);
+    const World& w = sc.w;
+    SequenceSet valid = read_sequences(sc.c.data + "/validdata_new.txt", w.cat, sc.c.T, false);
+    const std::vector<int32_t> neg = split_negatives(ckpt, "valid", valid, w.cat, sc.c.seed);
+    Timer pass;
+    const TuneLines lines = collect(sc, valid, neg, protocol == "full", sc.c.exclude_history);
+    const double pass_s = pass.seconds();
+    const size_t stored = lines.mixed.size() / kComps, L = valid.seqs.size();
+
+    // the trained weights first: the incumbent that a grid point must beat
+    TunePoint start;
+    start.alpha = w.mc.weight[MOD_ID], start.beta = w.mc.weight[MOD_IMG];
+    start.lambda1 = w.mc.lambda1, start.lambda2 = w.mc.lambda2;
+    tune_score(lines, start);
+    std::vector<TunePoint> grid = tune_grid(w.mc.mods, w.mc.views, w.mc.lambda1, w.mc.lambda2);
+    Timer gt;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (size_t g = 0; g < grid.size(); g++) tune_score(lines, grid[g]);
+    TunePoint best = start;
+    for (const TunePoint& p : grid)
+        if (p.mean() > best.mean()) best = p;
+    std::fprintf(out, "tune: %zu valid lines (%s protocol), %zu candidates stored (%.1f per line) in %.1f s; %zu grid points in %.1f s\n",
+                 L, protocol.c_str(), stored, (double)stored / (double)std::max<size_t>(1, L), pass_s, grid.size(), gt.seconds());
+    std::vector<TunePoint> top = grid;
+    std::stable_sort(top.begin(), top.end(), [](const TunePoint& a, const TunePoint& b) { return a.mean() > b.mean(); });
+    std::fprintf(out, "weights                                           valid MRR X  Y   mean\n");
+    std::fprintf(out, "%-48s  %6.2f %6.2f %6.2f  (trained)\n", weights_text(start).c_str(), start.mrr[0], start.mrr[1], start.mean());
+    for (size_t i = 0; i < std::min<size_t>(5, top.size()); i++)
+        std::fprintf(out, "%-48s  %6.2f %6.2f %6.2f%s\n", weights_text(top[i]).c_str(), top[i].mrr[0], top[i].mrr[1], top[i].mean(),
+                     i == 0 ? "  (best)" : "");
+
+    // the choice, beside the checkpoint, for eval and recommend (config_of_checkpoint)
+    TrainState st;
+    std::string cfg_s;
+    read_checkpoint_meta(ckpt, &cfg_s, &st);
+    const size_t slash = ckpt.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : ckpt.substr(0, slash);
+    const std::string base = slash == std::string::npos ? ckpt : ckpt.substr(slash + 1);
+    Json j = Json::object();
+    j.set("checkpoint", base).set("step", (double)st.step).set("split", "valid").set("protocol", protocol);
+    j.set("alpha", best.alpha).set("beta", best.beta).set("lambda1", best.lambda1).set("lambda2", best.lambda2);
+    Json tv = Json::object(), bv = Json::object();
+    tv.set("X", start.mrr[0]).set("Y", start.mrr[1]);
+    bv.set("X", best.mrr[0]).set("Y", best.mrr[1]);
+    j.set("valid_mrr_trained", tv).set("valid_mrr_tuned", bv);
+    std::string text = j.dump() + "\n";
+    const std::string path = dir + "/" + kTunedFile;
+    write_file_atomic(path, text);
+    std::fprintf(out, "chose %s (valid mean MRR %.2f against %.2f trained); wrote %s: hafvt eval and recommend use it "
+                      "(--trained-weights: the run's)\n",
+                 weights_text(best).c_str(), best.mean(), start.mean(), path.c_str());
+    if (!skip_test) {
+        // the test split, once, by eval's own path with the weights just written
+        TrainConfig eo = o;
+        eo.exclude_history = sc.c.exclude_history;  // as the grid ranked
+        EvalOutcome e = run_eval(ckpt, "test", protocol, eo);
+        std::fprintf(out, "\ntest, scored once with the tuned weights (%s):\n%s", weights_text(best).c_str(),
+                     format_results({e.result}).c_str());
+        j.set("test", eval_json(e.result, (long)st.epoch, st.step, nullptr, e.seconds));
+        write_file_atomic(path, j.dump() + "\n");
+    }
+    std::fprintf(out, "tune done in %.1f s\n", total.seconds());
+    return 0;
+}
+
+}  // namespace hafvt
