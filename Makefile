@@ -313,7 +313,7 @@ browser-deps:
 
 SYNTH_DIR ?= data/synth
 RUN_DIR   ?= runs/default
-RUN_FLAGS ?= --q 64 --batch 64 --epochs 10 --patience 3
+RUN_FLAGS ?= --q 64 --batch 64 --epochs 10 --patience 3 --tune
 run: $(BUILD)/hafvt
 	@test -f $(SYNTH_DIR)/Alist.txt || $(BUILD)/hafvt synth --out $(SYNTH_DIR) --size small
 	$(BUILD)/hafvt train --data $(SYNTH_DIR) --img $(SYNTH_DIR)/img.npy --txt $(SYNTH_DIR)/txt.npy \

@@ -21,6 +21,7 @@
 #include "test_util.h"
 #include "cuda_test_util.h"
 #include "train/train.h"
+#include "train/run_dir.h"
 
 using namespace hafvt;
 using testutil::run_hafvt;
@@ -547,9 +548,13 @@ std::pair<double, double> tune_row(const std::string& out, const std::string& ta
 
 TEST_CASE("tune: the grid's MRR at the trained weights is eval's; the chosen weights are what eval then uses") {
     const std::string run = testutil::temp_dir("tune") + "/run";
-    auto r = run_hafvt(train_args(run, 3));
+    auto r = run_hafvt(train_args(run, 3) + " --tune");  // train --tune runs hafvt tune at the end
     REQUIRE_MESSAGE(r.status == 0, r.out);
+    CHECK(r.out.find("test, scored once with the tuned weights") != std::string::npos);
+    CHECK(read_file(run + "/train.log").find("(best)") != std::string::npos);
     const std::string best = run + "/best.safetensors";
+    REQUIRE(file_exists(run + "/tuned.json"));
+    std::remove((run + "/tuned.json").c_str());
     auto t = run_hafvt("tune --ckpt " + best + " --threads 2");
     REQUIRE_MESSAGE(t.status == 0, t.out);
     MESSAGE(t.out);

@@ -68,6 +68,7 @@ namespace hafvt {
     X("threads", threads, int, 0, INT, 0, kMaxThreads, false, false, "0..1024 (0 = every core)", nullptr, "CPU threads (default: all)", false, false) \
     X("log-every", log_every, size_t, 0, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "progress line every N steps (default: ten per epoch)", false, false) \
     X("max-steps", max_steps, size_t, 0, SIZE, kNone, kNoneHi, false, false, nullptr, nullptr, "stop after N optimizer steps (benchmarks)", false, false) \
+    X("tune", tune, bool, false, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "after training, hafvt tune on the best checkpoint: the mixture and score weights chosen on valid, the test split scored with them too", false, false) \
     X("skip-test", skip_test, bool, false, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "do not evaluate the test split at the end", false, false) \
     X("device", device, std::string, "auto", STR, kNone, kNoneHi, false, false, nullptr, nullptr, "cpu, cuda or auto (default: CUDA when a device answers)", false, false) \
     X("tf32", tf32, bool, false, BOOL, kNone, kNoneHi, false, false, nullptr, nullptr, "CUDA only: TF32 tensor cores for the matmuls (default FP32)", false, false)

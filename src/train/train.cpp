@@ -21,6 +21,7 @@
 #include "core/common.h"
 #include "core/lines.h"
 #include "train/evaluation.h"
+#include "train/tune.h"
 #include "formats/npy.h"
 #include "train/run_dir.h"
 #include "train/comm.h"
@@ -425,6 +426,27 @@ int run_train(const TrainConfig& c) {
             run.say(cat(x.protocol, " MRR on targets seen <= ", c.tail_max, " times in training (tail): X ", fix(x.tail[0].mrr),
                         " (", x.tail[0].n, " lines), Y ", fix(x.tail[1].mrr), " (", x.tail[1].n, "); head: X ",
                         fix(x.head[0].mrr), " (", x.head[0].n, "), Y ", fix(x.head[1].mrr), " (", x.head[1].n, ")"));
+    }
+    if (c.tune && cm.size() == 1 && file_exists(best_path)) {
+        // the mixture and score weights chosen on valid (hafvt tune), the test split scored once
+        // more with them; the table above stays the trained weights'
+        run.say(cat("\n", setting_name("tune"), ": hafvt tune --ckpt ", best_path));
+        run.flush();
+        std::FILE* f = std::tmpfile();
+        HAFVT_CHECK(f != nullptr, "tmpfile failed");
+        TrainConfig o;
+        o.threads = c.threads;
+        o.eval_batch = c.eval_batch;
+        o.device = c.device;
+        run_tune(best_path, o, c.protocol, c.skip_test, f);
+        std::string text((size_t)std::max<long>(0, std::ftell(f)), '\0');
+        std::rewind(f);
+        text.resize(std::fread(&text[0], 1, text.size(), f));
+        std::fclose(f);
+        while (!text.empty() && text.back() == '\n') text.pop_back();
+        run.say(text);
+    } else if (c.tune && cm.size() > 1) {
+        run.say(cat("tune: skipped under MPI; run hafvt tune --ckpt ", best_path, " as one process"));
     }
     if (cm.size() > 1 && steps_s > 0)
         run.say(cat("MPI: the training steps took ", fix(steps_s), " s, of which ", fix(steps_comm_s), " s (",

@@ -32,6 +32,7 @@ namespace hafvt {
 const std::vector<float> kTuneLambdas = {0.0f, 0.25f, 0.5f, 0.75f, 1.0f, 1.5f, 2.0f};
 
 static constexpr size_t kComps = 3 * kNumMods;
+static constexpr size_t kChunk = 256;  // candidates per pass of tune_score (a stack array)
 
 // The nine coefficients of the lines of domain D under point p (weights of the enabled modalities
 // as SPEC §2.4 renormalizes them).
@@ -52,28 +53,41 @@ void tune_score(const TuneLines& t, TunePoint& p) {
     coefficients(p, all, 0, c[0]);
     coefficients(p, all, 1, c[1]);
     double rr[2] = {0, 0};
-    size_t n[2] = {0, 0};
+    size_t lines[2] = {0, 0};
     for (size_t i = 0; i < t.domain.size(); i++) {
         const int D = t.domain[i];
         const float* cd = c[D];
         bool speaks = false;
         for (size_t k = 0; k < kComps; k++) speaks = speaks || (t.active[i * kComps + k] && cd[k] > 0.0f);
-        const uint64_t m0 = t.mixed_at[i], m1 = t.mixed_at[i + 1];
+        const size_t m0 = (size_t)t.mixed_at[i], n = (size_t)t.mixed_at[i + 1] - m0;
         size_t above = t.always[i];
         if (!speaks) {
-            above += t.never[i] + (size_t)(m1 - m0);  // every score 0: all tie, against the target
+            above += t.never[i] + n;  // every score 0: all tie, against the target
         } else {
-            for (uint64_t r = m0; r < m1; r++) {
-                const float* d = t.mixed.data() + r * kComps;
-                float dot = 0.0f;
-                for (size_t k = 0; k < kComps; k++) dot += cd[k] * d[k];
-                above += dot >= 0.0f;
+            // the line's block is component-major (kComps rows of n): the dots of all its
+            // candidates at once, component by component (the same order of additions as a dot)
+            const float* d = t.mixed.data() + m0 * kComps;
+            for (size_t r0 = 0; r0 < n; r0 += kChunk) {
+                const size_t nr = std::min(kChunk, n - r0);
+                float dot[kChunk];
+                for (size_t r = 0; r < nr; r++) dot[r] = 0.0f;
+                for (size_t k = 0; k < kComps; k++) {
+                    const float ck = cd[k];
+                    if (ck == 0.0f || !t.active[i * kComps + k]) continue;  // adds only zeros
+                    const float* dk = d + k * n + r0;
+#pragma omp simd
+                    for (size_t r = 0; r < nr; r++) dot[r] += ck * dk[r];
+                }
+                size_t cnt = 0;
+#pragma omp simd reduction(+ : cnt)
+                for (size_t r = 0; r < nr; r++) cnt += dot[r] >= 0.0f;
+                above += cnt;
             }
         }
         rr[D] += 1.0 / (double)(above + 1);
-        n[D]++;
+        lines[D]++;
     }
-    for (int D = 0; D < 2; D++) p.mrr[D] = n[D] ? 100.0 * rr[D] / (double)n[D] : 0.0;
+    for (int D = 0; D < 2; D++) p.mrr[D] = lines[D] ? 100.0 * rr[D] / (double)lines[D] : 0.0;
 }
 
 std::vector<TunePoint> tune_grid(const bool mods[3], const bool views[3], float lambda1, float lambda2) {
@@ -114,6 +128,7 @@ static TuneLines collect(Scorer& sc, const SequenceSet& set, const std::vector<i
     std::vector<float> probs;
     std::vector<int> domain;
     std::vector<int32_t> skip, cand;
+    std::vector<float> rows;  // one line's stored candidates, (n, kComps)
     for (size_t b0 = 0; b0 < L; b0 += eb) {
         const size_t b1 = std::min(L, b0 + eb);
         make_eval_batch(batch, set.seqs, b0, b1, true, w.cat, w.mc.T);
@@ -147,6 +162,7 @@ static TuneLines collect(Scorer& sc, const SequenceSet& set, const std::vector<i
             } else {
                 for (size_t k = 0; k < kNumNegatives; k++) cand.push_back(negatives[i * kNumNegatives + k] - off);
             }
+            rows.clear();
             for (int32_t j : cand) {
                 bool all_ge = true, all_lt = true;
                 float d[kComps];
@@ -158,8 +174,13 @@ static TuneLines collect(Scorer& sc, const SequenceSet& set, const std::vector<i
                 }
                 if (all_ge) t.always[i]++;
                 else if (all_lt) t.never[i]++;
-                else t.mixed.insert(t.mixed.end(), d, d + kComps);
+                else rows.insert(rows.end(), d, d + kComps);
             }
+            // stored component-major: kComps rows of the line's n candidates (tune_score)
+            const size_t n = rows.size() / kComps, at = t.mixed.size();
+            t.mixed.resize(at + rows.size());
+            for (size_t r = 0; r < n; r++)
+                for (size_t k = 0; k < kComps; k++) t.mixed[at + k * n + r] = rows[r * kComps + k];
             t.mixed_at[i + 1] = t.mixed.size() / kComps;
         }
     }

@@ -25,8 +25,8 @@ struct TuneLines {
     std::vector<int> domain;                 // per line: 0 = X, 1 = Y
     std::vector<uint8_t> active;             // per line, 9 flags: view v, modality m speaks (v * 3 + m)
     std::vector<uint32_t> always, never;     // per line
-    std::vector<uint64_t> mixed_at;          // per line + 1: its rows of `mixed`
-    std::vector<float> mixed;                // (rows, 9)
+    std::vector<uint64_t> mixed_at;          // per line + 1: its candidates (n = mixed_at[i+1] - mixed_at[i])
+    std::vector<float> mixed;                // per line from 9 mixed_at[i]: (9, n), component-major
 };
 
 // The MRR (percent, per domain) of the weights `p` on the lines: the rank rule of SPEC §4, ties
