@@ -581,8 +581,31 @@ TEST_CASE("tune: the grid's MRR at the trained weights is eval's; the chosen wei
     REQUIRE_MESSAGE(test.status == 0, test.out);
     const auto tune_test = table_mrr(t.out.substr(t.out.find("test, scored once")), "test"), eval_test = table_mrr(test.out, "test");
     CHECK(tune_test == eval_test);
+    // under the c2dsr protocol (the run's saved negatives) the trained row is eval's too
+    auto tc = run_hafvt("tune --ckpt " + best + " --threads 2 --protocol c2dsr --skip-test");
+    REQUIRE_MESSAGE(tc.status == 0, tc.out);
+    CHECK(tc.out.find("test, scored once") == std::string::npos);
+    auto evc = run_hafvt("eval --ckpt " + best + " --split valid --protocol c2dsr --threads 2 --trained-weights");
+    REQUIRE_MESSAGE(evc.status == 0, evc.out);
+    const auto trained_c = tune_row(tc.out, "(trained)");
+    for (int D = 0; D < 2; D++) {
+        const std::string key = std::string("valid  c2dsr     ") + (D == 0 ? "X" : "Y");
+        const size_t at = evc.out.find(key);
+        REQUIRE(at != std::string::npos);
+        std::istringstream is(evc.out.substr(at + key.size()));
+        size_t n;
+        double mrr;
+        is >> n >> mrr;
+        CHECK(std::fabs(mrr - (D == 0 ? trained_c.first : trained_c.second)) <= 0.011);
+    }
     // another checkpoint of the folder is not the tuned one: its trained weights, with a note
     auto last = run_hafvt("eval --ckpt " + run + "/last.safetensors --split valid --protocol full --threads 2");
     REQUIRE_MESSAGE(last.status == 0, last.out);
     CHECK(last.out.find("was tuned on another checkpoint") != std::string::npos);
+    // a damaged tuned.json is bad input naming it (exit 2), and --trained-weights does not read it
+    write_file_atomic(run + "/tuned.json", "{\"checkpoint\": \"best.safetensors\", \"alpha\": ");
+    auto bad = run_hafvt("eval --ckpt " + best + " --split valid --threads 2");
+    CHECK(bad.status == 2);
+    CHECK(bad.out.find("tuned.json") != std::string::npos);
+    CHECK(run_hafvt("eval --ckpt " + best + " --split valid --threads 2 --trained-weights").status == 0);
 }
