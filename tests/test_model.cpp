@@ -303,6 +303,30 @@ void check_explanation(const Backend& be, double atol, double rtol) {
         host.explain(eb, dom, want);
         CHECK(check_tensor("parts", got.part, want.part, atol, rtol));
         CHECK(check_tensor("attention", got.attention, want.attention, atol, rtol));
+        // head_probs (hafvt tune): each head's own softmax, on this backend as on the host, and
+        // coef_v w_m times it is explain's part of that view and modality
+        std::vector<float> probs, probs_host;
+        std::vector<int> pdom;
+        dev.head_probs(eb, probs, pdom);
+        host.head_probs(eb, probs_host, pdom);
+        CHECK(pdom == dom);
+        CHECK(check_tensor("head_probs", probs, probs_host, atol, rtol));
+        {
+            size_t at = 0;
+            for (size_t b = 0; b < B; b++) {
+                const int D = dom[b];
+                for (size_t j = 0; j < got.items[b].size(); j++, at++)
+                    for (int v = 0; v < 3; v++)
+                        for (int m = 0; m < kNumMods; m++) {
+                            const double coef = v == VIEW_XY ? c.lambda2 : (v == D ? 1.0 : c.lambda1);
+                            const float p = probs[((b * 3 + (size_t)v) * kNumMods + (size_t)m) * Vmax + (size_t)got.items[b][j]];
+                            const bool on = eb.view[v].nonempty[b] && c.mods[m];
+                            if (!on) CHECK(p == 0.0f);
+                            CHECK(got.part[(at * 3 + (size_t)v) * kNumMods + (size_t)m] ==
+                                  doctest::Approx(coef * c.weight[m] * p).epsilon(1e-5));
+                        }
+            }
+        }
 
         size_t part = 0;
         for (size_t b = 0; b < B; b++) {
