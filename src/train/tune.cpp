@@ -45,15 +45,13 @@ static void coefficients(const TunePoint& p, const bool mods[3], int D, float c[
     }
 }
 
-void tune_score(const TuneLines& t, TunePoint& p) {
+void tune_accumulate(const TuneLines& t, TunePoint& p) {
     // the mods are implied by the stored lines (a disabled modality's components are never active);
     // the coefficients take every modality, its weight 0 where it is off
     const bool all[3] = {true, true, true};
     float c[2][kComps];
     coefficients(p, all, 0, c[0]);
     coefficients(p, all, 1, c[1]);
-    double rr[2] = {0, 0};
-    size_t lines[2] = {0, 0};
     for (size_t i = 0; i < t.domain.size(); i++) {
         const int D = t.domain[i];
         const float* cd = c[D];
@@ -84,10 +82,10 @@ void tune_score(const TuneLines& t, TunePoint& p) {
                 above += cnt;
             }
         }
-        rr[D] += 1.0 / (double)(above + 1);
-        lines[D]++;
+        p.rr[D] += 1.0 / (double)(above + 1);
+        p.lines[D]++;
     }
-    for (int D = 0; D < 2; D++) p.mrr[D] = lines[D] ? 100.0 * rr[D] / (double)lines[D] : 0.0;
+    for (int D = 0; D < 2; D++) p.mrr[D] = p.lines[D] ? 100.0 * p.rr[D] / (double)p.lines[D] : 0.0;
 }
 
 std::vector<TunePoint> tune_grid(const bool mods[3], const bool views[3], float lambda1, float lambda2) {
@@ -113,36 +111,35 @@ std::vector<TunePoint> tune_grid(const bool mods[3], const bool views[3], float 
     return grid;
 }
 
-// One pass of the model over the split: the lines' stored candidates (TuneLines).
-static TuneLines collect(Scorer& sc, const SequenceSet& set, const std::vector<int32_t>& negatives, bool full,
-                         bool exclude_history) {
+// The model over the lines [b0, b1) of the split (one evaluation batch): their stored candidates
+// (TuneLines, line i of the batch at index i - b0).
+static void collect(Scorer& sc, const SequenceSet& set, const std::vector<int32_t>& negatives, bool full,
+                    bool exclude_history, size_t b0, size_t b1, TuneLines& t) {
     const World& w = sc.w;
-    const size_t L = set.seqs.size(), Vmax = std::max(w.cat.NX, w.cat.NY), eb = sc.c.eval_batch;
-    TuneLines t;
-    t.domain.resize(L);
+    const size_t L = b1 - b0, Vmax = std::max(w.cat.NX, w.cat.NY);
+    t.domain.assign(L, 0);
     t.active.assign(L * kComps, 0);
     t.always.assign(L, 0);
     t.never.assign(L, 0);
     t.mixed_at.assign(L + 1, 0);
-    Batch batch;
-    std::vector<float> probs;
-    std::vector<int> domain;
-    std::vector<int32_t> skip, cand;
-    std::vector<float> rows;  // one line's stored candidates, (n, kComps)
-    for (size_t b0 = 0; b0 < L; b0 += eb) {
-        const size_t b1 = std::min(L, b0 + eb);
+    t.mixed.clear();
+    thread_local Batch batch;
+    thread_local std::vector<float> probs, rows;  // rows: one line's stored candidates, (n, kComps)
+    thread_local std::vector<int> domain;
+    thread_local std::vector<int32_t> skip, cand;
+    {
         make_eval_batch(batch, set.seqs, b0, b1, true, w.cat, w.mc.T);
         sc.model->head_probs(batch, probs, domain);
-        for (size_t i = b0; i < b1; i++) {
-            const size_t b = i - b0;
+        for (size_t b = 0; b < L; b++) {
+            const size_t i = b0 + b;
             const int D = domain[b];
             const int32_t off = D == 0 ? 0 : (int32_t)w.cat.NX;
             const size_t V = D == 0 ? w.cat.NX : w.cat.NY;
             const int32_t y = set.seqs[i].back() - off;
-            t.domain[i] = D;
+            t.domain[b] = D;
             const float* p[kComps];
             float pt[kComps];
-            uint8_t* act = t.active.data() + i * kComps;
+            uint8_t* act = t.active.data() + b * kComps;
             for (int v = 0; v < 3; v++)
                 for (int m = 0; m < kNumMods; m++) {
                     const size_t k = (size_t)v * 3 + (size_t)m;
@@ -172,8 +169,8 @@ static TuneLines collect(Scorer& sc, const SequenceSet& set, const std::vector<i
                     all_ge = all_ge && d[k] >= 0.0f;
                     all_lt = all_lt && d[k] < 0.0f;
                 }
-                if (all_ge) t.always[i]++;
-                else if (all_lt) t.never[i]++;
+                if (all_ge) t.always[b]++;
+                else if (all_lt) t.never[b]++;
                 else rows.insert(rows.end(), d, d + kComps);
             }
             // stored component-major: kComps rows of the line's n candidates (tune_score)
@@ -181,10 +178,9 @@ static TuneLines collect(Scorer& sc, const SequenceSet& set, const std::vector<i
             t.mixed.resize(at + rows.size());
             for (size_t r = 0; r < n; r++)
                 for (size_t k = 0; k < kComps; k++) t.mixed[at + k * n + r] = rows[r * kComps + k];
-            t.mixed_at[i + 1] = t.mixed.size() / kComps;
+            t.mixed_at[b + 1] = t.mixed.size() / kComps;
         }
     }
-    return t;
 }
 
 static std::string fix(double x, int decimals) { return format_number(cat("%.", decimals, "f").c_str(), x); }
@@ -203,25 +199,36 @@ int run_tune(const std::string& ckpt, const TrainConfig& o, const std::string& p
     const World& w = sc.w;
     SequenceSet valid = read_sequences(sc.c.data + "/validdata_new.txt", w.cat, sc.c.T, false);
     const std::vector<int32_t> neg = split_negatives(ckpt, "valid", valid, w.cat, sc.c.seed);
-    Timer pass;
-    const TuneLines lines = collect(sc, valid, neg, protocol == "full", sc.c.exclude_history);
-    const double pass_s = pass.seconds();
-    const size_t stored = lines.mixed.size() / kComps, L = valid.seqs.size();
-
-    // the trained weights first: the incumbent that a grid point must beat
+    // the trained weights first (the incumbent that a grid point must beat), then the grid; the
+    // lines go one evaluation batch at a time (memory: one batch's candidates), every point's
+    // reciprocal ranks summed over the batches
     TunePoint start;
     start.alpha = w.mc.weight[MOD_ID], start.beta = w.mc.weight[MOD_IMG];
     start.lambda1 = w.mc.lambda1, start.lambda2 = w.mc.lambda2;
-    tune_score(lines, start);
     std::vector<TunePoint> grid = tune_grid(w.mc.mods, w.mc.views, w.mc.lambda1, w.mc.lambda2);
-    Timer gt;
+    grid.insert(grid.begin(), start);
+    const size_t L = valid.seqs.size();
+    size_t stored = 0;
+    double pass_s = 0.0, grid_s = 0.0;
+    TuneLines lines;
+    for (size_t b0 = 0; b0 < L; b0 += sc.c.eval_batch) {
+        Timer pass;
+        collect(sc, valid, neg, protocol == "full", sc.c.exclude_history, b0, std::min(L, b0 + sc.c.eval_batch), lines);
+        pass_s += pass.seconds();
+        stored += lines.mixed.size() / kComps;
+        Timer gt;
 #pragma omp parallel for schedule(dynamic, 16)
-    for (size_t g = 0; g < grid.size(); g++) tune_score(lines, grid[g]);
+        for (size_t g = 0; g < grid.size(); g++) tune_accumulate(lines, grid[g]);
+        grid_s += gt.seconds();
+    }
+    start = grid.front();
+    grid.erase(grid.begin());
     TunePoint best = start;
     for (const TunePoint& p : grid)
         if (p.mean() > best.mean()) best = p;
-    std::fprintf(out, "tune: %zu valid lines (%s protocol), %zu candidates stored (%.1f per line) in %.1f s; %zu grid points in %.1f s\n",
-                 L, protocol.c_str(), stored, (double)stored / (double)std::max<size_t>(1, L), pass_s, grid.size(), gt.seconds());
+    std::fprintf(out, "tune: %zu valid lines (%s protocol), %.1f candidates per line whose rank depends on the weights; "
+                      "model %.1f s, %zu grid points %.1f s\n",
+                 L, protocol.c_str(), (double)stored / (double)std::max<size_t>(1, L), pass_s, grid.size(), grid_s);
     std::vector<TunePoint> top = grid;
     std::stable_sort(top.begin(), top.end(), [](const TunePoint& a, const TunePoint& b) { return a.mean() > b.mean(); });
     std::fprintf(out, "weights                                           valid MRR X  Y   mean\n");

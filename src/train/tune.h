@@ -9,14 +9,17 @@
 
 namespace hafvt {
 
-// One point of the grid: the weights and the mean of the X and Y MRR (percent) they give.
+// One point of the grid: the weights and the MRR (percent, per domain) they give, from the sums of
+// reciprocal ranks over the lines seen so far.
 struct TunePoint {
     float alpha = 0, beta = 0, lambda1 = 0, lambda2 = 0;
+    double rr[2] = {0, 0};
+    size_t lines[2] = {0, 0};
     double mrr[2] = {0, 0};
     double mean() const { return (mrr[0] + mrr[1]) / 2.0; }
 };
 
-// What the grid search needs of each line, from one pass of the model over the split: the line's
+// What the grid search needs of each line, from the model's pass over one batch of lines: the line's
 // domain, and its candidates (all items of the domain but the target, or the c2dsr negatives)
 // sorted into those that outrank the target under every weighting (every head's probability at
 // least the target's), those that never do (every head's below, over the heads that speak for
@@ -29,9 +32,9 @@ struct TuneLines {
     std::vector<float> mixed;                // per line from 9 mixed_at[i]: (9, n), component-major
 };
 
-// The MRR (percent, per domain) of the weights `p` on the lines: the rank rule of SPEC §4, ties
-// against the target. Fills p.mrr.
-void tune_score(const TuneLines& t, TunePoint& p);
+// Adds the lines' reciprocal ranks under the weights `p` (the rank rule of SPEC §4, ties against
+// the target) to p's sums, and sets p.mrr from them.
+void tune_accumulate(const TuneLines& t, TunePoint& p);
 
 // The grid (SPEC §3.5): alpha, beta, 1 - alpha - beta in steps of 0.05 over the enabled modalities
 // (each weight of a disabled one 0), lambda1 in kTuneLambdas when the X and Y views are on,
