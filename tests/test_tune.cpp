@@ -1,0 +1,63 @@
+// test_tune.cpp: the grid of hafvt tune and its rank count on hand-made lines (src/train/tune.h);
+// the whole command against eval is in test_train.cpp.
+#include <cmath>
+
+#include "train/tune.h"
+#include "test_util.h"
+
+using namespace hafvt;
+
+TEST_CASE("tune: the grid covers the simplex of the enabled modalities and the lambdas of the views that exist") {
+    const bool all[3] = {true, true, true}, id_txt[3] = {true, false, true}, id[3] = {true, false, false};
+    const bool hier[3] = {true, true, true}, xy_only[3] = {false, false, true};
+    const size_t L = kTuneLambdas.size();
+    CHECK(tune_grid(all, hier, 1, 1).size() == 231 * L * L);  // 21 * 22 / 2 weight points
+    CHECK(tune_grid(id_txt, hier, 1, 1).size() == 21 * L * L);
+    CHECK(tune_grid(id, hier, 1, 1).size() == L * L);
+    CHECK(tune_grid(all, xy_only, 0.7f, 1.3f).size() == 231);  // one view: no lambda varies
+    for (const TunePoint& p : tune_grid(id_txt, hier, 1, 1)) {
+        CHECK(p.beta == 0.0f);  // img off: its weight stays 0
+        CHECK(p.alpha >= 0.0f);
+        CHECK(p.alpha <= 1.0f);
+    }
+    for (const TunePoint& p : tune_grid(all, xy_only, 0.7f, 1.3f)) {
+        CHECK(p.lambda1 == 0.7f);
+        CHECK(p.lambda2 == 1.3f);
+        CHECK(p.alpha + p.beta <= 1.0f + 1e-6f);
+    }
+}
+
+TEST_CASE("tune: ranks from the stored candidates follow the rank rule for every weighting") {
+    // two lines of domain X (D = 0), components (v * 3 + m): X view id = 0, img = 1, XY view id = 6
+    TuneLines t;
+    t.domain = {0, 0};
+    t.active.assign(2 * 9, 0);
+    for (size_t k : {0, 1, 6}) t.active[k] = 1;  // line 0: X and XY views, id and img
+    t.active[9 + 0] = 1;                         // line 1: only the X view's id head
+    t.always = {2, 0};                           // line 0: 2 candidates above the target always
+    t.never = {5, 3};
+    // line 0 keeps two candidates: d = (+0.5 id, -0.5 img) and (-0.3 id, +0.1 img, +0.05 XY id);
+    // line 1 none
+    t.mixed_at = {0, 2, 2};
+    t.mixed.assign(2 * 9, 0.0f);
+    auto d = [&](size_t k, size_t r) -> float& { return t.mixed[k * 2 + r]; };  // component-major
+    d(0, 0) = 0.5f, d(1, 0) = -0.5f;
+    d(0, 1) = -0.3f, d(1, 1) = 0.1f, d(6, 1) = 0.05f;
+    auto mrr = [&](float alpha, float beta, float l1, float l2) {
+        TunePoint p;
+        p.alpha = alpha, p.beta = beta, p.lambda1 = l1, p.lambda2 = l2;
+        tune_accumulate(t, p);
+        CHECK(p.lines[0] == 2);
+        return p.mrr[0];
+    };
+    // id alone (alpha 1): line 0 ranks 1 + 2 + 1 (the first candidate) = 4, line 1 ranks 1
+    CHECK(mrr(1.0f, 0.0f, 1.0f, 1.0f) == doctest::Approx(100.0 * (1.0 / 4 + 1.0) / 2));
+    // img alone (beta 1): the second candidate is above (0.1; the XY id head has weight 0), the
+    // first below; line 1's only head has weight 0: every score ties, all 3 candidates above
+    CHECK(mrr(0.0f, 1.0f, 1.0f, 1.0f) == doctest::Approx(100.0 * (1.0 / 4 + 1.0 / 4) / 2));
+    // alpha = beta = 1/2: the first ties exactly (0.25 - 0.25 = 0) and a tie counts against the
+    // target; the second is below (-0.15 + 0.05 + 0.025)
+    CHECK(mrr(0.5f, 0.5f, 1.0f, 1.0f) == doctest::Approx(100.0 * (1.0 / 4 + 1.0) / 2));
+    // lambda2 = 0 with the id head alone: the XY component no longer helps the second candidate
+    CHECK(mrr(1.0f, 0.0f, 1.0f, 0.0f) == doctest::Approx(100.0 * (1.0 / 4 + 1.0) / 2));
+}
