@@ -88,7 +88,74 @@ void tune_accumulate(const TuneLines& t, TunePoint& p) {
     for (int D = 0; D < 2; D++) p.mrr[D] = p.lines[D] ? 100.0 * p.rr[D] / (double)p.lines[D] : 0.0;
 }
 
-std::vector<TunePoint> tune_grid(const bool mods[3], const bool views[3], float lambda1, float lambda2) {
+void tune_accumulate_grid(const TuneLines& t, std::vector<TunePoint>& grid, size_t n1, size_t n2) {
+    const size_t per_w = n1 * n2;
+    HAFVT_CHECK(n1 >= 1 && n2 >= 1 && n1 <= 16 && n2 <= 16 && grid.size() % per_w == 0, "tune grid of ", grid.size(),
+                " points, not weights x ", n1, " x ", n2);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (size_t wb = 0; wb < grid.size() / per_w; wb++) {
+        TunePoint* g = grid.data() + wb * per_w;
+        float lam1[16], lam2[16];
+        for (size_t i = 0; i < n1; i++) lam1[i] = g[i * n2].lambda1;
+        for (size_t j = 0; j < n2; j++) lam2[j] = g[j].lambda2;
+        // the renormalized weights of this block, as coefficients() takes them
+        float w[3] = {g[0].alpha, g[0].beta, 1.0f - g[0].alpha - g[0].beta}, sum = 0.0f;
+        for (float& x : w) x = std::max(x, 0.0f), sum += x;
+        for (float& x : w) x = sum > 0 ? x / sum : 0.0f;
+        for (size_t i = 0; i < t.domain.size(); i++) {
+            const int D = t.domain[i];
+            const int view[3] = {D, 1 - D, VIEW_XY};  // own, other, XY: coefficients 1, lambda1, lambda2
+            const uint8_t* act = t.active.data() + i * kComps;
+            bool sp[3] = {false, false, false};
+            for (int u = 0; u < 3; u++)
+                for (int m = 0; m < 3; m++) sp[u] = sp[u] || (act[view[u] * 3 + m] && w[m] > 0.0f);
+            const size_t m0 = (size_t)t.mixed_at[i], n = (size_t)t.mixed_at[i + 1] - m0;
+            const float* d = t.mixed.data() + m0 * kComps;
+            uint32_t cnt[16][16] = {};
+            for (size_t r0 = 0; r0 < n; r0 += kChunk) {
+                const size_t nr = std::min(kChunk, n - r0);
+                float e[3][kChunk], a[kChunk];
+                // e_u = sum_m w_m d_{view u, m}: the views' terms of score(j) - score(target)
+                for (int u = 0; u < 3; u++) {
+                    for (size_t r = 0; r < nr; r++) e[u][r] = 0.0f;
+                    for (int m = 0; m < 3; m++) {
+                        const size_t k = (size_t)view[u] * 3 + (size_t)m;
+                        if (!act[k] || w[m] == 0.0f) continue;
+                        const float wm = w[m];
+                        const float* dk = d + k * n + r0;
+#pragma omp simd
+                        for (size_t r = 0; r < nr; r++) e[u][r] += wm * dk[r];
+                    }
+                }
+                for (size_t i1 = 0; i1 < n1; i1++) {
+                    const float l1 = lam1[i1];
+#pragma omp simd
+                    for (size_t r = 0; r < nr; r++) a[r] = e[0][r] + l1 * e[1][r];
+                    for (size_t i2 = 0; i2 < n2; i2++) {
+                        const float l2 = lam2[i2];
+                        uint32_t c = 0;
+#pragma omp simd reduction(+ : c)
+                        for (size_t r = 0; r < nr; r++) c += a[r] + l2 * e[2][r] >= 0.0f;
+                        cnt[i1][i2] += c;
+                    }
+                }
+            }
+            for (size_t i1 = 0; i1 < n1; i1++)
+                for (size_t i2 = 0; i2 < n2; i2++) {
+                    TunePoint& p = g[i1 * n2 + i2];
+                    const bool speaks = sp[0] || (lam1[i1] > 0.0f && sp[1]) || (lam2[i2] > 0.0f && sp[2]);
+                    const size_t above = t.always[i] + (speaks ? cnt[i1][i2] : t.never[i] + n);
+                    p.rr[D] += 1.0 / (double)(above + 1);
+                    p.lines[D]++;
+                }
+        }
+        for (size_t k = 0; k < per_w; k++)
+            for (int D = 0; D < 2; D++) g[k].mrr[D] = g[k].lines[D] ? 100.0 * g[k].rr[D] / (double)g[k].lines[D] : 0.0;
+    }
+}
+
+std::vector<TunePoint> tune_grid(const bool mods[3], const bool views[3], float lambda1, float lambda2, size_t* n1,
+                                 size_t* n2) {
     // the simplex of the enabled modalities' weights in steps of 1/20 (integers: no drift)
     std::vector<std::pair<float, float>> ab;
     for (int a = 0; a <= 20; a++)
@@ -100,6 +167,8 @@ std::vector<TunePoint> tune_grid(const bool mods[3], const bool views[3], float 
     const bool vary1 = views[VIEW_X] && views[VIEW_Y], vary2 = views[VIEW_XY] && (views[VIEW_X] || views[VIEW_Y]);
     const std::vector<float> l1 = vary1 ? kTuneLambdas : std::vector<float>{lambda1};
     const std::vector<float> l2 = vary2 ? kTuneLambdas : std::vector<float>{lambda2};
+    if (n1) *n1 = l1.size();
+    if (n2) *n2 = l2.size();
     std::vector<TunePoint> grid;
     for (const auto& w : ab)
         for (float x : l1)
@@ -205,8 +274,8 @@ int run_tune(const std::string& ckpt, const TrainConfig& o, const std::string& p
     TunePoint start;
     start.alpha = w.mc.weight[MOD_ID], start.beta = w.mc.weight[MOD_IMG];
     start.lambda1 = w.mc.lambda1, start.lambda2 = w.mc.lambda2;
-    std::vector<TunePoint> grid = tune_grid(w.mc.mods, w.mc.views, w.mc.lambda1, w.mc.lambda2);
-    grid.insert(grid.begin(), start);
+    size_t n1 = 1, n2 = 1;
+    std::vector<TunePoint> grid = tune_grid(w.mc.mods, w.mc.views, w.mc.lambda1, w.mc.lambda2, &n1, &n2);
     const size_t L = valid.seqs.size();
     size_t stored = 0;
     double pass_s = 0.0, grid_s = 0.0;
@@ -217,12 +286,10 @@ int run_tune(const std::string& ckpt, const TrainConfig& o, const std::string& p
         pass_s += pass.seconds();
         stored += lines.mixed.size() / kComps;
         Timer gt;
-#pragma omp parallel for schedule(dynamic, 16)
-        for (size_t g = 0; g < grid.size(); g++) tune_accumulate(lines, grid[g]);
+        tune_accumulate(lines, start);
+        tune_accumulate_grid(lines, grid, n1, n2);
         grid_s += gt.seconds();
     }
-    start = grid.front();
-    grid.erase(grid.begin());
     TunePoint best = start;
     for (const TunePoint& p : grid)
         if (p.mean() > best.mean()) best = p;

@@ -39,8 +39,16 @@ void tune_accumulate(const TuneLines& t, TunePoint& p);
 // The grid (SPEC §3.5): alpha, beta, 1 - alpha - beta in steps of 0.05 over the enabled modalities
 // (each weight of a disabled one 0), lambda1 in kTuneLambdas when the X and Y views are on,
 // lambda2 in kTuneLambdas when the XY view and another one are on (else the run's values).
+// The points come weights-major, then lambda1, then lambda2 (*n1 and *n2 values, when given).
 extern const std::vector<float> kTuneLambdas;
-std::vector<TunePoint> tune_grid(const bool mods[3], const bool views[3], float lambda1, float lambda2);
+std::vector<TunePoint> tune_grid(const bool mods[3], const bool views[3], float lambda1, float lambda2,
+                                 size_t* n1 = nullptr, size_t* n2 = nullptr);
+
+// tune_accumulate for every point of a grid of tune_grid's layout (n1 lambda1 by n2 lambda2 values
+// per weight point) at once: per weight point and candidate the three views' terms
+// e_u = sum_m w_m d_{u,m} once, then e_own + lambda1 e_other + lambda2 e_XY >= 0 for each lambda
+// pair, the same test in another order of float additions.
+void tune_accumulate_grid(const TuneLines& t, std::vector<TunePoint>& grid, size_t n1, size_t n2);
 
 // `hafvt tune`: the checkpoint on the valid split under `protocol`, the best point of the grid
 // (ties: the earlier point; the trained weights first), written to the run folder (kTunedFile,
