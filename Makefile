@@ -13,8 +13,8 @@
 #   make nccl-link       the NCCL path of src/train/comm.cpp compiled and linked, run as one process
 #   make cross ARCH=aarch64|s390x, make test-cross ARCH=..., make test-cross-ci ARCH=...
 #                        ports under qemu (docs/porting.md): the build, the suite, the part CI runs
-#   make run             generate data/synth if absent, train the default configuration, print results,
-#                        write its report (runs/default/report.html)
+#   make run             generate data/synth if absent, train the default configuration, tune its
+#                        weights on valid (--tune), print results, write runs/default/report.html
 #   make bench           CPU benchmarks against OpenBLAS and PyTorch (see tools/bench.sh)
 #   make bench-gpu       on a machine with a GPU: build, CUDA cases, compute-sanitizer, 20 training steps,
 #                        epochs against PyTorch; never calls apt (tools/bench_gpu.sh)
