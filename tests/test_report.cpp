@@ -216,3 +216,30 @@ TEST_CASE("report: renders in headless Chromium with no console message; the scr
     MESSAGE("screenshot: ", img.size(), " bytes");
     CHECK(img.size() > 40000);
 }
+
+TEST_CASE("report: a tuned run shows its test rows with the tuned weights, named as such") {
+    const TwoRuns& r = two_runs();
+    const std::string dir = testutil::temp_dir("report_tuned") + "/a";
+    std::string out;
+    REQUIRE(testutil::run_shell("cp -r " + r.a + " " + dir, &out) == 0);
+    auto t = run_hafvt("tune --ckpt " + dir + "/best.safetensors --threads 2");
+    REQUIRE_MESSAGE(t.status == 0, t.out);
+    const std::string page = dir + "/report.html";
+    auto w = run_hafvt("report " + dir + " --out " + page);
+    REQUIRE_MESSAGE(w.status == 0, w.out);
+    const std::string html = read_file(page);
+    const Json tuned = Json::parse(read_file(dir + "/tuned.json"), "tuned.json");
+    size_t n = 0;
+    for (const auto& f : figures(html)) {
+        if (f.first.rfind("run0/tuned/", 0) != 0) continue;
+        const std::vector<std::string> p = split(f.first, '/');  // run0/tuned/full/X/mrr
+        REQUIRE(p.size() == 5);
+        CHECK(p[2] == "full");
+        const double v = tuned.get("test")->get(p[3])->get(p[4])->as_number();
+        CHECK(f.second == format_number(p[4] == "n" ? "%.0f" : "%.2f", v));
+        n++;
+    }
+    CHECK(n == 2 * 7);
+    CHECK(html.find("full, tuned weights") != std::string::npos);
+    CHECK(html.find("Tuned weights: alpha ") != std::string::npos);
+}

@@ -197,6 +197,20 @@ RunRecord read_run(const std::string& dir) {
         r.evals.push_back(eval_line_of(Json::parse(line.str(), where), where));
     }
     HAFVT_INPUT(!r.evals.empty(), met, ": expected one evaluation a line, found none (has the run finished an epoch?)");
+    const std::string tuned = d + "/tuned.json";
+    if (file_exists(tuned)) {
+        const Json t = Json::parse(read_file(tuned), tuned);
+        if (const Json* test = t.is_object() ? t.get("test") : nullptr) {
+            r.tuned_test = eval_line_of(*test, tuned + " (test)");
+            r.has_tuned = true;
+            for (const char* k : {"alpha", "beta", "lambda1", "lambda2"}) {
+                const Json* v = t.get(k);
+                HAFVT_INPUT(v && v->is_number(), tuned, ": expected a number '", k, "' (written by hafvt tune), found ",
+                            v ? v->dump() : std::string("none"));
+                r.tuned_weights += cat(r.tuned_weights.empty() ? "" : " ", k, " ", format_number("%.2f", v->as_number()));
+            }
+        }
+    }
     return r;
 }
 
@@ -332,8 +346,21 @@ std::string test_table(const RunRecord& r, const std::string& prefix) {
                      "</tr>\n");
         }
     }
-    if (!any) return "<p class=\"note\">No test evaluation in metrics.jsonl (a run trained with --skip-test, or one still running).</p>\n";
-    return s + "</table>\n";
+    if (r.has_tuned) {  // the same checkpoint scored with hafvt tune's weights (tuned.json)
+        const EvalLine& t = r.tuned_test;
+        for (int D = 0; D < 2; D++) {
+            const std::string src = cat(prefix, "tuned/", t.protocol, "/", kDomainNames[D], "/");
+            s += cat("<tr class=\"tuned\"><td class=\"k\">", t.protocol, ", tuned weights</td><td class=\"k\">", kDomainNames[D],
+                     "</td>", figure_cells(t.dom[D], src, kMetrics), "</tr>\n");
+        }
+    }
+    if (!any && !r.has_tuned)
+        return "<p class=\"note\">No test evaluation in metrics.jsonl (a run trained with --skip-test, or one still running).</p>\n";
+    s += "</table>\n";
+    if (r.has_tuned)
+        s += cat("<p class=\"note\">Tuned weights: ", html_escape(r.tuned_weights),
+                 ", chosen on the validation split by hafvt tune (tuned.json); the other rows score with the trained weights.</p>\n");
+    return s;
 }
 
 std::string head_tail_table(const RunRecord& r, const std::string& prefix) {

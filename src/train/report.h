@@ -35,10 +35,15 @@ struct RunRecord {
     // The last test evaluation under `protocol`, or null (a run trained with --skip-test, or
     // still running).
     const EvalLine* test(const std::string& protocol) const;
+    // hafvt tune's choice (RUN/tuned.json) when it scored the test split: that evaluation (its
+    // protocol) and the weights, e.g. "alpha 0.4 beta 0.45 lambda1 0 lambda2 0.25".
+    bool has_tuned = false;
+    EvalLine tuned_test;
+    std::string tuned_weights;
 };
 
-// Reads RUN/config.json and RUN/metrics.jsonl; InputError naming the file, the line and the key
-// when either is missing or malformed.
+// Reads RUN/config.json and RUN/metrics.jsonl, and RUN/tuned.json when there is one; InputError
+// naming the file, the line and the key when one is missing or malformed.
 RunRecord read_run(const std::string& dir);
 
 // The comparison of several runs, as Markdown: the test metrics of each run under each protocol,
