@@ -577,6 +577,17 @@ TEST_CASE("tune: the grid's MRR at the trained weights is eval's; the chosen wei
     const auto eval_tuned = table_mrr(ev2.out, "valid");
     CHECK(std::fabs(chosen.first - eval_tuned.first) <= 0.011);
     CHECK(std::fabs(chosen.second - eval_tuned.second) <= 0.011);
+    // its test record splits head and tail targets as training did (the training file's counts)
+    {
+        const Json j2 = Json::parse(read_file(run + "/tuned.json"), "tuned.json");
+        REQUIRE(j2.get("test"));
+        const std::vector<Json> m = testutil::metrics_without_seconds(run);
+        const Json& trained_test = m.back();  // test, full protocol
+        REQUIRE(trained_test.get("protocol")->as_string() == "full");
+        for (const char* g : {"X_head", "X_tail", "Y_head", "Y_tail"})
+            CHECK(j2.get("test")->get("head_tail")->get(g)->get("n")->as_number() ==
+                  trained_test.get("head_tail")->get(g)->get("n")->as_number());
+    }
     auto test = run_hafvt("eval --ckpt " + best + " --split test --protocol full --threads 2");
     REQUIRE_MESSAGE(test.status == 0, test.out);
     const auto tune_test = table_mrr(t.out.substr(t.out.find("test, scored once")), "test"), eval_test = table_mrr(test.out, "test");

@@ -259,14 +259,19 @@ std::vector<int32_t> split_negatives(const std::string& ckpt, const std::string&
 }
 
 EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o,
-                     const ScoreWeights& sw) {
+                     const ScoreWeights& sw, bool head_tail) {
     HAFVT_INPUT(split == "valid" || split == "test", "hafvt eval: --split: expected valid or test, found '", split, "'");
     HAFVT_INPUT(protocol == "full" || protocol == "c2dsr", "hafvt eval: --protocol: expected full or c2dsr, found '", protocol, "'");
     std::string catalog_fp, note;
     TrainConfig c = config_of_checkpoint(ckpt, o, &catalog_fp, sw, &note);
     if (c.threads > 0) omp_set_num_threads(c.threads);
     World w;
-    load_world(c, w, nullptr);
+    if (head_tail) {  // the training file's counts split the targets into head and tail
+        const SequenceSet train = read_sequences(c.data + "/" + c.train_file, read_catalog(c.data), c.T, true);
+        load_world(c, w, &train);
+    } else {
+        load_world(c, w, nullptr);
+    }
     const Backend& backend =  // c.T: the checkpoint's
         choose_backend(o.device, false, c.T, {setting_name("device"), setting_name("T", Source::STORED), setting_name("tf32")});
     check_before_model(ckpt, c, w, catalog_fp);

@@ -71,8 +71,10 @@ struct EvalOutcome {
     double seconds = 0.0;
     std::string weights_note;  // config_of_checkpoint's: "" for the trained weights
 };
+// head_tail: read the run's training file too, so that the result's head and tail figures are
+// the training run's (without it every target counts as tail, and only dom[] is meaningful).
 EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o,
-                     const ScoreWeights& sw = {});
+                     const ScoreWeights& sw = {}, bool head_tail = false);
 
 // The c2dsr negatives of a split for a checkpoint: the run's saved ones when they fit the split,
 // else the same draw from the run's seed.
