@@ -94,6 +94,25 @@ struct HeadCase {
     }
 };
 
+// Three heads, the third of weight 0, against the first two alone: the same loss, and no gradient
+// reaches the third (its h, E and log scale), under the per-head term too (lambda_h > 0).
+static void check_weight0(float lambda_h, const std::string& tag, float h) {
+    HeadCase three(3, 4, 7, 5, 320), two(2, 4, 7, 5, 320);
+    three.logw = {std::log(0.4f), std::log(0.6f), -INFINITY};
+    two.logw = {std::log(0.4f), std::log(0.6f)};
+    three.lambda_h = two.lambda_h = lambda_h;
+    std::vector<float> l3, l2;
+    std::vector<std::vector<float>> dh(3), dE(3);
+    std::vector<float> dls(3);
+    three.run(&dh, &dE, &dls, &l3);
+    two.run(nullptr, nullptr, nullptr, &l2);
+    CHECK(testutil::check_tensor("loss", l3, l2, 1e-6, 1e-6));
+    for (float v : dh[2]) CHECK(v == 0.0f);
+    for (float v : dE[2]) CHECK(v == 0.0f);
+    CHECK(dls[2] == 0.0f);
+    CHECK(three.check_all(tag, (size_t)-1, h) < kTol);
+}
+
 TEST_CASE("cosine heads + mixture CE: gradients of h, E and log_s for 1, 2 and 3 modalities") {
     for (size_t M : {1, 2, 3}) {
         HeadCase hc(M, 4, 9, 6, 100 + M);
@@ -108,18 +127,7 @@ TEST_CASE("per-head cross-entropy (lambda_h > 0): gradients of h, E and log_s fo
         CHECK(hc.check_all("per_head_ce", (size_t)-1, 2e-2f) < kTol);
     }
     // a weight-0 head takes no part in the per-head term either: loss and gradients as without it
-    HeadCase three(3, 4, 7, 5, 150), two(2, 4, 7, 5, 150);
-    three.logw = {std::log(0.4f), std::log(0.6f), -INFINITY};
-    two.logw = {std::log(0.4f), std::log(0.6f)};
-    three.lambda_h = two.lambda_h = 1.5f;
-    std::vector<float> l3, l2;
-    std::vector<std::vector<float>> dh(3), dE(3);
-    std::vector<float> dls(3);
-    three.run(&dh, &dE, &dls, &l3);
-    two.run(nullptr, nullptr, nullptr, &l2);
-    CHECK(testutil::check_tensor("loss", l3, l2, 1e-6, 1e-6));
-    for (float v : dh[2]) CHECK(v == 0.0f);
-    CHECK(three.check_all("per_head_ce_weight0", (size_t)-1, 2e-2f) < kTol);
+    check_weight0(1.5f, "per_head_ce_weight0", 2e-2f);
 }
 
 TEST_CASE("mixture loss equals -log of the weighted probability of the target (+ lambda_h sum_m w_m CE_m)") {
@@ -180,22 +188,7 @@ TEST_CASE("edge cases: zero candidate vector, clamped scale, weight-0 modality, 
         CHECK(dls[0] == 0.0f);
         CHECK(hc.check_all("cosine_clamped") < kTol);
     }
-    SUBCASE("a modality with weight 0 changes nothing and gets no gradient") {
-        HeadCase three(3, 4, 7, 5, 320);
-        three.logw = {std::log(0.5f), std::log(0.5f), -INFINITY};
-        HeadCase two(2, 4, 7, 5, 320);
-        two.logw = {std::log(0.5f), std::log(0.5f)};
-        std::vector<float> l3, l2;
-        std::vector<std::vector<float>> dh(3), dE(3);
-        std::vector<float> dls(3);
-        three.run(&dh, &dE, &dls, &l3);
-        two.run(nullptr, nullptr, nullptr, &l2);
-        CHECK(testutil::check_tensor("loss", l3, l2, 1e-6, 1e-6));
-        for (float v : dh[2]) CHECK(v == 0.0f);
-        for (float v : dE[2]) CHECK(v == 0.0f);
-        CHECK(dls[2] == 0.0f);
-        CHECK(three.check_all("mixture_weight0") < kTol);
-    }
+    SUBCASE("a modality with weight 0 changes nothing and gets no gradient") { check_weight0(0.0f, "mixture_weight0", 1e-2f); }
     SUBCASE("an unsupervised row (y < 0) has loss 0 and no gradient") {
         HeadCase hc(2, 3, 6, 5, 330);
         hc.y[1] = -1;

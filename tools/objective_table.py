@@ -8,16 +8,10 @@
 Usage: objective_table.py ROOT NAME=LABEL ...  Prints Markdown. Standard library only."""
 import json
 import os
-import statistics
 import sys
 
-
-def fmt(xs):
-    if not xs:
-        return "-"
-    m = statistics.mean(xs)
-    s = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{m:.2f} ± {s:.2f}"
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ablation_table import fmt  # noqa: E402  (mean ± sample standard deviation)
 
 
 def read_run(d):

@@ -671,6 +671,18 @@ static float view_coef(const ModelConfig& c, int v, int D) {
     return v == VIEW_XY ? c.lambda2 : (v == D ? 1.0f : c.lambda1);
 }
 
+// The domain each eval line is scored against: its target's (X below NX), or domain_override >= 0.
+static void line_domains(const ModelConfig& c, const Batch& batch, int domain_override, std::vector<int>& domain) {
+    domain.assign(batch.B, 0);
+    for (size_t b = 0; b < batch.B; b++) {
+        if (domain_override >= 0) domain[b] = domain_override;
+        else {
+            HAFVT_CHECK(batch.eval_target[b] >= 0, "eval line without a target");
+            domain[b] = (size_t)batch.eval_target[b] < c.NX ? 0 : 1;
+        }
+    }
+}
+
 void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<int>& domain, int domain_override) {
     Impl& I = *impl_;
     const Backend& K = *I.be;
@@ -679,14 +691,7 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     HAFVT_CHECK(!K.device || I.P.size() == params_.size(), "Model on a device: to_device() was not called");
     const float* P = K.device ? I.P.data() : params_.data();
     scores.assign(B * Vmax, 0.0f);
-    domain.assign(B, 0);
-    for (size_t b = 0; b < B; b++) {
-        if (domain_override >= 0) domain[b] = domain_override;
-        else {
-            HAFVT_CHECK(batch.eval_target[b] >= 0, "eval line without a target");
-            domain[b] = (size_t)batch.eval_target[b] < c.NX ? 0 : 1;
-        }
-    }
+    line_domains(c, batch, domain_override, domain);
     // The lines scored against domain D in view v: row r of H is line rows[D][v][r]. Each view's
     // probabilities are added on the backend into the rows of its domain's block of out_b (B_D
     // lines x V_D items: line b is row place[b] of its domain's block), read in one copy at the
@@ -754,11 +759,7 @@ void Model::head_probs(const Batch& batch, std::vector<float>& probs, std::vecto
     const size_t B = batch.B, M = I.mods.size(), Vmax = std::max(c.NX, c.NY);
     HAFVT_CHECK(!K.device || I.P.size() == params_.size(), "Model on a device: to_device() was not called");
     const float* P = K.device ? I.P.data() : params_.data();
-    domain.assign(B, 0);
-    for (size_t b = 0; b < B; b++) {
-        HAFVT_CHECK(batch.eval_target[b] >= 0, "eval line without a target");
-        domain[b] = (size_t)batch.eval_target[b] < c.NX ? 0 : 1;
-    }
+    line_domains(c, batch, -1, domain);
     probs.assign(B * 3 * kNumMods * Vmax, 0.0f);
     std::vector<int32_t> rows[2][3];
     lines_by_domain(c, batch, domain, rows);
