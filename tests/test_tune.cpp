@@ -2,6 +2,8 @@
 // the whole command against eval is in test_train.cpp.
 #include <cmath>
 
+#include "core/json.h"
+#include "train/config.h"
 #include "train/tune.h"
 #include "test_util.h"
 
@@ -92,4 +94,19 @@ TEST_CASE("tune: the whole grid at once gives every point's ranks as the point-b
     // rounding of 0, which random candidates (about 6,000, 11,319 points) essentially never hit
     CHECK(differ <= one.size() / 1000);
     MESSAGE(differ, " of ", one.size(), " points with another rank somewhere");
+}
+
+TEST_CASE("resume key: a stored configuration without a newer setting (lambda_h, id_warmup) keys as its default") {
+    TrainConfig c;
+    c.data = "d";
+    Json full = config_to_json(c);
+    Json old = Json::object();
+    for (const auto& kv : full.items())
+        if (kv.first != "lambda_h" && kv.first != "id_warmup") old.set(kv.first, kv.second);
+    CHECK(resume_key(old) == resume_key(full));
+    c.lambda_h = 1.0f;  // another objective: another key
+    CHECK(resume_key(config_to_json(c)) != resume_key(full));
+    c.lambda_h = 0.0f;
+    c.id_warmup = 3;
+    CHECK(resume_key(config_to_json(c)) != resume_key(full));
 }

@@ -317,9 +317,14 @@ std::string resume_key(const Json& cfg) {
     for (const DerivedKey& d : kDerivedKeys)
         if (d.resume)
             if (const Json* v = cfg.get(d.key)) k.set(d.key, *v);
+    // a setting the stored configuration lacks (written before the setting existed) takes its
+    // default, which is what that run computed
+    static const Json defaults = config_to_json(TrainConfig());
     for (const Setting& s : kSettings)
-        if (s.resume)
+        if (s.resume) {
             if (const Json* v = cfg.get(s.key)) k.set(s.key, *v);
+            else if (const Json* d = defaults.get(s.key)) k.set(s.key, *d);
+        }
     return k.dump();
 }
 
