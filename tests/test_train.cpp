@@ -620,3 +620,23 @@ TEST_CASE("tune: the grid's MRR at the trained weights is eval's; the chosen wei
     CHECK(bad.out.find("tuned.json") != std::string::npos);
     CHECK(run_hafvt("eval --ckpt " + best + " --split valid --threads 2 --trained-weights").status == 0);
 }
+
+TEST_CASE("--id-warmup: the first epochs train the id head alone, then the mixture; scoring is free of it") {
+    const std::string run = testutil::temp_dir("warmup") + "/run";
+    auto r = run_hafvt(train_args(run, 2) + " --id-warmup 1");
+    REQUIRE_MESSAGE(r.status == 0, r.out);
+    CHECK(r.out.find("ID warm-up: epochs 1-1 train the id head alone") != std::string::npos);
+    CHECK(r.out.find("ID warm-up over") != std::string::npos);
+    CHECK(testutil::metrics_without_seconds(run).size() == 2 * 2 + 2);  // valid per epoch, then test
+    // another run without the warm-up differs from the first epoch on
+    const std::string plain = testutil::temp_dir("warmup") + "/plain";
+    REQUIRE(run_hafvt(train_args(plain, 1)).status == 0);
+    CHECK(testutil::metrics_without_seconds(plain)[0].dump() != testutil::metrics_without_seconds(run)[0].dump());
+    // scoring the checkpoint with the id head off is scoring, not training: no warm-up check
+    auto e = run_hafvt("eval --ckpt " + run + "/best.safetensors --split test --alpha 0 --beta 1 --threads 2");
+    CHECK_MESSAGE(e.status == 0, e.out);
+    // training with the id head off and a warm-up is refused, naming both
+    auto bad = run_hafvt(train_args(testutil::temp_dir("warmup") + "/bad", 1) + " --id-warmup 2 --alpha 0");
+    CHECK(bad.status == 2);
+    CHECK(bad.out.find("--id-warmup 2: expected the id modality on") != std::string::npos);
+}

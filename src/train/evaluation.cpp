@@ -219,6 +219,7 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
                    " (-1: the default)");
     if (overrides.eval_batch != kUnsetSize) c.eval_batch = overrides.eval_batch;
     c.threads = overrides.threads;  // not stored: the caller's (its range checked with the others)
+    c.id_warmup = 0;  // a training schedule: scoring (with any weights, the id head's 0 too) has none
     validate_config(c, Source::FLAGS);  // with the flags the user typed
     if (weights_note) *weights_note = note;
     return c;
