@@ -534,7 +534,7 @@ CUDA_TEST_CASE("cuda: fused mixture head equals the unfused CPU head") {
     const float* zp[3] = {z[0].data(), z[1].data(), z[2].data()};
     float* dzp[3] = {z[0].data(), z[1].data(), z[2].data()};
     mixture_ce_forward(loss.data(), lse.data(), zp, y.data(), logw.data(), 0.0f, M, R, V);
-    mixture_ce_backward(dzp, zp, lse.data(), loss.data(), y.data(), logw.data(), 0.0f, dloss.data(), M, R, V);
+    mixture_ce_backward(dzp, zp, lse.data(), y.data(), logw.data(), 0.0f, dloss.data(), M, R, V);
     Vec dEn1_before = dEn[1];
     for (size_t m = 0; m < M; m++)
         cosine_logits_backward(dhn[m].data(), m == 1 ? nullptr : dEn[m].data(), &ds[m], z[m].data(),

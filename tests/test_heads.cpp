@@ -58,7 +58,7 @@ struct HeadCase {
         // backward, dlogits written over the logits as the model does
         std::vector<float*> dz(M);
         for (size_t m = 0; m < M; m++) dz[m] = logits[m].data();
-        mixture_ce_backward(dz.data(), zp.data(), lse.data(), loss.data(), y.data(), logw.data(), lambda_h,
+        mixture_ce_backward(dz.data(), zp.data(), lse.data(), y.data(), logw.data(), lambda_h,
                             dloss.data(), M, R, V);
         for (size_t m = 0; m < M; m++) {
             std::vector<float> dhn(R * C), dEn(V * C);

@@ -133,11 +133,10 @@ void mixture_ce_forward(float* loss, float* lse, const float* const* logits, con
 // The per-head term (SPEC §3.5) lambda_h sum_m w_m (-log p_m[y]) has d/dz_m[j] = lambda_h w_m (p_m[j] - [j==y])
 // (the softmax cross-entropy's gradient), so head m's whole factor is g_m = r_m + lambda_h w_m:
 // with lambda_h > 0 each head learns at least at rate lambda_h w_m, however good the others are.
-// (The row terms are recomputed from the logits and lse: `loss` holds l, not l_mix.)
+// The row terms (r_m needs l_mix, not the loss l) are recomputed from the logits and lse.
 void mixture_ce_backward(float* const* dlogits, const float* const* logits, const float* lse,
-                         const float* loss, const int32_t* y, const float* logw, float lambda_h, const float* dloss,
+                         const int32_t* y, const float* logw, float lambda_h, const float* dloss,
                          size_t M, size_t R, size_t V) {
-    (void)loss;
 #pragma omp parallel for schedule(static) if (R * V * M > 65536)
     for (size_t r = 0; r < R; r++) {
         float g[8];
@@ -189,7 +188,7 @@ void mixture_head_unfused(float* loss, float* const* dhn, float* const* dEn, flo
     lse.resize(M * R);
     mixture_ce_forward(loss, lse.data(), zp, y, logw, lambda_h, M, R, V);
     if (!dloss) return;
-    mixture_ce_backward(dz, zp, lse.data(), loss, y, logw, lambda_h, dloss, M, R, V);  // dz overwrites z
+    mixture_ce_backward(dz, zp, lse.data(), y, logw, lambda_h, dloss, M, R, V);  // dz overwrites z
     for (size_t m = 0; m < M; m++)
         cosine_logits_backward(dhn[m], dEn[m], ds ? ds + m : nullptr, dz[m], hn[m], En[m], s[m], R, V, Cm[m]);
 }

@@ -33,10 +33,11 @@ void cosine_logits_backward(float* dhn, float* dEn, float* ds, const float* dlog
 void mixture_ce_forward(float* loss, float* lse, const float* const* logits, const int32_t* y,
                         const float* logw, float lambda_h, size_t M, size_t R, size_t V);  // loss (R), lse (M,R)
 // dlogits[m][r,j] = dloss[r] * (resp[m,r] + lambda_h w_m) * (softmax_m[r,j] - [j == y]),
-// resp[m,r] = w_m p_m[y] / P (the posterior of modality m for the target). OVERWRITES dlogits.
+// resp[m,r] = w_m p_m[y] / P (the posterior of modality m for the target), from the logits and the
+// forward's lse. OVERWRITES dlogits.
 void mixture_ce_backward(float* const* dlogits, const float* const* logits, const float* lse,
-                         const float* loss, const int32_t* y, const float* logw, float lambda_h,
-                         const float* dloss, size_t M, size_t R, size_t V);
+                         const int32_t* y, const float* logw, float lambda_h, const float* dloss,
+                         size_t M, size_t R, size_t V);
 
 // Evaluation: the mixture probability of every candidate, P[r,j] = sum_m w_m softmax_m[r,j]
 // (SPEC §4: one view's P_V over all items of the target domain). Accumulates alpha * P into out.

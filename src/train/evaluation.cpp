@@ -158,9 +158,21 @@ Json eval_json(const EvalResult& r, long epoch, long step, const LossTerms* loss
     return j;
 }
 
-static std::string dir_of(const std::string& path) {
-    size_t s = path.rfind('/');
-    return s == std::string::npos ? "." : path.substr(0, s);
+std::string checkpoint_dir(const std::string& ckpt) {
+    const size_t s = ckpt.rfind('/');
+    return s == std::string::npos ? "." : ckpt.substr(0, s);
+}
+
+std::string checkpoint_name(const std::string& ckpt) {
+    const size_t s = ckpt.rfind('/');
+    return s == std::string::npos ? ckpt : ckpt.substr(s + 1);
+}
+
+double tuned_number(const Json& tuned, const std::string& path, const char* key) {
+    const Json* v = tuned.get(key);
+    HAFVT_INPUT(v && v->is_number(), path, ": expected a number '", key, "' (written by hafvt tune), found ",
+                v ? v->dump() : std::string("none"));
+    return v->as_number();
 }
 
 // The run configuration stored in a checkpoint, with the overrides and the tuned weights.
@@ -184,18 +196,12 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
     }
     std::string note;
     // the weights hafvt tune chose for this checkpoint (its file name and step), unless --trained-weights
-    const std::string tuned_path = dir_of(ckpt) + "/" + kTunedFile;
+    const std::string tuned_path = checkpoint_dir(ckpt) + "/" + kTunedFile;
     if (!sw.trained && file_exists(tuned_path)) {
         const Json t = Json::parse(read_file(tuned_path), tuned_path);
-        auto num = [&](const char* k) {
-            const Json* v = t.get(k);
-            HAFVT_INPUT(v && v->is_number(), tuned_path, ": expected a number '", k, "' (written by hafvt tune), found ",
-                        v ? v->dump() : std::string("none"));
-            return v->as_number();
-        };
+        auto num = [&](const char* k) { return tuned_number(t, tuned_path, k); };
         const Json* name = t.get("checkpoint");
-        const std::string base = ckpt.substr(ckpt.rfind('/') == std::string::npos ? 0 : ckpt.rfind('/') + 1);
-        if (name && name->is_string() && name->as_string() == base && (long)num("step") == st.step) {
+        if (name && name->is_string() && name->as_string() == checkpoint_name(ckpt) && (long)num("step") == st.step) {
             c.alpha = (float)num("alpha"), c.beta = (float)num("beta");
             c.lambda1 = (float)num("lambda1"), c.lambda2 = (float)num("lambda2");
             note = cat("weights tuned on ", t.get("split") && t.get("split")->is_string() ? t.get("split")->as_string() : "valid",
@@ -254,7 +260,7 @@ static void check_before_model(const std::string& ckpt, const TrainConfig& c, co
 
 std::vector<int32_t> split_negatives(const std::string& ckpt, const std::string& split, const SequenceSet& set,
                                      const ItemCatalog& cat, uint64_t seed) {
-    const std::string neg_path = dir_of(ckpt) + "/negatives_" + split + ".npy";
+    const std::string neg_path = checkpoint_dir(ckpt) + "/negatives_" + split + ".npy";
     if (file_exists(neg_path)) return load_negatives(neg_path, set, cat);  // read_file refuses it if it is not a regular file
     return draw_negatives(set, cat, seed, split == "valid" ? 0 : 1);
 }

@@ -40,6 +40,13 @@ struct ScoreWeights {
 };
 constexpr const char* kTunedFile = "tuned.json";
 
+// The folder of a checkpoint (its run folder: the saved negatives, kTunedFile) and its file name.
+std::string checkpoint_dir(const std::string& ckpt);
+std::string checkpoint_name(const std::string& ckpt);
+// A number of a parsed kTunedFile (at `path`): InputError naming the file and the key when it is
+// missing or not a number.
+double tuned_number(const Json& tuned, const std::string& path, const char* key);
+
 // The run configuration stored in a checkpoint, with the overrides of eval and recommend
 // (--data, --img, --txt, their alignment files, --alpha, --beta, --eval-batch, --threads) and the
 // tuned weights (ScoreWeights); InputError naming the checkpoint when the stored configuration is

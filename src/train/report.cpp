@@ -8,6 +8,7 @@
 
 #include "core/common.h"
 #include "core/lines.h"
+#include "train/evaluation.h"
 #include "train/run_dir.h"
 
 namespace hafvt {
@@ -197,18 +198,14 @@ RunRecord read_run(const std::string& dir) {
         r.evals.push_back(eval_line_of(Json::parse(line.str(), where), where));
     }
     HAFVT_INPUT(!r.evals.empty(), met, ": expected one evaluation a line, found none (has the run finished an epoch?)");
-    const std::string tuned = d + "/tuned.json";
+    const std::string tuned = d + "/" + kTunedFile;
     if (file_exists(tuned)) {
         const Json t = Json::parse(read_file(tuned), tuned);
         if (const Json* test = t.is_object() ? t.get("test") : nullptr) {
             r.tuned_test = eval_line_of(*test, tuned + " (test)");
             r.has_tuned = true;
-            for (const char* k : {"alpha", "beta", "lambda1", "lambda2"}) {
-                const Json* v = t.get(k);
-                HAFVT_INPUT(v && v->is_number(), tuned, ": expected a number '", k, "' (written by hafvt tune), found ",
-                            v ? v->dump() : std::string("none"));
-                r.tuned_weights += cat(r.tuned_weights.empty() ? "" : " ", k, " ", format_number("%.2f", v->as_number()));
-            }
+            for (const char* k : {"alpha", "beta", "lambda1", "lambda2"})
+                r.tuned_weights += cat(r.tuned_weights.empty() ? "" : " ", k, " ", format_number("%.2f", tuned_number(t, tuned, k)));
         }
     }
     return r;

@@ -312,18 +312,15 @@ int run_tune(const std::string& ckpt, const TrainConfig& o, const std::string& p
     TrainState st;
     std::string cfg_s;
     read_checkpoint_meta(ckpt, &cfg_s, &st);
-    const size_t slash = ckpt.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : ckpt.substr(0, slash);
-    const std::string base = slash == std::string::npos ? ckpt : ckpt.substr(slash + 1);
     Json j = Json::object();
-    j.set("checkpoint", base).set("step", (double)st.step).set("split", "valid").set("protocol", protocol);
+    j.set("checkpoint", checkpoint_name(ckpt)).set("step", (double)st.step).set("split", "valid").set("protocol", protocol);
     j.set("alpha", best.alpha).set("beta", best.beta).set("lambda1", best.lambda1).set("lambda2", best.lambda2);
     Json tv = Json::object(), bv = Json::object();
     tv.set("X", start.mrr[0]).set("Y", start.mrr[1]);
     bv.set("X", best.mrr[0]).set("Y", best.mrr[1]);
     j.set("valid_mrr_trained", tv).set("valid_mrr_tuned", bv);
     std::string text = j.dump() + "\n";
-    const std::string path = dir + "/" + kTunedFile;
+    const std::string path = checkpoint_dir(ckpt) + "/" + kTunedFile;
     write_file_atomic(path, text);
     std::fprintf(out, "chose %s (valid mean MRR %.2f against %.2f trained); wrote %s: hafvt eval and recommend use it "
                       "(--trained-weights: the run's)\n",
