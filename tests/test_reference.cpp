@@ -237,14 +237,18 @@ void check_model_against_pytorch(const Backend& be) {
     const float total = (float)lt.total;
     CHECK(worst.check("total loss", "loss.total", &total, f.read_f32("loss.total"), k_atol, k_rtol));
 
-    // every parameter gradient, by name
-    const TensorTable& G = model.grads();
-    for (size_t i = 0; i < G.entries().size(); i++) {
-        Tensor g = G.at(i);
-        std::vector<float> want = f.read_f32("grad." + g.name);
-        REQUIRE(want.size() == g.numel());
-        CHECK_MESSAGE(worst.check("grad " + param_group(g.name), "grad." + g.name, g.data, want, k_atol, k_rtol), g.name);
-    }
+    // every parameter gradient, by name: the fixture's `prefix` + "grad." + name, grouped as
+    // `group` + "grad " + the parameter's group
+    auto check_grads = [&](const TensorTable& G, const std::string& prefix, const std::string& group) {
+        for (size_t i = 0; i < G.entries().size(); i++) {
+            Tensor g = G.at(i);
+            std::vector<float> want = f.read_f32(prefix + "grad." + g.name);
+            REQUIRE(want.size() == g.numel());
+            CHECK_MESSAGE(worst.check(group + "grad " + param_group(g.name), prefix + "grad." + g.name, g.data, want, k_atol, k_rtol),
+                          g.name);
+        }
+    };
+    check_grads(model.grads(), "", "");
 
     // the per-head cross-entropy variant (SPEC §3.5): the same parameters and batch, lambda_h > 0
     {
@@ -260,13 +264,7 @@ void check_model_against_pytorch(const Backend& be) {
         variant.to_host();
         CHECK(worst.check("lambda_h: total loss", "lambda_h.loss.total", &vtotal, f.read_f32("lambda_h.loss.total"), k_atol, k_rtol));
         CHECK(std::fabs(vtotal - total) > 0.1f);  // the variant's term is there
-        const TensorTable& VG = variant.grads();
-        for (size_t i = 0; i < VG.entries().size(); i++) {
-            Tensor g = VG.at(i);
-            std::vector<float> want = f.read_f32("lambda_h.grad." + g.name);
-            REQUIRE(want.size() == g.numel());
-            CHECK_MESSAGE(worst.check("lambda_h: grad " + param_group(g.name), "lambda_h.grad." + g.name, g.data, want, k_atol, k_rtol), g.name);
-        }
+        check_grads(variant.grads(), "lambda_h.", "lambda_h: ");
     }
 
     // evaluation scores (SPEC §4) of the eval lines with the parameters of the fixture (before Adam)
