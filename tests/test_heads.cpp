@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "fd_check.h"
+#include "math/gemm_cpu.h"
 #include "math/heads.h"
 #include "math/ops_cpu.h"
 #include "test_util.h"
@@ -293,6 +294,103 @@ TEST_CASE("fused head: the chunked CPU head equals the unfused head for every ch
             CHECK(gE == before_E);
         }
     }
+}
+
+// The CPU head's row blocks: blocks of kSgemmKC rows (and a multiple of it) give bitwise the
+// unfused head's loss and gradients, dE included (its product splits along K at multiples of the
+// GEMM's depth); other block sizes (and chunks of items within the blocks) agree within rounding.
+TEST_CASE("fused head: row blocks of the GEMM's depth equal the unfused head bitwise, any block within rounding") {
+    const size_t R = 2 * kSgemmKC + 131, V = 190, M = 3;  // three blocks of 384 rows, the last short
+    const size_t Cs[3] = {16, 24, 8};
+    const float sc[3] = {10.0f, 3.0f, 50.0f};
+    std::vector<int32_t> y(R);
+    for (size_t r = 0; r < R; r++) y[r] = r % 17 == 3 ? -1 : (int32_t)((r * 37) % V);
+    std::vector<float> dloss = fd::randn(R, 8);
+    for (float& d : dloss) d = std::fabs(d) + 0.1f;
+    std::vector<std::vector<float>> hn(M), En(M);
+    std::vector<float> logw;
+    for (size_t m = 0; m < M; m++) {
+        std::vector<float> h = fd::randn(R * Cs[m], 60 + m), e = fd::randn(V * Cs[m], 70 + m), nrm(R);
+        hn[m].resize(R * Cs[m]);
+        En[m].resize(V * Cs[m]);
+        l2norm_forward(hn[m].data(), nrm.data(), h.data(), R, Cs[m]);
+        l2norm_forward(En[m].data(), nrm.data(), e.data(), V, Cs[m]);
+        logw.push_back(std::log((1.0f + m) / 6.0f));
+    }
+    const float* hp[3] = {hn[0].data(), hn[1].data(), hn[2].data()};
+    const float* ep[3] = {En[0].data(), En[1].data(), En[2].data()};
+    for (float lambda_h : {0.0f, 0.5f}) {
+        CAPTURE(lambda_h);
+        auto run = [&](size_t Rb, size_t Vc, bool unfused) {
+            struct Out { std::vector<float> loss, ds; std::vector<std::vector<float>> dh, dE; } o;
+            o.loss.assign(R, 0.0f), o.ds.assign(M, 0.5f);
+            float* dhp[3];
+            float* dep[3];
+            for (size_t m = 0; m < M; m++) {
+                o.dh.push_back(fd::randn(R * Cs[m], 80 + m)), o.dE.push_back(fd::randn(V * Cs[m], 90 + m));
+                dhp[m] = o.dh[m].data(), dep[m] = o.dE[m].data();
+            }
+            if (unfused)
+                mixture_head_unfused(o.loss.data(), dhp, dep, o.ds.data(), hp, ep, sc, Cs, y.data(), logw.data(), lambda_h,
+                                     dloss.data(), M, R, V);
+            else
+                fused_mixture_head_blocked(o.loss.data(), dhp, dep, o.ds.data(), hp, ep, sc, Cs, y.data(), logw.data(),
+                                           lambda_h, dloss.data(), M, R, V, Rb, Vc);
+            return o;
+        };
+        const auto ref = run(0, 0, true);
+        for (size_t Rb : {(size_t)kSgemmKC, (size_t)2 * kSgemmKC, R}) {
+            CAPTURE(Rb);
+            const auto got = run(Rb, 0, false);
+            CHECK(got.loss == ref.loss);
+            CHECK(got.ds == ref.ds);
+            CHECK(got.dh == ref.dh);
+            CHECK(got.dE == ref.dE);
+        }
+        for (size_t Rb : {(size_t)1, (size_t)100, (size_t)500}) {
+            for (size_t Vc : {(size_t)64, V}) {
+                CAPTURE(Rb);
+                CAPTURE(Vc);
+                const auto got = run(Rb, Vc, false);
+                CHECK(testutil::check_tensor("loss", got.loss, ref.loss, 1e-5, 1e-5));
+                CHECK(testutil::check_tensor("ds", got.ds, ref.ds, 1e-4, 1e-4));
+                for (size_t m = 0; m < M; m++) {
+                    // (one-row blocks take the GEMM's unpacked path, another summation order, which
+                    // head 3's scale of 50 magnifies)
+                    CHECK(testutil::check_tensor("dhn", got.dh[m], ref.dh[m], 1e-4, 1e-4));
+                    CHECK(testutil::check_tensor("dEn", got.dE[m], ref.dE[m], 1e-5, 1e-4));
+                }
+            }
+        }
+    }
+}
+
+TEST_CASE("fused head: the CPU head's blocks are kSgemmKC-row multiples with all items when they fit") {
+    const size_t KC = kSgemmKC, M = 3, V = 34886, C = 1280;
+    // the paper's XY view (2,295 rows): one 384-row block per 161 MB of budget
+    const size_t R = 2295, fixed = (5 * M * R + R * C) * sizeof(float), block = M * KC * V * sizeof(float);
+    HeadBlocks b = cpu_head_blocks(M, R, V, C, fixed + block);
+    CHECK(b.rows == KC);
+    CHECK(b.cols == V);
+    b = cpu_head_blocks(M, R, V, C, fixed + 3 * block + block / 2);
+    CHECK(b.rows == 3 * KC);
+    CHECK(cpu_head_blocks(M, R, V, C, fixed + 100 * block).rows == R);  // everything fits: one block
+    CHECK(cpu_head_blocks(M, 100, V, C, (size_t)1 << 30).rows == 100);  // fewer rows than a block
+    b = cpu_head_blocks(M, 100, V, C, kCpuHeadBudget);
+    CHECK(b.rows == 100);
+    CHECK(b.cols == V);
+    // the default budget at the paper's size: 384 rows, all items
+    b = cpu_head_blocks(M, R, V, C, kCpuHeadBudget);
+    CHECK(b.rows == KC);
+    CHECK(b.cols == V);
+    // not even one block of all items: 384 rows, the largest multiple of 256 items that fits
+    b = cpu_head_blocks(M, R, V, C, fixed + block / 2);
+    CHECK(b.rows == KC);
+    CHECK(b.cols % 256 == 0);
+    CHECK(b.cols < V);
+    CHECK(fixed + M * KC * b.cols * sizeof(float) <= fixed + block / 2);
+    CHECK(fixed + M * KC * (b.cols + 256) * sizeof(float) > fixed + block / 2);
+    CHECK(cpu_head_blocks(M, R, V, C, 0).cols == 256);  // nothing fits: the smallest chunk
 }
 
 TEST_CASE("fused head: the chunk covers V when it fits, else the largest multiple of 256") {

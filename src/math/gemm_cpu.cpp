@@ -44,7 +44,7 @@ constexpr int MR = 8, NR = 12;   // 24 of the 32 q registers accumulate, 3 B + 2
 #else
 constexpr int MR = 4, NR = 16;   // plain loops, vectorized by the compiler as it can
 #endif
-constexpr int KC = 384;
+constexpr int KC = kSgemmKC;
 constexpr int NC = NR * 15;       // kc x nc = 720 KB (AVX-512) of packed B: fits a 1 MB L2
 constexpr int MC = MR * 128;      // mc x kc = 2.3 MB of packed A per thread
 constexpr size_t SMALL_WORK = 32768;          // M*N*K below this: direct loops, no packing

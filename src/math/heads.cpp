@@ -216,21 +216,55 @@ FusedHeadPlan fused_head_plan(float* const* dhn, float* const* dEn, const float*
     return p;
 }
 
+HeadBlocks cpu_head_blocks(size_t M, size_t R, size_t V, size_t sumC, size_t budget_bytes) {
+    HeadBlocks b;
+    const size_t KC = (size_t)kSgemmKC, unit = std::max<size_t>(1, std::min(R, KC));
+    const double floats = (double)budget_bytes / sizeof(float);
+    const double fixed = 5.0 * M * R + (double)R * sumC;  // row statistics and gradient rows, all R
+    if (fixed + (double)M * unit * V <= floats) {
+        b.cols = V;
+        const double k = std::floor((floats - fixed) / ((double)M * KC * V));
+        b.rows = R <= KC ? R : std::min(R, (size_t)std::max(1.0, k) * KC);
+    } else {
+        b.rows = unit;
+        const double cols = (floats - fixed) / ((double)M * unit);
+        size_t vc = cols > 256 ? ((size_t)cols / 256) * 256 : 256;
+        b.cols = std::max<size_t>(1, std::min(vc, V));
+    }
+    return b;
+}
+
 void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds, const float* const* hn,
                         const float* const* En, const float* s, const size_t* Cm, const int32_t* y,
                         const float* logw, float lambda_h, const float* dloss, size_t M, size_t R, size_t V,
                         size_t Vc) {
+    fused_mixture_head_blocked(loss, dhn, dEn, ds, hn, En, s, Cm, y, logw, lambda_h, dloss, M, R, V, 0, Vc);
+}
+
+void fused_mixture_head_blocked(float* loss, float* const* dhn, float* const* dEn, float* ds,
+                                const float* const* hn, const float* const* En, const float* s,
+                                const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
+                                const float* dloss, size_t M, size_t R, size_t V, size_t Rb, size_t Vc) {
     const FusedHeadPlan plan = fused_head_plan(dhn, dEn, ds, Cm, dloss, M, V);
     const bool backward = plan.backward;
     if (R == 0) return;
-    if (Vc == 0) Vc = fused_head_chunk(M, R, V, plan.sumC, kCpuHeadBudget);
-    if (Vc > V) Vc = V;
-    const size_t nchunks = (V + Vc - 1) / Vc, MR = M * R;
-    // scratch kept between calls (a step makes up to six): the chunk's logits, per (head, row) the
-    // running max, sum of exp, target logit, lse and g, and the rows' gradients G (R, sumC)
-    // (thread_local: the OpenMP threads below reach them through these pointers, not by name)
+    const HeadBlocks rule = cpu_head_blocks(M, R, V, plan.sumC, kCpuHeadBudget);
+    Rb = std::min(Rb ? Rb : rule.rows, R);
+    Vc = std::min(Vc ? Vc : rule.cols, V);
+    const size_t MR = M * R;
+    // scratch kept between calls (a step makes up to six): one block's logits, per (head, row) the
+    // running max, sum of exp, target logit, lse and g, and the rows' gradients G (R, sumC), head m's
+    // (R, Cm[m]) at Goff[m] (thread_local: the OpenMP threads below reach them through these
+    // pointers, not by name)
+    // (grown to the exact size with the old block freed first: vector's resize would double the
+    // capacity and hold the old block while copying, 2.5 times the logits at the peak)
     thread_local std::vector<float> Zs, Gs, stats;
-    Zs.resize(M * R * Vc), Gs.resize(R * plan.sumC), stats.resize(5 * MR);
+    auto grow = [](std::vector<float>& v, size_t n) {
+        if (v.size() >= n) return;
+        std::vector<float>().swap(v);
+        v.resize(n);
+    };
+    grow(Zs, M * Rb * Vc), grow(Gs, R * plan.sumC), grow(stats, 5 * MR);
     float* const Z = Zs.data();
     float* const G = Gs.data();
     float* const mx = stats.data();
@@ -238,70 +272,100 @@ void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float
     float* const zy = sum + MR;
     float* const lse = zy + MR;
     float* const g = lse + MR;
-    std::fill(mx, mx + MR, -INFINITY);
-    std::fill(sum, sum + MR, 0.0f);
-    std::fill(zy, zy + MR, 0.0f);
-    auto chunk_logits = [&](size_t j0, size_t vc) {
+    size_t Goff[8];
+    for (size_t m = 0, o = 0; m < M; o += R * Cm[m], m++) Goff[m] = o;
+    auto wants_G = [&](size_t m) { return (dhn && dhn[m]) || ds; };
+    // the logits of rows [r0, r0 + rb) and items [j0, j0 + vc): head m's (rb, vc) at Z + m Rb Vc
+    auto block_logits = [&](size_t r0, size_t rb, size_t j0, size_t vc) {
         for (size_t m = 0; m < M; m++)
-            sgemm(false, true, (int)R, (int)vc, (int)Cm[m], s[m], hn[m], (int)Cm[m], En[m] + j0 * Cm[m],
-                  (int)Cm[m], 0.0f, Z + m * R * Vc, (int)vc);
+            sgemm(false, true, (int)rb, (int)vc, (int)Cm[m], s[m], hn[m] + r0 * Cm[m], (int)Cm[m], En[m] + j0 * Cm[m],
+                  (int)Cm[m], 0.0f, Z + m * Rb * Vc, (int)vc);
     };
-    // pass 1: the running logsumexp of every row and head, and the target logits. With one chunk
-    // this is row_lse exactly (sum * exp(-inf) = 0, exp(0) = 1), so the head's results equal those
-    // of the unfused composition bit for bit.
-    for (size_t j0 = 0; j0 < V; j0 += Vc) {
-        const size_t vc = std::min(Vc, V - j0);
-        chunk_logits(j0, vc);
-#pragma omp parallel for schedule(static) if (MR * vc > 65536)
-        for (size_t k = 0; k < MR; k++) {
-            const size_t m = k / R, r = k % R;
-            const float* z = Z + m * R * Vc + r * vc;
-            const float cm = row_max(z, vc), cs = row_sum_exp(z, vc, cm);
-            const float nm = std::max(mx[k], cm);
-            sum[k] = sum[k] * std::exp(mx[k] - nm) + cs * std::exp(cm - nm);  // exp(-inf) = 0 at first
-            mx[k] = nm;
-            if (y[r] >= 0 && (size_t)y[r] >= j0 && (size_t)y[r] < j0 + vc) zy[k] = z[(size_t)y[r] - j0];
-        }
-    }
-    // per row: lse, the loss and g_m = dloss * (r_m + lambda_h w_m) (row_objective)
-    for (size_t r = 0; r < R; r++) {
-        float a[8], gr[8];
-        for (size_t m = 0; m < M; m++) {
-            lse[m * R + r] = mx[m * R + r] + std::log(sum[m * R + r]);
-            a[m] = logw[m] + zy[m * R + r] - lse[m * R + r];
-        }
-        loss[r] = y[r] < 0 ? 0.0f : row_objective(a, logw, lambda_h, M, gr);
-        for (size_t m = 0; m < M; m++) g[m * R + r] = (y[r] < 0 || !dloss) ? 0.0f : dloss[r] * gr[m];
-    }
-    if (!backward) return;
-    // pass 2: dZ = g (softmax - onehot) per chunk, then G_m += dZ En_chunk, dEn_chunk += s dZ^T hn
-    for (size_t j0 = 0; j0 < V; j0 += Vc) {
-        const size_t vc = std::min(Vc, V - j0);
-        if (nchunks > 1) chunk_logits(j0, vc);  // one chunk: Z still holds it from pass 1
-#pragma omp parallel for schedule(static) if (MR * vc > 65536)
-        for (size_t k = 0; k < MR; k++) {
-            const size_t m = k / R, r = k % R;
-            float* z = Z + m * R * Vc + r * vc;
-            row_softmax_grad(z, z, lse[k], g[k], vc, y[r] < 0 ? -1 : (int64_t)y[r] - (int64_t)j0);
-        }
-        float* Gm = G;
-        const float beta = j0 == 0 ? 0.0f : 1.0f;  // the first chunk overwrites G
+    // G_m[r0..] (= beta G + dZ En_chunk) and dEn_chunk += s dZ^T hn for the block's dZ
+    auto block_grads = [&](size_t r0, size_t rb, size_t j0, size_t vc, float beta) {
         for (size_t m = 0; m < M; m++) {
             const int C = (int)Cm[m];
-            const float* dZ = Z + m * R * Vc;
-            if ((dhn && dhn[m]) || ds)
-                sgemm(false, false, (int)R, C, (int)vc, 1.0f, dZ, (int)vc, En[m] + j0 * Cm[m], C, beta, Gm, C);
+            const float* dZ = Z + m * Rb * Vc;
+            if (wants_G(m))
+                sgemm(false, false, (int)rb, C, (int)vc, 1.0f, dZ, (int)vc, En[m] + j0 * Cm[m], C, beta,
+                      G + Goff[m] + r0 * Cm[m], C);
             if (dEn && dEn[m])
-                sgemm(true, false, (int)vc, C, (int)R, s[m], dZ, (int)vc, hn[m], C, 1.0f, dEn[m] + j0 * Cm[m], C);
-            Gm += R * Cm[m];
+                sgemm(true, false, (int)vc, C, (int)rb, s[m], dZ, (int)vc, hn[m] + r0 * Cm[m], C, 1.0f,
+                      dEn[m] + j0 * Cm[m], C);
+        }
+    };
+    // per row: the loss and g_m = dloss * (r_m + lambda_h w_m) (row_objective) from lse and zy
+    auto row_terms = [&](size_t r) {
+        float a[8], gr[8];
+        for (size_t m = 0; m < M; m++) a[m] = logw[m] + zy[m * R + r] - lse[m * R + r];
+        loss[r] = y[r] < 0 ? 0.0f : row_objective(a, logw, lambda_h, M, gr);
+        for (size_t m = 0; m < M; m++) g[m * R + r] = (y[r] < 0 || !dloss) ? 0.0f : dloss[r] * gr[m];
+    };
+    for (size_t r0 = 0; r0 < R; r0 += Rb) {
+        const size_t rb = std::min(Rb, R - r0);
+        if (Vc >= V) {
+            // every logit of the block at once; then per row, all heads one after another while the
+            // row is in cache: lse (row_lse), the objective, the gradient in place
+            block_logits(r0, rb, 0, V);
+#pragma omp parallel for schedule(static) if (M * rb * V > 65536)
+            for (size_t i = 0; i < rb; i++) {
+                const size_t r = r0 + i;
+                for (size_t m = 0; m < M; m++) {
+                    const float* z = Z + m * Rb * V + i * V;
+                    lse[m * R + r] = row_lse(z, V);
+                    zy[m * R + r] = y[r] >= 0 ? z[y[r]] : 0.0f;
+                }
+                row_terms(r);
+                if (backward)
+                    for (size_t m = 0; m < M; m++) {
+                        float* z = Z + m * Rb * V + i * V;
+                        row_softmax_grad(z, z, lse[m * R + r], g[m * R + r], V, y[r]);
+                    }
+            }
+            if (backward) block_grads(r0, rb, 0, V, 0.0f);
+            continue;
+        }
+        // items in chunks: pass 1 folds each chunk into the running logsumexp of every row and head
+        // and picks up the target logits; pass 2 recomputes each chunk's logits for dZ
+        const size_t nb = M * rb;
+        for (size_t i = 0; i < nb; i++) {
+            const size_t k = (i / rb) * R + r0 + i % rb;
+            mx[k] = -INFINITY, sum[k] = 0.0f, zy[k] = 0.0f;
+        }
+        for (size_t j0 = 0; j0 < V; j0 += Vc) {
+            const size_t vc = std::min(Vc, V - j0);
+            block_logits(r0, rb, j0, vc);
+#pragma omp parallel for schedule(static) if (nb * vc > 65536)
+            for (size_t i = 0; i < nb; i++) {
+                const size_t m = i / rb, r = r0 + i % rb, k = m * R + r;
+                const float* z = Z + m * Rb * Vc + (i % rb) * vc;
+                const float cm = row_max(z, vc), cs = row_sum_exp(z, vc, cm);
+                const float nm = std::max(mx[k], cm);
+                sum[k] = sum[k] * std::exp(mx[k] - nm) + cs * std::exp(cm - nm);  // exp(-inf) = 0 at first
+                mx[k] = nm;
+                if (y[r] >= 0 && (size_t)y[r] >= j0 && (size_t)y[r] < j0 + vc) zy[k] = z[(size_t)y[r] - j0];
+            }
+        }
+        for (size_t r = r0; r < r0 + rb; r++) {
+            for (size_t m = 0; m < M; m++) lse[m * R + r] = mx[m * R + r] + std::log(sum[m * R + r]);
+            row_terms(r);
+        }
+        if (!backward) continue;
+        for (size_t j0 = 0; j0 < V; j0 += Vc) {
+            const size_t vc = std::min(Vc, V - j0);
+            block_logits(r0, rb, j0, vc);
+#pragma omp parallel for schedule(static) if (nb * vc > 65536)
+            for (size_t i = 0; i < nb; i++) {
+                const size_t m = i / rb, r = r0 + i % rb;
+                float* z = Z + m * Rb * Vc + (i % rb) * vc;
+                row_softmax_grad(z, z, lse[m * R + r], g[m * R + r], vc, y[r] < 0 ? -1 : (int64_t)y[r] - (int64_t)j0);
+            }
+            block_grads(r0, rb, j0, vc, j0 == 0 ? 0.0f : 1.0f);  // the first chunk overwrites G
         }
     }
-    const float* Gm = G;
-    for (size_t m = 0; m < M; m++) {
-        if ((dhn && dhn[m]) || ds)
-            scale_and_rows_grad(dhn ? dhn[m] : nullptr, ds ? ds + m : nullptr, Gm, hn[m], s[m], R, Cm[m]);
-        Gm += R * Cm[m];
-    }
+    if (!backward) return;
+    for (size_t m = 0; m < M; m++)
+        if (wants_G(m)) scale_and_rows_grad(dhn ? dhn[m] : nullptr, ds ? ds + m : nullptr, G + Goff[m], hn[m], s[m], R, Cm[m]);
 }
 
 }  // namespace hafvt

@@ -66,26 +66,52 @@ struct FusedHeadPlan {
 FusedHeadPlan fused_head_plan(float* const* dhn, float* const* dEn, const float* ds, const size_t* Cm,
                               const float* dloss, size_t M, size_t V);
 
-// The chunk (items per pass) of the chunked fused head for M heads of R rows over V items with
+// The chunk (items per pass) of the column-chunked head for M heads of R rows over V items with
 // widths summing to sumC, given `budget_bytes` of memory for its scratch: all of V (one chunk:
 // the logits are computed once, 3 GEMMs per head) when the M (R,V) logit blocks, the 5 row
 // statistics (M,R) and the gradient rows (R,sumC) fit; otherwise the largest multiple of 256
 // columns that fits, at least 256 (logits recomputed in the backward pass, 4 GEMMs per head).
+// The CUDA head's rule (with R all rows of the call); the CPU head applies it to one row block.
 size_t fused_head_chunk(size_t M, size_t R, size_t V, size_t sumC, size_t budget_bytes);
 
-// The scratch budget of the CPU head when the caller leaves the chunk to it (Vc = 0).
-constexpr size_t kCpuHeadBudget = (size_t)1 << 30;
+// How the CPU head cuts a call of M heads, R rows, V items (widths summing to sumC) under a memory
+// budget for its scratch (the rule, stated once):
+//  - rows: blocks of kSgemmKC rows (384, the GEMM's K depth) or a multiple of it, as many as the
+//    budget holds with all V columns, at most R. A multiple of kSgemmKC makes the blocks' dE
+//    products add up bitwise to one product over all rows, so the results do not depend on the
+//    budget; and 384 rows are the depth at which the dE product runs at full rate.
+//  - cols: all V when one block of min(R, 384) rows fits with all of them (then each logit is
+//    computed once: 3 GEMMs per head); otherwise the largest multiple of 256 that fits (the logits
+//    of a chunk are recomputed for the backward: 4 GEMMs per head).
+//  - the cache: the passes over the logits run per row, all M heads of the row one after another
+//    (max, sum of exp, the objective, the gradient in place), so a row's M V floats (0.42 MB at
+//    the paper's size) are read from memory once and stay in the core's L2 between the passes.
+// At the paper's size (M = 3, V = 34,886) and the default budget: 384-row blocks, 161 MB of
+// logits, where all rows at once (2,295 in the XY view) would take 0.96 GB.
+struct HeadBlocks {
+    size_t rows = 0, cols = 0;
+};
+HeadBlocks cpu_head_blocks(size_t M, size_t R, size_t V, size_t sumC, size_t budget_bytes);
+
+// The scratch budget of the CPU head when the caller leaves the blocks to it.
+constexpr size_t kCpuHeadBudget = (size_t)192 << 20;
 
 // The head every backend runs (Model, backend.h), on the CPU; fused_mixture_head_cuda
 // (cuda/fused_head.cu) is its twin, same parameters and results up to rounding. Parameters and
-// results as mixture_head_unfused, but the items go in chunks of Vc (0 = fused_head_chunk with
-// kCpuHeadBudget): each chunk's logits from one SGEMM per head, folded into a running (online)
-// max and sum of exp per row, the target logits picked up on the way; then per chunk dZ in place
-// and the two backward SGEMMs. Holds M R Vc logits, never M R V (unless Vc >= V). With one chunk
-// its results equal mixture_head_unfused's bit for bit (the same row operations in the same order).
+// results as mixture_head_unfused. The rows go in blocks and the items in chunks of Vc
+// (cpu_head_blocks with kCpuHeadBudget decides the blocks, and the chunk when Vc = 0): per block,
+// each chunk's logits from one SGEMM per head, folded into a running (online) max and sum of exp
+// per row, the target logits picked up on the way; then dZ in place and the two backward SGEMMs
+// per chunk. Holds M x block x chunk logits. With Vc >= V its results equal mixture_head_unfused's
+// bit for bit (the same row operations in the same order, row blocks of kSgemmKC multiples).
 void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds,
                         const float* const* hn, const float* const* En, const float* s,
                         const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
                         const float* dloss, size_t M, size_t R, size_t V, size_t Vc);
+// The same with the row block given (Rb rows, 0 = the rule), for the tests.
+void fused_mixture_head_blocked(float* loss, float* const* dhn, float* const* dEn, float* ds,
+                                const float* const* hn, const float* const* En, const float* s,
+                                const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
+                                const float* dloss, size_t M, size_t R, size_t V, size_t Rb, size_t Vc);
 
 }  // namespace hafvt

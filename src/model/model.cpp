@@ -28,15 +28,18 @@ namespace hafvt {
 using Arr = BackendArray<float>;
 
 // One pre-LN transformer block's activations, each (N, d) unless noted.
+// Kept for the backward: what it cannot recompute in one cheap pass. Not kept: LN1(x), LN2(res1)
+// and gelu(fc1) (the backward recomputes them from the kept inputs and row statistics, bitwise the
+// same values) and dropout(atty Wo + bo), dropout(W2 gelu + b2) (not read by the backward); the
+// forward writes those into the scratch all encoders share.
 struct BlockActs {
-    Arr ln1, ln1_mean, ln1_rstd;  // LN1(x); mean, rstd (N)
-    Arr qkv;                         // (N, 3d)
+    Arr ln1_mean, ln1_rstd;          // LN1's row statistics (N)
+    Arr qkv;                         // LN1(x) Wqkv + bqkv (N, 3d)
     Arr att;                         // (B, NH, T, T) softmax probabilities
     Arr atty;                        // attention output before the projection
-    Arr attproj;                     // dropout(atty Wo + bo)
-    Arr res1;                        // x + attproj
-    Arr ln2, ln2_mean, ln2_rstd;
-    Arr fc1, gelu, fc2;              // W1 LN2 + b1; gelu(fc1); dropout(W2 gelu + b2)
+    Arr res1;                        // x + dropout(atty Wo + bo)
+    Arr ln2_mean, ln2_rstd;
+    Arr fc1;                         // W1 LN2(res1) + b1
 };
 
 // One of the nine encoders (view v, modality m) with its activations for the current batch.
@@ -249,12 +252,12 @@ static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend
     for (auto& x : e.xs) x.reserve(K, N * d);
     e.blocks.resize(cfg.n_blocks);
     for (auto& a : e.blocks) {
-        a.ln1.reserve(K, N * d); a.ln1_mean.reserve(K, N); a.ln1_rstd.reserve(K, N);
+        a.ln1_mean.reserve(K, N); a.ln1_rstd.reserve(K, N);
         a.qkv.reserve(K, N * 3 * d);
         a.att.reserve(K, B * NH * T * T);
-        a.atty.reserve(K, N * d); a.attproj.reserve(K, N * d); a.res1.reserve(K, N * d);
-        a.ln2.reserve(K, N * d); a.ln2_mean.reserve(K, N); a.ln2_rstd.reserve(K, N);
-        a.fc1.reserve(K, N * d); a.gelu.reserve(K, N * d); a.fc2.reserve(K, N * d);
+        a.atty.reserve(K, N * d); a.res1.reserve(K, N * d);
+        a.ln2_mean.reserve(K, N); a.ln2_rstd.reserve(K, N);
+        a.fc1.reserve(K, N * d);
     }
     e.H.reserve(K, N * d); e.lnf_mean.reserve(K, N); e.lnf_rstd.reserve(K, N);
     e.dH.reserve(K, N * d);
@@ -262,13 +265,14 @@ static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend
 
 // Eq. 1: H = Attention(F) for one view and modality. `in` holds the view's left-padded items,
 // position ids and valid mask on the backend; W the encoder's parameters (host or backend);
-// `train` turns dropout on (masks from seed, step).
+// `train` turns dropout on (masks from seed, step); `scratch` holds 3 (N, d) blocks that no one
+// reads after the call.
 // With `last_only` (evaluation, no dropout) the last block computes its attention over every
 // position, then only the B rows of the last positions go on: e.H holds (B, d).
 static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Backend& K,
                             const EncoderParams& W, const float* table,
                             const ViewInputs& in, size_t B, bool train, uint64_t seed, uint64_t step,
-                            bool last_only = false) {
+                            float* scratch, bool last_only = false) {
     HAFVT_CHECK(!last_only || !train, "the last-position pass is for evaluation (no dropout)");
     ensure_acts(e, cfg, K, B);
     const size_t T = cfg.T, N = B * T, d = e.d, NH = cfg.n_heads;
@@ -282,13 +286,18 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
     K.posadd_forward(x0, in.pos, W.pos, N, d);
     K.dropout_forward(x0, x0, N * d, p, seed, step, e.site(0));
     K.padmask_forward(x0, valid, N, d);
+    // the scratch: s0 holds LN1(x), then dropout(atty Wo + bo), LN2(res1) and dropout(fc2); s1
+    // gelu(fc1); s2 the gathered x of a last_only pass
+    float* const s0 = scratch;
+    float* const s1 = scratch + N * d;
+    float* const s2 = scratch + 2 * N * d;
     for (size_t b = 0; b < cfg.n_blocks; b++) {
         BlockActs& a = e.blocks[b];
         const BlockParams& k = W.blk[b];
         const float* x = e.xs[b].data();
         // x = x + dropout(MHA(LN1(x)))
-        K.layernorm_forward(a.ln1.data(), a.ln1_mean.data(), a.ln1_rstd.data(), x, k.ln1_w, k.ln1_b, N, d);
-        K.linear_forward(a.qkv.data(), a.ln1.data(), k.wqkv, k.bqkv, N, d, 3 * d);
+        K.layernorm_forward(s0, a.ln1_mean.data(), a.ln1_rstd.data(), x, k.ln1_w, k.ln1_b, N, d);
+        K.linear_forward(a.qkv.data(), s0, k.wqkv, k.bqkv, N, d, 3 * d);
         K.attention_forward(a.atty.data(), a.att.data(), a.qkv.data(), valid, B, T, d, NH, p, seed, step,
                             e.site(1 + 3 * b));
         // The rest of the block on R rows: all N positions, or, in the last block of a last_only
@@ -300,19 +309,19 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
         const uint8_t* rows_valid = valid;
         if (gathered) {
             K.gather_rows(a.fc1.data(), a.atty.data(), in.last_p, B, d);  // (B, d) scratch
-            K.gather_rows(a.gelu.data(), x, in.last_p, B, d);            // (B, d) scratch
-            atty = a.fc1.data(), xin = a.gelu.data(), rows_valid = in.last_valid_p;
+            K.gather_rows(s2, x, in.last_p, B, d);                        // (B, d) scratch
+            atty = a.fc1.data(), xin = s2, rows_valid = in.last_valid_p;
         }
-        K.linear_forward(a.attproj.data(), atty, k.wo, k.bo, R, d, d);
-        K.dropout_forward(a.attproj.data(), a.attproj.data(), R * d, p, seed, step, e.site(2 + 3 * b));
-        K.residual_forward(a.res1.data(), xin, a.attproj.data(), R * d);
+        K.linear_forward(s0, atty, k.wo, k.bo, R, d, d);
+        K.dropout_forward(s0, s0, R * d, p, seed, step, e.site(2 + 3 * b));
+        K.residual_forward(a.res1.data(), xin, s0, R * d);
         // x = x + dropout(W2 gelu(W1 LN2(x) + b1) + b2);  x_t = 0 at PAD
-        K.layernorm_forward(a.ln2.data(), a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), k.ln2_w, k.ln2_b, R, d);
-        K.linear_forward(a.fc1.data(), a.ln2.data(), k.w1, k.b1, R, d, d);
-        K.gelu_forward(a.gelu.data(), a.fc1.data(), R * d);
-        K.linear_forward(a.fc2.data(), a.gelu.data(), k.w2, k.b2, R, d, d);
-        K.dropout_forward(a.fc2.data(), a.fc2.data(), R * d, p, seed, step, e.site(3 + 3 * b));
-        K.residual_forward(e.xs[b + 1].data(), a.res1.data(), a.fc2.data(), R * d);
+        K.layernorm_forward(s0, a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), k.ln2_w, k.ln2_b, R, d);
+        K.linear_forward(a.fc1.data(), s0, k.w1, k.b1, R, d, d);
+        K.gelu_forward(s1, a.fc1.data(), R * d);
+        K.linear_forward(s0, s1, k.w2, k.b2, R, d, d);
+        K.dropout_forward(s0, s0, R * d, p, seed, step, e.site(3 + 3 * b));
+        K.residual_forward(e.xs[b + 1].data(), a.res1.data(), s0, R * d);
         K.padmask_forward(e.xs[b + 1].data(), rows_valid, R, d);
     }
     // H = LN_final(x), over the rows the last block produced
@@ -345,13 +354,16 @@ static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Ba
         K.padmask_backward(dx, valid, N, d);
         zero(s1, Nd);
         K.dropout_backward(s1, dx, Nd, p, seed, step, e.site(3 + 3 * b));
-        // fc2 = gelu W2 + b2;  gelu = gelu(fc1);  fc1 = ln2 W1 + b1
+        // fc2 = gelu W2 + b2;  gelu = gelu(fc1);  fc1 = ln2 W1 + b1 (gelu and ln2 recomputed into s3,
+        // the same values as the forward's: the same op on the same inputs)
         zero(s2, Nd);
-        K.linear_backward(s2, dk.w2, dk.b2, s1, a.gelu.data(), k.w2, N, d, d);
+        K.gelu_forward(s3, a.fc1.data(), Nd);
+        K.linear_backward(s2, dk.w2, dk.b2, s1, s3, k.w2, N, d, d);
         zero(s1, Nd);
         K.gelu_backward(s1, s2, a.fc1.data(), Nd);
         zero(s2, Nd);
-        K.linear_backward(s2, dk.w1, dk.b1, s1, a.ln2.data(), k.w1, N, d, d);
+        K.layernorm_forward(s3, a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), k.ln2_w, k.ln2_b, N, d);
+        K.linear_backward(s2, dk.w1, dk.b1, s1, s3, k.w1, N, d, d);
         // ln2 = LN2(res1): dres1 = dx (residual path) + LN2 backward
         K.layernorm_backward(dx, dk.ln2_w, dk.ln2_b, s2, a.res1.data(), k.ln2_w,
                              a.ln2_mean.data(), a.ln2_rstd.data(), N, d);
@@ -364,8 +376,10 @@ static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Ba
         zero(s3, 3 * Nd);
         K.attention_backward(s3, s2, a.qkv.data(), a.att.data(), valid, B, T, d, NH, p, seed, step,
                              e.site(1 + 3 * b));
+        // ln1 = LN1(x), recomputed into s2 (free once the attention's backward has read it)
+        K.layernorm_forward(s2, a.ln1_mean.data(), a.ln1_rstd.data(), e.xs[b].data(), k.ln1_w, k.ln1_b, N, d);
         zero(s1, Nd);
-        K.linear_backward(s1, dk.wqkv, dk.bqkv, s3, a.ln1.data(), k.wqkv, N, d, 3 * d);
+        K.linear_backward(s1, dk.wqkv, dk.bqkv, s3, s2, k.wqkv, N, d, 3 * d);
         // ln1 = LN1(x): dx = dres1 (residual path) + LN1 backward
         K.layernorm_backward(dx, dk.ln1_w, dk.ln1_b, s1, e.xs[b].data(), k.ln1_w,
                              a.ln1_mean.data(), a.ln1_rstd.data(), N, d);
@@ -455,9 +469,12 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
     const Backend& K = *I.be;
     const size_t B = batch.B, N = B * c.T;
     const float* E_id = I.w.E_id;
+    size_t dmax = 0;
+    for (const Model::Encoder& e : I.enc) dmax = std::max(dmax, e.d);
+    I.s3.reserve(K, 3 * N * dmax);  // the forward's scratch (the backward's later)
     for (Model::Encoder& e : I.enc) {
         const float* table = e.m == MOD_ID ? E_id : frozen_table(I, fz, e.m);
-        encoder_forward(e, c, K, I.w.enc[e.v][e.m], table, I.in[e.v], B, train, seed, step, !train);
+        encoder_forward(e, c, K, I.w.enc[e.v][e.m], table, I.in[e.v], B, train, seed, step, I.s3.data(), !train);
         if (train) K.zero(e.dH.data(), N * e.d * sizeof(float));
     }
     if (E_id) {
@@ -913,11 +930,12 @@ size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {
                 size_t d = c.width(m);
                 dmax = std::max(dmax, d);
                 encs++;
-                // xs + per block (ln1, qkv x3, atty, attproj, res1, ln2, fc1, gelu, fc2) + H, dH
-                per_d += N * d * ((c.n_blocks + 1) + c.n_blocks * 12 + 2) + c.n_blocks * B * c.n_heads * c.T * c.T;
+                // xs + per block (qkv x3, atty, res1, fc1) + H, dH
+                per_d += N * d * ((c.n_blocks + 1) + c.n_blocks * 6 + 2) + c.n_blocks * B * c.n_heads * c.T * c.T;
             }
     size_t floats = per_d + 6 * N * dmax                        // encoder scratch
-                    + c.num_mods() * max_rows * V               // head logits
+                    + std::min(c.num_mods() * max_rows * V,     // head logits (the CPU head's
+                               kCpuHeadBudget / sizeof(float))  // blocks stay in its budget)
                     + 3 * c.num_items() * c.q;                  // normalized E_id, its gradient
     return floats * sizeof(float);
 }
