@@ -15,7 +15,8 @@
 #                        ports under qemu (docs/porting.md): the build, the suite, the part CI runs
 #   make run             generate data/synth if absent, train the default configuration, tune its
 #                        weights on valid (--tune), print results, write runs/default/report.html
-#   make bench           CPU benchmarks against OpenBLAS and PyTorch (see tools/bench.sh)
+#   make bench           CPU benchmarks against OpenBLAS and PyTorch 1.13 and 2.x (see tools/bench.sh;
+#                        installs PyTorch 2.x into build/venv-torch2 first: make torch2-venv)
 #   make bench-gpu       on a machine with a GPU: build, CUDA cases, compute-sanitizer, 20 training steps,
 #                        epochs against PyTorch; never calls apt (tools/bench_gpu.sh)
 #   make doctest-dir     copy doctest.h to build/doctest, to carry to a machine without doctest-dev
@@ -117,7 +118,7 @@ $(FLAGS_STAMP):
 TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 
 .DEFAULT_GOAL := all
-.PHONY: all test test-gpu test-emu debug check run bench bench-gpu refs clean deps browser-deps mpi-deps nccl-link cross cross-deps test-cross test-cross-ci fuzz fuzz-deps fuzz-run
+.PHONY: all test test-gpu test-emu debug check run bench torch2-venv bench-gpu refs clean deps browser-deps mpi-deps nccl-link cross cross-deps test-cross test-cross-ci fuzz fuzz-deps fuzz-run
 all: $(BUILD)/hafvt
 
 $(BUILD)/hafvt: $(BUILD)/src/cli/main.o $(OBJS)
@@ -320,8 +321,19 @@ run: $(BUILD)/hafvt
 	  --out $(RUN_DIR) $(RUN_FLAGS)
 	$(BUILD)/hafvt report $(RUN_DIR)
 
+# the current PyTorch (2.x, from the Python package registry) for the benchmark's peers only, in a
+# virtual environment under the ignored build folder; make bench goes on without it when the
+# registry cannot be reached
+TORCH2_VENV ?= build/venv-torch2
+torch2-venv:
+	@test -x $(TORCH2_VENV)/bin/python && $(TORCH2_VENV)/bin/python -c 'import torch, numpy' 2>/dev/null || \
+	  { python3 -m venv $(TORCH2_VENV) && $(TORCH2_VENV)/bin/pip install -q --upgrade pip && \
+	    $(TORCH2_VENV)/bin/pip install -q torch numpy; } || \
+	  echo "torch2-venv: could not install torch into $(TORCH2_VENV); make bench runs without the PyTorch 2.x peers"
+
 bench: $(BUILD)/hafvt
-	bash tools/bench.sh
+	-@$(MAKE) --no-print-directory torch2-venv
+	TORCH2_PY=$(TORCH2_VENV)/bin/python bash tools/bench.sh
 
 bench-gpu:
 	BUILD=$(BUILD) bash tools/bench_gpu.sh

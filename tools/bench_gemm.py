@@ -6,6 +6,7 @@ side, and first says which BLAS library numpy loaded, its core type and its thre
 
     /usr/bin/python3 tools/bench_gemm.py                 # the model's shapes
     /usr/bin/python3 tools/bench_gemm.py M N K tA tB [reps]
+    /usr/bin/python3 tools/bench_gemm.py --info          # the BLAS library, its core and threads
 
 OpenBLAS honours OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE; unset them for a fair comparison:
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE /usr/bin/python3 tools/bench_gemm.py
@@ -79,6 +80,8 @@ def default_reps(M, N, K):
 
 def main(argv):
     print("\n".join(blas_info()))
+    if argv[:1] == ["--info"]:  # the library, its core and threads only
+        return
     if len(argv) >= 5:
         M, N, K, tA, tB = (int(x) for x in argv[:5])
         shapes = [(M, N, K, tA, tB)]

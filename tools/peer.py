@@ -300,7 +300,11 @@ def set_threads(n):
     for ln in open("/proc/self/maps"):
         lib = ln.split()[-1]
         if "openblas" in os.path.basename(lib):
-            ctypes.CDLL(lib).openblas_set_num_threads(n)
+            so = ctypes.CDLL(lib)
+            # Debian's libopenblas, or the suffixed build inside a pip numpy (scipy_openblas64_)
+            for name in ("openblas_set_num_threads", "scipy_openblas_set_num_threads64_"):
+                if hasattr(so, name):
+                    getattr(so, name)(n)
             break
 
 
@@ -364,6 +368,9 @@ def train_main(argv):
     ap.add_argument("--eval-batch", type=int, default=256)
     ap.add_argument("--eval-repeats", type=int, default=3, help="time the evaluation this often, keep the best")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda needs torch >= 2.0: set_default_device)")
+    ap.add_argument("--train-file", default="traindata_new.txt", help="the training split's file name in --data")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile the loss and the scoring (torch >= 2.0; dynamic shapes; the warm-up compiles)")
     a = ap.parse_args(argv)
     a.modalities, a.views = a.modalities.split(","), a.views.split(",")
     if a.device != "cpu":
@@ -375,7 +382,7 @@ def train_main(argv):
     set_threads(a.threads)
     torch.manual_seed(a.seed)
     asins, NX, NY = read_catalog(a.data)
-    train = read_sequences(os.path.join(a.data, "traindata_new.txt"), a.T, True)
+    train = read_sequences(os.path.join(a.data, a.train_file), a.T, True)
     frozen = {}
     for m, path, ids in ((1, a.img, a.img_ids), (2, a.txt, a.txt_ids)):
         if path and MODS[m] in a.modalities:
@@ -385,10 +392,22 @@ def train_main(argv):
     e = frozen[1].shape[1] if 1 in frozen else (frozen[2].shape[1] if 2 in frozen else 0)
     cfg = peer_config(a, NX, NY, e)
     peer = Peer(cfg, frozen, seed=a.seed)
+    if a.compile:
+        if not hasattr(torch, "compile"):
+            print("peer.py train: --compile needs torch >= 2.0 (found torch %s)" % torch.__version__, file=sys.stderr)
+            return 2
+        # the rows of each domain are data-dependent (nonzero): captured as dynamic shapes
+        torch._dynamo.config.capture_dynamic_output_shape_ops = True
+        # one compiled variant per encoder (view, modality) and head: more than the default limit
+        for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit", "accumulated_cache_size_limit"):
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, max(256, getattr(torch._dynamo.config, name)))
+        peer.loss = torch.compile(peer.loss, dynamic=True)
+        peer.score = torch.compile(peer.score, dynamic=True)
     opt = torch.optim.Adam(list(peer.p.values()), lr=a.lr, betas=(0.9, 0.98), eps=1e-8, weight_decay=a.l2)
     nparam = sum(t.numel() for t in peer.p.values())
-    print("peer: torch %s, %s, %d threads; items X %d Y %d, %d train sequences; q %d, e %d, modalities %s, views %s, %d parameters"
-          % (torch.__version__, a.device, torch.get_num_threads(), NX, NY, len(train), a.q, e, ",".join(a.modalities),
+    print("peer: torch %s%s, %s, %d threads; items X %d Y %d, %d train sequences; q %d, e %d, modalities %s, views %s, %d parameters"
+          % (torch.__version__, " compiled" if a.compile else " eager", a.device, torch.get_num_threads(), NX, NY, len(train), a.q, e, ",".join(a.modalities),
              ",".join(a.views), nparam), flush=True)
 
     # epochs of shuffled batches, the last one shorter (as hafvt's loop)
