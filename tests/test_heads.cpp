@@ -383,13 +383,21 @@ TEST_CASE("fused head: the CPU head's blocks are kSgemmKC-row multiples with all
     b = cpu_head_blocks(M, R, V, C, kCpuHeadBudget);
     CHECK(b.rows == KC);
     CHECK(b.cols == V);
-    // not even one block of all items: 384 rows, the largest multiple of 256 items that fits
+    // 384 rows do not fit with all items: the largest multiple of 64 rows that does
     b = cpu_head_blocks(M, R, V, C, fixed + block / 2);
-    CHECK(b.rows == KC);
+    CHECK(b.rows == KC / 2);
+    CHECK(b.cols == V);
+    const size_t row64 = M * kHeadMinRows * V * sizeof(float);
+    b = cpu_head_blocks(M, R, V, C, fixed + row64 + row64 / 2);
+    CHECK(b.rows == kHeadMinRows);
+    CHECK(b.cols == V);
+    // not even 64 rows with all items: 64 rows, the largest multiple of 256 items that fits
+    b = cpu_head_blocks(M, R, V, C, fixed + row64 / 2);
+    CHECK(b.rows == kHeadMinRows);
     CHECK(b.cols % 256 == 0);
     CHECK(b.cols < V);
-    CHECK(fixed + M * KC * b.cols * sizeof(float) <= fixed + block / 2);
-    CHECK(fixed + M * KC * (b.cols + 256) * sizeof(float) > fixed + block / 2);
+    CHECK(M * kHeadMinRows * b.cols * sizeof(float) <= row64 / 2);
+    CHECK(M * kHeadMinRows * (b.cols + 256) * sizeof(float) > row64 / 2);
     CHECK(cpu_head_blocks(M, R, V, C, 0).cols == 256);  // nothing fits: the smallest chunk
 }
 

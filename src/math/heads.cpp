@@ -221,13 +221,19 @@ HeadBlocks cpu_head_blocks(size_t M, size_t R, size_t V, size_t sumC, size_t bud
     const size_t KC = (size_t)kSgemmKC, unit = std::max<size_t>(1, std::min(R, KC));
     const double floats = (double)budget_bytes / sizeof(float);
     const double fixed = 5.0 * M * R + (double)R * sumC;  // row statistics and gradient rows, all R
+    const size_t small = std::min(unit, kHeadMinRows);
     if (fixed + (double)M * unit * V <= floats) {
         b.cols = V;
         const double k = std::floor((floats - fixed) / ((double)M * KC * V));
         b.rows = R <= KC ? R : std::min(R, (size_t)std::max(1.0, k) * KC);
+    } else if (fixed + (double)M * small * V <= floats) {
+        // fewer rows than the GEMM's depth, all items: the largest multiple of kHeadMinRows that fits
+        b.cols = V;
+        const double k = std::floor((floats - fixed) / ((double)M * kHeadMinRows * V));
+        b.rows = std::min(unit, std::max<size_t>(small, (size_t)k * kHeadMinRows));
     } else {
-        b.rows = unit;
-        const double cols = (floats - fixed) / ((double)M * unit);
+        b.rows = small;
+        const double cols = (floats - fixed) / ((double)M * small);
         size_t vc = cols > 256 ? ((size_t)cols / 256) * 256 : 256;
         b.cols = std::max<size_t>(1, std::min(vc, V));
     }

@@ -79,8 +79,10 @@ size_t fused_head_chunk(size_t M, size_t R, size_t V, size_t sumC, size_t budget
 //  - rows: blocks of kSgemmKC rows (384, the GEMM's K depth) or a multiple of it, as many as the
 //    budget holds with all V columns, at most R. A multiple of kSgemmKC makes the blocks' dE
 //    products add up bitwise to one product over all rows, so the results do not depend on the
-//    budget; and 384 rows are the depth at which the dE product runs at full rate.
-//  - cols: all V when one block of min(R, 384) rows fits with all of them (then each logit is
+//    budget; and 384 rows are the depth at which the dE product runs at full rate. When 384 rows
+//    do not fit with all V (about 44,000 items per domain with 3 modalities), the largest multiple
+//    of kHeadMinRows (64) that fits: still every logit once, dE equal up to summation order.
+//  - cols: all V when a block of min(R, 64) rows fits with all of them (then each logit is
 //    computed once: 3 GEMMs per head); otherwise the largest multiple of 256 that fits (the logits
 //    of a chunk are recomputed for the backward: 4 GEMMs per head).
 //  - the cache: the passes over the logits run per row, all M heads of the row one after another
@@ -88,6 +90,7 @@ size_t fused_head_chunk(size_t M, size_t R, size_t V, size_t sumC, size_t budget
 //    the paper's size) are read from memory once and stay in the core's L2 between the passes.
 // At the paper's size (M = 3, V = 34,886) and the default budget: 384-row blocks, 161 MB of
 // logits, where all rows at once (2,295 in the XY view) would take 0.96 GB.
+constexpr size_t kHeadMinRows = 64;
 struct HeadBlocks {
     size_t rows = 0, cols = 0;
 };
