@@ -25,6 +25,7 @@
 #include "train/evaluation.h"
 #include "train/tune.h"
 #include "train/report.h"
+#include "data/fold.h"
 #include "data/text_features.h"
 #include "train/train.h"
 #include "train/comm.h"
@@ -259,6 +260,7 @@ const char* kUsage =
     "  compare     the test metrics and differing settings of several runs, as a Markdown table\n"
     "  info        summarize a .npy or .safetensors file\n"
     "  text-features  item text features from titles (hashed TF-IDF + random projection)\n"
+    "  fold-valid  a dataset whose training split adds a seeded share of the validation lines\n"
     "  bench-gemm  time the built-in SGEMM on the model's matrix shapes\n";
 
 }  // namespace
@@ -280,9 +282,10 @@ static int run_command(int argc, char** argv) {
         if (cmd == "info") return cmd_info(argc - 2, argv + 2);
         if (cmd == "bench-gemm") return bench_gemm_main(argc - 2, argv + 2);
         if (cmd == "text-features") return text_features_main(argc - 2, argv + 2);
+        if (cmd == "fold-valid") return fold_valid_main(argc - 2, argv + 2);
         HAFVT_FAIL_INPUT("hafvt: unknown command '", cmd, "'",
-                         did_you_mean(cmd, {"synth", "train", "eval", "tune", "recommend", "report", "compare", "info", "text-features", "bench-gemm"}),
-                         " (expected one of synth, train, eval, tune, recommend, report, compare, info, text-features, bench-gemm; ",
+                         did_you_mean(cmd, {"synth", "train", "eval", "tune", "recommend", "report", "compare", "info", "text-features", "fold-valid", "bench-gemm"}),
+                         " (expected one of synth, train, eval, tune, recommend, report, compare, info, text-features, fold-valid, bench-gemm; ",
                          "see hafvt --help)");
     } catch (const DeviceMemoryError& e) {
         std::fprintf(stderr, "error: %s; try a smaller --batch or --eval-batch\n", printable(e.message).c_str());

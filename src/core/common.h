@@ -124,6 +124,7 @@ enum RngKind : uint64_t {
     RNG_NEGATIVES = 4,  // c2dsr negatives, index = split
     RNG_SYNTH = 5,      // synthetic data generator
     RNG_SLICE = 6,      // the dropout seed of slice s > 0 of a batch (micro-batches, ranks), index = s
+    RNG_FOLD = 7,       // hafvt fold-valid: the validation lines moved into training
 };
 HAFVT_HD uint64_t rng_stream(RngKind kind, uint64_t index) { return ((uint64_t)kind << 48) ^ index; }
 
