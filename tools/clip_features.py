@@ -73,37 +73,58 @@ def read_catalog(data_dir):
     return asins, nx
 
 
-def read_items(path, asins):
-    """{merged_id: (image_path or '', title or '')}, every row checked against the catalog."""
-    header = "merged_id\tasin\timage_path\ttitle"
-    items, n_items = {}, len(asins)
+def table_rows(path, columns):
+    """(line number, columns) of each non-empty row of a UTF-8 TSV file whose first line is the
+    header `columns`; the last column may hold tabs (a title: everything after the others)."""
+    header = "\t".join(columns)
     try:
         with open(path, encoding="utf-8") as f:
             lines = f.read().split("\n")
     except UnicodeDecodeError as e:
         raise InputError(f"{path}: expected UTF-8 text, found a bad byte at offset {e.start}")
     if not lines or lines[0].rstrip("\r") != header:
-        found = lines[0][:80] if lines else ""
-        raise InputError(f"{path}: line 1: expected the header "
-                         f"'merged_id<TAB>asin<TAB>image_path<TAB>title', found '{found}'")
+        raise InputError(f"{path}: line 1: expected the header '{'<TAB>'.join(columns)}', "
+                         f"found '{(lines[0] if lines else '')[:80]}'")
     for n, line in enumerate(lines[1:], 2):
         line = line.rstrip("\r")
         if not line:
             continue
-        cols = line.split("\t", 3)  # a title may hold tabs: everything after the third one
-        if len(cols) != 4:
-            raise InputError(f"{path}: line {n}: expected 4 tab-separated columns "
-                             f"(merged_id, asin, image_path, title), found {len(cols)}")
-        mid_s, asin, image, title = cols
-        if not mid_s.isdigit() or int(mid_s) >= n_items:
-            raise InputError(f"{path}: line {n}: merged_id: expected 0..{n_items - 1}, found '{mid_s[:40]}'")
-        mid = int(mid_s)
-        if asin != asins[mid]:
-            raise InputError(f"{path}: line {n}: merged_id {mid}: expected ASIN '{asins[mid]}', "
-                             f"found '{asin[:40]}'")
-        if mid in items:
-            raise InputError(f"{path}: line {n}: merged_id {mid}: expected one row per item, found a second one")
-        items[mid] = (image.strip(), title.strip())
+        cols = line.split("\t", len(columns) - 1)
+        if len(cols) != len(columns):
+            raise InputError(f"{path}: line {n}: expected {len(columns)} tab-separated columns "
+                             f"({', '.join(columns)}), found {len(cols)}")
+        yield n, cols
+
+
+def checked_id(path, n, mid_s, asin, asins, items, what):
+    """The merged id of a row, checked against the catalog and against the rows read before."""
+    if not mid_s.isdigit() or int(mid_s) >= len(asins):
+        raise InputError(f"{path}: line {n}: merged_id: expected 0..{len(asins) - 1}, found '{mid_s[:40]}'")
+    mid = int(mid_s)
+    if asin != asins[mid]:
+        raise InputError(f"{path}: line {n}: merged_id {mid}: expected ASIN '{asins[mid]}', found '{asin[:40]}'")
+    if mid in items:
+        raise InputError(f"{path}: line {n}: merged_id {mid}: expected one {what} per item, found a second one")
+    return mid
+
+
+def read_items(path, asins):
+    """{merged_id: (image_path or '', title or '')}, every row checked against the catalog."""
+    items = {}
+    for n, (mid_s, asin, image, title) in table_rows(path, ("merged_id", "asin", "image_path", "title")):
+        items[checked_id(path, n, mid_s, asin, asins, items, "row")] = (image.strip(), title.strip())
+    return items
+
+
+def read_titles(paths, asins):
+    """{merged_id: ('', title)} from title files `local_id, merged_id, asin, title` (a header line),
+    every row checked against the catalog."""
+    items = {}
+    for path in paths:
+        if not os.path.isfile(path):
+            raise InputError(f"{path}: cannot open (expected a title file)")
+        for n, (_, mid_s, asin, title) in table_rows(path, ("local_id", "merged_id", "asin", "title")):
+            items[checked_id(path, n, mid_s, asin, asins, items, "title")] = ("", title.strip())
     return items
 
 
@@ -180,42 +201,6 @@ class TorchClipEncoder:
             batch = self.processor(images=images, return_tensors="pt")
             return self._out(self.model.get_image_features(pixel_values=batch["pixel_values"].to(self.device)),
                              "image_embeds")
-
-
-def read_titles(paths, asins):
-    """{merged_id: ('', title)} from title files `local_id, merged_id, asin, title` (a header line),
-    every row checked against the catalog."""
-    header = "local_id\tmerged_id\tasin\ttitle"
-    items, n_items = {}, len(asins)
-    for path in paths:
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: cannot open (expected a title file)")
-        try:
-            with open(path, encoding="utf-8") as f:
-                lines = f.read().split("\n")
-        except UnicodeDecodeError as e:
-            raise InputError(f"{path}: expected UTF-8 text, found a bad byte at offset {e.start}")
-        if not lines or lines[0].rstrip("\r") != header:
-            raise InputError(f"{path}: line 1: expected the header 'local_id<TAB>merged_id<TAB>asin<TAB>title', "
-                             f"found '{(lines[0] if lines else '')[:80]}'")
-        for n, line in enumerate(lines[1:], 2):
-            line = line.rstrip("\r")
-            if not line:
-                continue
-            cols = line.split("\t", 3)
-            if len(cols) != 4:
-                raise InputError(f"{path}: line {n}: expected 4 tab-separated columns "
-                                 f"(local_id, merged_id, asin, title), found {len(cols)}")
-            mid_s, asin, title = cols[1], cols[2], cols[3]
-            if not mid_s.isdigit() or int(mid_s) >= n_items:
-                raise InputError(f"{path}: line {n}: merged_id: expected 0..{n_items - 1}, found '{mid_s[:40]}'")
-            mid = int(mid_s)
-            if asin != asins[mid]:
-                raise InputError(f"{path}: line {n}: merged_id {mid}: expected ASIN '{asins[mid]}', found '{asin[:40]}'")
-            if mid in items:
-                raise InputError(f"{path}: line {n}: merged_id {mid}: expected one title per item, found a second one")
-            items[mid] = ("", title.strip())
-    return items
 
 
 class MiniLMEncoder:
