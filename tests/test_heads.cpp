@@ -216,6 +216,13 @@ TEST_CASE("mixture_prob_accumulate sums weighted softmaxes") {
     CHECK(out[4] == doctest::Approx(1.0 + 2.0 * (0.5 / 3.0 + 0.5 / (2 + std::exp(5.0)))));
 }
 
+// n random rows of width C, L2-normalized: a head's hn or En.
+static std::vector<float> unit_rows(size_t n, size_t C, uint64_t seed) {
+    std::vector<float> x = fd::randn(n * C, seed), out(n * C), nrm(n);
+    l2norm_forward(out.data(), nrm.data(), x.data(), n, C);
+    return out;
+}
+
 // The chunked head (online logsumexp over chunks of items, logits recomputed in the backward pass
 // when there is more than one chunk; the algorithm of the CUDA fused head), against the unfused
 // composition mixture_head_unfused, bitwise when there is one chunk: 1, 2 and 3 modalities of different widths, unsupervised
@@ -234,11 +241,7 @@ TEST_CASE("fused head: the chunked CPU head equals the unfused head for every ch
         std::vector<std::vector<float>> hn(M), En(M);
         std::vector<float> logw;
         for (size_t m = 0; m < M; m++) {
-            std::vector<float> h = fd::randn(R * Cs[m], 20 + m), e = fd::randn(V * Cs[m], 30 + m), nrm(V);
-            hn[m].resize(R * Cs[m]);
-            En[m].resize(V * Cs[m]);
-            l2norm_forward(hn[m].data(), nrm.data(), h.data(), R, Cs[m]);
-            l2norm_forward(En[m].data(), nrm.data(), e.data(), V, Cs[m]);
+            hn[m] = unit_rows(R, Cs[m], 20 + m), En[m] = unit_rows(V, Cs[m], 30 + m);
             logw.push_back(std::log((1.0f + m) / (M * (M + 1) / 2.0f)));
         }
         const float* hp[3] = {};
@@ -310,11 +313,7 @@ TEST_CASE("fused head: row blocks of the GEMM's depth equal the unfused head bit
     std::vector<std::vector<float>> hn(M), En(M);
     std::vector<float> logw;
     for (size_t m = 0; m < M; m++) {
-        std::vector<float> h = fd::randn(R * Cs[m], 60 + m), e = fd::randn(V * Cs[m], 70 + m), nrm(R);
-        hn[m].resize(R * Cs[m]);
-        En[m].resize(V * Cs[m]);
-        l2norm_forward(hn[m].data(), nrm.data(), h.data(), R, Cs[m]);
-        l2norm_forward(En[m].data(), nrm.data(), e.data(), V, Cs[m]);
+        hn[m] = unit_rows(R, Cs[m], 60 + m), En[m] = unit_rows(V, Cs[m], 70 + m);
         logw.push_back(std::log((1.0f + m) / 6.0f));
     }
     const float* hp[3] = {hn[0].data(), hn[1].data(), hn[2].data()};

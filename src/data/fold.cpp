@@ -81,14 +81,13 @@ int fold_valid_main(int argc, char** argv) {
     // every input read and checked with the trainer's own parsers (errors name file and line)
     const ItemCatalog cat = read_catalog(data);
     const size_t T = 1000000;  // no truncation: only the checks matter here
-    std::string train_text;
-    size_t train_before = 0;
+    std::vector<std::string> train;
     if (!train_file.empty()) {
-        const std::string path = data + "/" + train_file;
-        train_text = read_file(path);
-        parse_sequences(train_text, path, cat, T, true);
-        train_before = file_lines(train_text).size();
+        const std::string path = data + "/" + train_file, text = read_file(path);
+        parse_sequences(text, path, cat, T, true);
+        train = file_lines(text);
     }
+    const size_t train_before = train.size();
     const std::string valid_path = data + "/validdata_new.txt", test_path = data + "/testdata_new.txt";
     const std::string valid_text = read_file(valid_path), test_text = read_file(test_path);
     parse_sequences(valid_text, valid_path, cat, T, false);
@@ -97,7 +96,7 @@ int fold_valid_main(int argc, char** argv) {
     HAFVT_INPUT(valid.size() >= 2, valid_path, ": expected at least 2 lines to split, found ", valid.size());
 
     const std::vector<bool> moved = fold_choice(valid.size(), (double)fraction, seed);
-    std::vector<std::string> train = file_lines(train_text), kept;
+    std::vector<std::string> kept;
     for (size_t i = 0; i < valid.size(); i++) (moved[i] ? train : kept).push_back(valid[i]);
     const size_t n_moved = train.size() - train_before;
 

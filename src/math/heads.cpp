@@ -193,13 +193,18 @@ void mixture_head_unfused(float* loss, float* const* dhn, float* const* dEn, flo
         cosine_logits_backward(dhn[m], dEn[m], ds ? ds + m : nullptr, dz[m], hn[m], En[m], s[m], R, V, Cm[m]);
 }
 
+// The item chunk when all V do not fit: the largest multiple of 256 of the `cols` that fit, at
+// least 256, at most V.
+static size_t chunk_of(double cols, size_t V) {
+    const size_t vc = cols > 256 ? ((size_t)cols / 256) * 256 : 256;
+    return vc < V ? vc : V;
+}
+
 size_t fused_head_chunk(size_t M, size_t R, size_t V, size_t sumC, size_t budget_bytes) {
     const double fixed = 5.0 * M * R + (double)R * sumC, per_col = (double)M * R;
     const double floats = (double)budget_bytes / sizeof(float);
     if (per_col == 0 || fixed + per_col * V <= floats) return V;
-    double cols = (floats - fixed) / per_col;
-    size_t vc = cols > 256 ? ((size_t)cols / 256) * 256 : 256;
-    return vc < V ? vc : V;
+    return chunk_of((floats - fixed) / per_col, V);
 }
 
 FusedHeadPlan fused_head_plan(float* const* dhn, float* const* dEn, const float* ds, const size_t* Cm,
@@ -233,9 +238,7 @@ HeadBlocks cpu_head_blocks(size_t M, size_t R, size_t V, size_t sumC, size_t bud
         b.rows = std::min(unit, std::max<size_t>(small, (size_t)k * kHeadMinRows));
     } else {
         b.rows = small;
-        const double cols = (floats - fixed) / ((double)M * small);
-        size_t vc = cols > 256 ? ((size_t)cols / 256) * 256 : 256;
-        b.cols = std::max<size_t>(1, std::min(vc, V));
+        b.cols = chunk_of((floats - fixed) / ((double)M * small), V);
     }
     return b;
 }

@@ -71,7 +71,7 @@ FusedHeadPlan fused_head_plan(float* const* dhn, float* const* dEn, const float*
 // the logits are computed once, 3 GEMMs per head) when the M (R,V) logit blocks, the 5 row
 // statistics (M,R) and the gradient rows (R,sumC) fit; otherwise the largest multiple of 256
 // columns that fits, at least 256 (logits recomputed in the backward pass, 4 GEMMs per head).
-// The CUDA head's rule (with R all rows of the call); the CPU head applies it to one row block.
+// The CUDA head's rule, with R all rows of the call (the CPU head's is cpu_head_blocks below).
 size_t fused_head_chunk(size_t M, size_t R, size_t V, size_t sumC, size_t budget_bytes);
 
 // How the CPU head cuts a call of M heads, R rows, V items (widths summing to sumC) under a memory

@@ -459,6 +459,13 @@ static void upload_inputs(Model::Impl& I, const ModelConfig& c, const float* P) 
     I.scales_b.download(I.scales.data(), n);
 }
 
+// The largest width d of the enabled encoders (the encoder scratch holds rows of it).
+static size_t widest_encoder(const Model::Impl& I) {
+    size_t dmax = 0;
+    for (const Model::Encoder& e : I.enc) dmax = std::max(dmax, e.d);
+    return dmax;
+}
+
 // Runs every enabled encoder forward on the batch (Eq. 1) and normalizes the E_id rows for the id
 // heads (cos clamps norms at eps). Without `train` (evaluation) H holds only the last positions,
 // row b for sequence b. The inputs are loaded (load_inputs, then upload_inputs).
@@ -469,9 +476,7 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
     const Backend& K = *I.be;
     const size_t B = batch.B, N = B * c.T;
     const float* E_id = I.w.E_id;
-    size_t dmax = 0;
-    for (const Model::Encoder& e : I.enc) dmax = std::max(dmax, e.d);
-    I.s3.reserve(K, 3 * N * dmax);  // the forward's scratch (the backward's later)
+    I.s3.reserve(K, 3 * N * widest_encoder(I));  // the forward's scratch (the backward's later)
     for (Model::Encoder& e : I.enc) {
         const float* table = e.m == MOD_ID ? E_id : frozen_table(I, fz, e.m);
         encoder_forward(e, c, K, I.w.enc[e.v][e.m], table, I.in[e.v], B, train, seed, step, I.s3.data(), !train);
@@ -639,8 +644,7 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
     if (E_id) K.l2norm_backward(dE_id, I.den_id.data(), I.en_id.data(), I.en_id_norm.data(), NI, c.q);
 
     // encoders backward
-    size_t dmax = 0;
-    for (const Encoder& e : I.enc) dmax = std::max(dmax, e.d);
+    const size_t dmax = widest_encoder(I);
     I.dx.reserve(K, B * T * dmax); I.s1.reserve(K, B * T * dmax); I.s2.reserve(K, B * T * dmax); I.s3.reserve(K, 3 * B * T * dmax);
     for (Encoder& e : I.enc)
         encoder_backward(e, c, K, I.w.enc[e.v][e.m], I.dw.enc[e.v][e.m], e.m == MOD_ID ? dE_id : nullptr, I.in[e.v], seed, step,
