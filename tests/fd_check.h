@@ -85,8 +85,9 @@ namespace fd {
 // direction u and compares (L(x + h u) - L(x - h u)) / 2h with ana . u. Summing over the tensor
 // raises the signal above the float round-off of a deep forward. No single step suits every
 // tensor of a deep model (large h: truncation error where the loss curves sharply; small h: the
-// float round-off of L), so the check tries h = 3e-3, 1e-3, 3e-4, 1e-4 and keeps the best
-// agreement: a wrong gradient disagrees at every step.
+// float round-off of L, which dominates for a tensor whose gradient is small), so the check
+// tries h = 1e-2, 3e-3, 1e-3, 3e-4, 1e-4 and keeps the best agreement: a wrong gradient
+// disagrees at every step.
 inline double check_direction(const std::string& op, const std::function<double()>& loss, float* x,
                               const float* ana, size_t n, uint64_t seed) {
     std::vector<float> keep(x, x + n), u(n);
@@ -97,7 +98,7 @@ inline double check_direction(const std::string& op, const std::function<double(
         scale += std::fabs((double)ana[i]);
     }
     double best = 1e300, best_num = 0.0;
-    for (float h : {3e-3f, 1e-3f, 3e-4f, 1e-4f}) {
+    for (float h : {1e-2f, 3e-3f, 1e-3f, 3e-4f, 1e-4f}) {
         for (size_t i = 0; i < n; i++) x[i] = keep[i] + h * u[i];
         double lp = loss();
         for (size_t i = 0; i < n; i++) x[i] = keep[i] - h * u[i];

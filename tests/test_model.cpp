@@ -98,7 +98,8 @@ double model_fd(Tiny& w, const std::string& tag) {
 
 // Tolerance of the directional checks: 2e-2. Without dropout the worst error is below 1e-3; with
 // dropout (activations scaled by 1/(1-p)) the float round-off of the deeper, sharper loss brings
-// it to about 1.3e-2. A wrong or missing term gives errors of order 1.
+// it to 0.7e-2 - 1.7e-2, depending on the masks (seeds 11-17; 0.8e-2 at this test's seed 11),
+// always in a tensor whose gradient is small. A wrong or missing term gives errors of order 1.
 static constexpr double kModelTol = 2e-2;
 
 TEST_CASE("model: every parameter gradient matches finite differences (id only, 1 head)") {

@@ -79,16 +79,20 @@ struct Staging {
     }
 };
 
-// One view's inputs: ids, pos (B*T) and valid (1 where a position holds an item); for evaluation
-// also the rows of the sequences' last positions (b*T + T-1) and their valid flags. The host
-// vectors are staged (Impl::stage, at the offsets *_at); the pointers are their copies on the
-// backend.
+// One view's inputs: valid (B*T, 1 where a position holds an item); the view's valid rows, the
+// nv positions b*T + t that hold an item in increasing order (`rows`), with their items and
+// position ids (`ids`, `pos`, nv each: the encoders compute these rows only) and `slot`, the valid
+// row of each position (-1 at PAD); for evaluation also the valid rows of the sequences' last
+// positions (0 for a line whose view is empty) and their valid flags. The host vectors are staged
+// (Impl::stage, at the offsets *_at); the pointers are their copies on the backend.
 struct ViewInputs {
+    size_t nv = 0;
     std::vector<uint8_t> valid, last_valid;
-    std::vector<int32_t> last;
-    size_t ids_at = 0, pos_at = 0, valid_at = 0, last_at = 0, last_valid_at = 0;
-    const int32_t* ids = nullptr;
-    const int32_t* pos = nullptr;
+    std::vector<int32_t> rows, ids, pos, slot, last;
+    size_t rows_at = 0, ids_at = 0, pos_at = 0, valid_at = 0, last_at = 0, last_valid_at = 0;
+    const int32_t* rows_p = nullptr;
+    const int32_t* ids_p = nullptr;
+    const int32_t* pos_p = nullptr;
     const uint8_t* valid_p = nullptr;
     const int32_t* last_p = nullptr;
     const uint8_t* last_valid_p = nullptr;
@@ -101,7 +105,7 @@ struct Model::Impl {
     std::vector<int> mods;        // enabled modalities
     float logw[kNumMods] = {};    // log mixture weights of the enabled modalities, by modality
     ViewInputs in[3];
-    std::vector<int32_t> rows[3][2];  // forward_backward: the supervised (b*T + t) per view and target domain
+    std::vector<int32_t> rows[3][2];  // forward_backward: the supervised b*T + t per view and target domain
     // scratch for the encoder backward (N, d_max) and (N, 3 d_max)
     Arr dx, s1, s2, s3;
     // normalized E_id rows (NX+NY, q) with norms, and their gradient
@@ -129,7 +133,7 @@ struct Model::Impl {
     std::vector<float> scales;
     // host copies: the row losses of a step, the staged targets and loss weights, the scores
     std::vector<float> loss, dloss, acc;
-    std::vector<int32_t> y;
+    std::vector<int32_t> y, vrows;
 };
 
 Model::Model(const ModelConfig& cfg, const FrozenTables* frozen) : Model(cfg, frozen, host_backend()) {}
@@ -242,8 +246,8 @@ void Model::init_params(uint64_t seed) { hafvt::init_params(cfg_, params_, seed)
 
 // Sizes one encoder's activations for batches of B sequences. The buffers only grow: the shorter
 // last batch of an epoch (or of an evaluation) reuses them instead of reallocating, and so does
-// the next full batch. Every forward op writes all of its output, so reused memory is never read
-// stale.
+// the next full batch. The row arrays hold all N = B T positions, the most a batch's valid rows
+// can be. Every forward op writes all of its output, so reused memory is never read stale.
 static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend& K, size_t B) {
     if (e.B == B) return;
     const size_t N = B * cfg.T, d = e.d, NH = cfg.n_heads, T = cfg.T;
@@ -263,80 +267,89 @@ static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend
     e.dH.reserve(K, N * d);
 }
 
-// Eq. 1: H = Attention(F) for one view and modality. `in` holds the view's left-padded items,
-// position ids and valid mask on the backend; W the encoder's parameters (host or backend);
-// `train` turns dropout on (masks from seed, step); `scratch` holds 3 (N, d) blocks that no one
-// reads after the call.
+// Eq. 1: H = Attention(F) for one view and modality, computed on the view's VALID ROWS only: the
+// Nv positions of the batch that hold an item, in (b, t) order (ViewInputs::rows). A PAD position
+// is zero after every block and its query outputs zero, its key is masked, and no head reads its
+// H, so every row-wise op (embedding, layer norms, projections, FFN, residuals) skips it; only the
+// attention runs on the padded (B, T) layout, its inputs scattered there and its output gathered
+// back. `in` holds the view's inputs on the backend; W the encoder's parameters (host or
+// backend); `train` turns dropout on (masks from seed, step, over the valid rows' elements);
+// `scratch` holds 4 (N, d) blocks that no one reads after the call.
 // With `last_only` (evaluation, no dropout) the last block computes its attention over every
 // position, then only the B rows of the last positions go on: e.H holds (B, d).
+// Rows of e.xs, the block activations, e.H and e.dH are valid rows (row r is position rows[r]).
 static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Backend& K,
                             const EncoderParams& W, const float* table,
                             const ViewInputs& in, size_t B, bool train, uint64_t seed, uint64_t step,
                             float* scratch, bool last_only = false) {
     HAFVT_CHECK(!last_only || !train, "the last-position pass is for evaluation (no dropout)");
     ensure_acts(e, cfg, K, B);
-    const size_t T = cfg.T, N = B * T, d = e.d, NH = cfg.n_heads;
+    const size_t T = cfg.T, N = B * T, Nv = in.nv, d = e.d, NH = cfg.n_heads;
     const float p = train ? cfg.dropout : 0.0f;
     const int32_t pad = cfg.pad();
     const uint8_t* valid = in.valid_p;
 
-    // x_t = E_m[s_t] * sqrt(d) + P[pos_t];  x = dropout(x);  x_t = 0 at PAD
+    // x_t = E_m[s_t] * sqrt(d) + P[pos_t];  x = dropout(x)  (valid rows: no PAD to zero)
     float* x0 = e.xs[0].data();
-    K.embedding_forward(x0, in.ids, table, std::sqrt((float)d), pad, N, d);
-    K.posadd_forward(x0, in.pos, W.pos, N, d);
-    K.dropout_forward(x0, x0, N * d, p, seed, step, e.site(0));
-    K.padmask_forward(x0, valid, N, d);
+    K.embedding_forward(x0, in.ids_p, table, std::sqrt((float)d), pad, Nv, d);
+    K.posadd_forward(x0, in.pos_p, W.pos, Nv, d);
+    K.dropout_forward(x0, x0, Nv * d, p, seed, step, e.site(0));
     // the scratch: s0 holds LN1(x), then dropout(atty Wo + bo), LN2(res1) and dropout(fc2); s1
-    // gelu(fc1); s2 the gathered x of a last_only pass
+    // the (Nv, 3d) LN1(x) Wqkv + bqkv before its scatter, then gelu(fc1); in the last block of a
+    // last_only pass s1 and s2 the gathered atty and x of the last positions
     float* const s0 = scratch;
     float* const s1 = scratch + N * d;
-    float* const s2 = scratch + 2 * N * d;
+    float* const s2 = scratch + 3 * N * d;
     for (size_t b = 0; b < cfg.n_blocks; b++) {
         BlockActs& a = e.blocks[b];
         const BlockParams& k = W.blk[b];
         const float* x = e.xs[b].data();
-        // x = x + dropout(MHA(LN1(x)))
-        K.layernorm_forward(s0, a.ln1_mean.data(), a.ln1_rstd.data(), x, k.ln1_w, k.ln1_b, N, d);
-        K.linear_forward(a.qkv.data(), s0, k.wqkv, k.bqkv, N, d, 3 * d);
-        K.attention_forward(a.atty.data(), a.att.data(), a.qkv.data(), valid, B, T, d, NH, p, seed, step,
+        // x = x + dropout(MHA(LN1(x))): qkv scattered to (B, T, 3d), PAD rows zero; the attention's
+        // (B, T, d) output in fc1 (free until the FFN), its valid rows gathered into atty
+        K.layernorm_forward(s0, a.ln1_mean.data(), a.ln1_rstd.data(), x, k.ln1_w, k.ln1_b, Nv, d);
+        K.linear_forward(s1, s0, k.wqkv, k.bqkv, Nv, d, 3 * d);
+        K.zero(a.qkv.data(), N * 3 * d * sizeof(float));
+        K.scatter_add_rows(a.qkv.data(), s1, in.rows_p, 1.0f, Nv, 3 * d);
+        K.attention_forward(a.fc1.data(), a.att.data(), a.qkv.data(), valid, B, T, d, NH, p, seed, step,
                             e.site(1 + 3 * b));
-        // The rest of the block on R rows: all N positions, or, in the last block of a last_only
+        K.gather_rows(a.atty.data(), a.fc1.data(), in.rows_p, Nv, d);
+        // The rest of the block on R rows: the Nv valid rows, or, in the last block of a last_only
         // pass, the B rows of the last positions (gathered into scratch; the others are never scored).
         const bool gathered = last_only && b + 1 == cfg.n_blocks;
-        const size_t R = gathered ? B : N;
+        const size_t R = gathered ? B : Nv;
         const float* atty = a.atty.data();
         const float* xin = x;
-        const uint8_t* rows_valid = valid;
         if (gathered) {
-            K.gather_rows(a.fc1.data(), a.atty.data(), in.last_p, B, d);  // (B, d) scratch
-            K.gather_rows(s2, x, in.last_p, B, d);                        // (B, d) scratch
-            atty = a.fc1.data(), xin = s2, rows_valid = in.last_valid_p;
+            K.gather_rows(s1, a.atty.data(), in.last_p, B, d);  // (B, d) scratch
+            K.gather_rows(s2, x, in.last_p, B, d);              // (B, d) scratch
+            atty = s1, xin = s2;
         }
         K.linear_forward(s0, atty, k.wo, k.bo, R, d, d);
         K.dropout_forward(s0, s0, R * d, p, seed, step, e.site(2 + 3 * b));
         K.residual_forward(a.res1.data(), xin, s0, R * d);
-        // x = x + dropout(W2 gelu(W1 LN2(x) + b1) + b2);  x_t = 0 at PAD
+        // x = x + dropout(W2 gelu(W1 LN2(x) + b1) + b2)
         K.layernorm_forward(s0, a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), k.ln2_w, k.ln2_b, R, d);
         K.linear_forward(a.fc1.data(), s0, k.w1, k.b1, R, d, d);
         K.gelu_forward(s1, a.fc1.data(), R * d);
         K.linear_forward(s0, s1, k.w2, k.b2, R, d, d);
         K.dropout_forward(s0, s0, R * d, p, seed, step, e.site(3 + 3 * b));
         K.residual_forward(e.xs[b + 1].data(), a.res1.data(), s0, R * d);
-        K.padmask_forward(e.xs[b + 1].data(), rows_valid, R, d);
+        // the last position of a line whose view is empty (gathered from row 0): zero, as a PAD
+        if (gathered) K.padmask_forward(e.xs[b + 1].data(), in.last_valid_p, R, d);
     }
     // H = LN_final(x), over the rows the last block produced
     K.layernorm_forward(e.H.data(), e.lnf_mean.data(), e.lnf_rstd.data(), e.xs[cfg.n_blocks].data(),
-                        W.lnf_w, W.lnf_b, last_only ? B : N, d);
+                        W.lnf_w, W.lnf_b, last_only ? B : Nv, d);
 }
 
-// The backward of encoder_forward from e.dH; accumulates into the encoder's parameter gradients
-// (dW) and, for the id modality, into dE_id (dtable). dx, s1,
-// s2 (N, d) and s3 (N, 3d) are scratch on the backend.
+// The backward of encoder_forward from e.dH (valid rows); accumulates into the encoder's
+// parameter gradients (dW) and, for the id modality, into dE_id (dtable). dx, s1, s2 (N, d) and
+// s3 (N, 3d) are scratch on the backend.
 static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Backend& K,
                              const EncoderParams& W, const EncoderParams& dW, float* dtable,
                              const ViewInputs& in, uint64_t seed, uint64_t step, float* dx, float* s1,
                              float* s2, float* s3) {
-    const size_t B = e.B, T = cfg.T, N = B * T, d = e.d, NH = cfg.n_heads, Nd = N * d;
+    const size_t B = e.B, T = cfg.T, N = B * T, Nv = in.nv, d = e.d, NH = cfg.n_heads, Nd = Nv * d;
     const float p = cfg.dropout;
     const int32_t pad = cfg.pad();
     const uint8_t* valid = in.valid_p;
@@ -345,51 +358,54 @@ static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Ba
     // H = LN_final(x)
     zero(dx, Nd);
     K.layernorm_backward(dx, dW.lnf_w, dW.lnf_b, e.dH.data(), e.xs[cfg.n_blocks].data(), W.lnf_w,
-                         e.lnf_mean.data(), e.lnf_rstd.data(), N, d);
+                         e.lnf_mean.data(), e.lnf_rstd.data(), Nv, d);
     for (size_t b = cfg.n_blocks; b-- > 0;) {
         BlockActs& a = e.blocks[b];
         const BlockParams& k = W.blk[b];
         const BlockParams& dk = dW.blk[b];
-        // x_out = padmask(res1 + dropout(fc2))
-        K.padmask_backward(dx, valid, N, d);
+        // x_out = res1 + dropout(fc2)
         zero(s1, Nd);
         K.dropout_backward(s1, dx, Nd, p, seed, step, e.site(3 + 3 * b));
         // fc2 = gelu W2 + b2;  gelu = gelu(fc1);  fc1 = ln2 W1 + b1 (gelu and ln2 recomputed into s3,
         // the same values as the forward's: the same op on the same inputs)
         zero(s2, Nd);
         K.gelu_forward(s3, a.fc1.data(), Nd);
-        K.linear_backward(s2, dk.w2, dk.b2, s1, s3, k.w2, N, d, d);
+        K.linear_backward(s2, dk.w2, dk.b2, s1, s3, k.w2, Nv, d, d);
         zero(s1, Nd);
         K.gelu_backward(s1, s2, a.fc1.data(), Nd);
         zero(s2, Nd);
-        K.layernorm_forward(s3, a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), k.ln2_w, k.ln2_b, N, d);
-        K.linear_backward(s2, dk.w1, dk.b1, s1, s3, k.w1, N, d, d);
+        K.layernorm_forward(s3, a.ln2_mean.data(), a.ln2_rstd.data(), a.res1.data(), k.ln2_w, k.ln2_b, Nv, d);
+        K.linear_backward(s2, dk.w1, dk.b1, s1, s3, k.w1, Nv, d, d);
         // ln2 = LN2(res1): dres1 = dx (residual path) + LN2 backward
         K.layernorm_backward(dx, dk.ln2_w, dk.ln2_b, s2, a.res1.data(), k.ln2_w,
-                             a.ln2_mean.data(), a.ln2_rstd.data(), N, d);
+                             a.ln2_mean.data(), a.ln2_rstd.data(), Nv, d);
         // res1 = x + dropout(atty Wo + bo)
         zero(s1, Nd);
         K.dropout_backward(s1, dx, Nd, p, seed, step, e.site(2 + 3 * b));
         zero(s2, Nd);
-        K.linear_backward(s2, dk.wo, dk.bo, s1, a.atty.data(), k.wo, N, d, d);
-        // atty = attention(qkv);  qkv = ln1 Wqkv + bqkv
-        zero(s3, 3 * Nd);
-        K.attention_backward(s3, s2, a.qkv.data(), a.att.data(), valid, B, T, d, NH, p, seed, step,
+        K.linear_backward(s2, dk.wo, dk.bo, s1, a.atty.data(), k.wo, Nv, d, d);
+        // atty = valid rows of attention(qkv): datty scattered to (B, T, d) in fc1 (read for the
+        // last time above), dqkv (B, T, 3d) in s3, its valid rows gathered into qkv (read for the
+        // last time by the attention's backward)
+        zero(a.fc1.data(), N * d);
+        K.scatter_add_rows(a.fc1.data(), s2, in.rows_p, 1.0f, Nv, d);
+        zero(s3, 3 * N * d);
+        K.attention_backward(s3, a.fc1.data(), a.qkv.data(), a.att.data(), valid, B, T, d, NH, p, seed, step,
                              e.site(1 + 3 * b));
-        // ln1 = LN1(x), recomputed into s2 (free once the attention's backward has read it)
-        K.layernorm_forward(s2, a.ln1_mean.data(), a.ln1_rstd.data(), e.xs[b].data(), k.ln1_w, k.ln1_b, N, d);
+        K.gather_rows(a.qkv.data(), s3, in.rows_p, Nv, 3 * d);
+        // qkv = ln1 Wqkv + bqkv;  ln1 = LN1(x), recomputed into s2
+        K.layernorm_forward(s2, a.ln1_mean.data(), a.ln1_rstd.data(), e.xs[b].data(), k.ln1_w, k.ln1_b, Nv, d);
         zero(s1, Nd);
-        K.linear_backward(s1, dk.wqkv, dk.bqkv, s3, s2, k.wqkv, N, d, 3 * d);
+        K.linear_backward(s1, dk.wqkv, dk.bqkv, a.qkv.data(), s2, k.wqkv, Nv, d, 3 * d);
         // ln1 = LN1(x): dx = dres1 (residual path) + LN1 backward
         K.layernorm_backward(dx, dk.ln1_w, dk.ln1_b, s1, e.xs[b].data(), k.ln1_w,
-                             a.ln1_mean.data(), a.ln1_rstd.data(), N, d);
+                             a.ln1_mean.data(), a.ln1_rstd.data(), Nv, d);
     }
-    // x0 = padmask(dropout(E[s] sqrt(d) + P[pos]))
-    K.padmask_backward(dx, valid, N, d);
+    // x0 = dropout(E[s] sqrt(d) + P[pos])
     zero(s1, Nd);
     K.dropout_backward(s1, dx, Nd, p, seed, step, e.site(0));
-    K.posadd_backward(dW.pos, s1, in.pos, N, d);
-    if (dtable) K.embedding_backward(dtable, s1, in.ids, std::sqrt((float)d), pad, N, d);
+    K.posadd_backward(dW.pos, s1, in.pos_p, Nv, d);
+    if (dtable) K.embedding_backward(dtable, s1, in.ids_p, std::sqrt((float)d), pad, Nv, d);
 }
 
 }  // namespace hafvt
@@ -412,23 +428,36 @@ static void load_view(ViewInputs& in, Staging& st, const ViewBatch& vb, size_t B
                       bool eval) {
     const size_t N = B * T;
     in.valid.resize(N);
-    for (size_t n = 0; n < N; n++) in.valid[n] = vb.ids[n] != pad;
+    in.slot.resize(N);
+    in.rows.clear(), in.ids.clear(), in.pos.clear();
+    for (size_t n = 0; n < N; n++) {
+        in.valid[n] = vb.ids[n] != pad;
+        in.slot[n] = in.valid[n] ? (int32_t)in.rows.size() : -1;
+        if (!in.valid[n]) continue;
+        in.rows.push_back((int32_t)n);
+        in.ids.push_back(vb.ids[n]);
+        in.pos.push_back(vb.pos[n]);
+    }
+    in.nv = in.rows.size();
     in.last.resize(eval ? B : 0);
     in.last_valid.resize(eval ? B : 0);
     for (size_t b = 0; b < in.last.size(); b++) {
-        in.last[b] = (int32_t)(b * T + T - 1);  // left padding: the last item sits at T-1
-        in.last_valid[b] = in.valid[(size_t)in.last[b]];
+        const size_t n = b * T + T - 1;  // left padding: the last item sits at T-1
+        in.last_valid[b] = in.valid[n];
+        in.last[b] = in.valid[n] ? in.slot[n] : 0;
     }
-    in.ids_at = st.add(vb.ids.data(), N);
-    in.pos_at = st.add(vb.pos.data(), N);
+    in.rows_at = st.add(in.rows.data(), in.nv);
+    in.ids_at = st.add(in.ids.data(), in.nv);
+    in.pos_at = st.add(in.pos.data(), in.nv);
     in.valid_at = st.add(in.valid.data(), N);
     in.last_at = st.add(in.last.data(), in.last.size());
     in.last_valid_at = st.add(in.last_valid.data(), in.last_valid.size());
 }
 
 static void bind_view(ViewInputs& in, Staging& st) {
-    in.ids = st.at<int32_t>(in.ids_at);
-    in.pos = st.at<int32_t>(in.pos_at);
+    in.rows_p = st.at<int32_t>(in.rows_at);
+    in.ids_p = st.at<int32_t>(in.ids_at);
+    in.pos_p = st.at<int32_t>(in.pos_at);
     in.valid_p = st.at<uint8_t>(in.valid_at);
     in.last_p = st.at<int32_t>(in.last_at);
     in.last_valid_p = st.at<uint8_t>(in.last_valid_at);
@@ -476,11 +505,13 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
     const Backend& K = *I.be;
     const size_t B = batch.B, N = B * c.T;
     const float* E_id = I.w.E_id;
-    I.s3.reserve(K, 3 * N * widest_encoder(I));  // the forward's scratch (the backward's later)
+    I.s3.reserve(K, 4 * N * widest_encoder(I));  // the forward's scratch (the backward's later)
     for (Model::Encoder& e : I.enc) {
+        // a view empty in every line of the batch: no row to encode, none scored
+        if (I.in[e.v].nv == 0) continue;
         const float* table = e.m == MOD_ID ? E_id : frozen_table(I, fz, e.m);
         encoder_forward(e, c, K, I.w.enc[e.v][e.m], table, I.in[e.v], B, train, seed, step, I.s3.data(), !train);
-        if (train) K.zero(e.dH.data(), N * e.d * sizeof(float));
+        if (train) K.zero(e.dH.data(), I.in[e.v].nv * e.d * sizeof(float));
     }
     if (E_id) {
         const size_t NI = c.num_items();
@@ -491,9 +522,9 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
     return E_id;
 }
 
-// Eq. 2 for view v: the rows (b*T + t indices, `rows` on the backend) of each enabled modality's
-// H gathered and L2-normalized into I.hn_b[k]; s[k], dsdl[k] from the log scales read by
-// upload_inputs.
+// Eq. 2 for view v: the rows `rows` (on the backend; valid rows in training, lines in evaluation)
+// of each enabled modality's H gathered and L2-normalized into I.hn_b[k]; s[k], dsdl[k] from the
+// log scales read by upload_inputs.
 static void head_rows(Model::Impl& I, int v, const int32_t* rows, size_t R, float* s, float* dsdl) {
     const Backend& K = *I.be;
     for (size_t k = 0; k < I.mods.size(); k++) {
@@ -553,8 +584,8 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
     float* G = K.device ? I.G.data() : grads_.data();
     const float lambda[3] = {1.0f, c.lambda1, c.lambda2};  // weights of the X, Y, XY terms (Eq. 9)
 
-    // The supervised (b*T + t) of each view per target domain, staged with their targets and loss
-    // weights next to the views' inputs: a step makes three copies to and from the backend in
+    // The supervised positions of each view per target domain, as valid rows of the view's H
+    // (ViewInputs::slot), staged with their targets and loss weights next to the views' inputs: a step makes three copies to and from the backend in
     // all, these inputs up, the log scales down (upload_inputs), the row losses down (at the end).
     load_inputs(I, c, batch, false);
     size_t count[3] = {0, 0, 0}, rows_at[3][2] = {}, y_at[3][2] = {}, dloss_at[3][2] = {}, loss_at[3][2] = {};
@@ -571,10 +602,15 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
             const std::vector<int32_t>& rows = I.rows[v][D];
             const size_t R = rows.size(), off = D == 0 ? 0 : c.NX;
             I.y.resize(R);
-            for (size_t r = 0; r < R; r++) I.y[r] = vb.target[(size_t)rows[r]] - (int32_t)off;
+            I.vrows.resize(R);
+            for (size_t r = 0; r < R; r++) {
+                I.y[r] = vb.target[(size_t)rows[r]] - (int32_t)off;
+                I.vrows[r] = I.in[v].slot[(size_t)rows[r]];
+                HAFVT_CHECK(I.vrows[r] >= 0, "a supervised position without an item (view ", v, ", position ", rows[r], ")");
+            }
             // backward: dL/dl = lambda_v / count_v for each position of view v
             I.dloss.assign(R, lambda[v] / (float)count[v]);
-            rows_at[v][D] = I.stage.add(rows.data(), R);
+            rows_at[v][D] = I.stage.add(I.vrows.data(), R);
             y_at[v][D] = I.stage.add(I.y.data(), R);
             dloss_at[v][D] = I.stage.add(I.dloss.data(), R);
             loss_at[v][D] = loss_rows;
@@ -647,8 +683,9 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
     const size_t dmax = widest_encoder(I);
     I.dx.reserve(K, B * T * dmax); I.s1.reserve(K, B * T * dmax); I.s2.reserve(K, B * T * dmax); I.s3.reserve(K, 3 * B * T * dmax);
     for (Encoder& e : I.enc)
-        encoder_backward(e, c, K, I.w.enc[e.v][e.m], I.dw.enc[e.v][e.m], e.m == MOD_ID ? dE_id : nullptr, I.in[e.v], seed, step,
-                         I.dx.data(), I.s1.data(), I.s2.data(), I.s3.data());
+        if (I.in[e.v].nv > 0)
+            encoder_backward(e, c, K, I.w.enc[e.v][e.m], I.dw.enc[e.v][e.m], e.m == MOD_ID ? dE_id : nullptr,
+                             I.in[e.v], seed, step, I.dx.data(), I.s1.data(), I.s2.data(), I.s3.data());
     // the PAD row of E_id is held at zero
     if (dE_id) K.zero(dE_id + (size_t)c.pad() * c.q, c.q * sizeof(float));
 
@@ -937,7 +974,7 @@ size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {
                 // xs + per block (qkv x3, atty, res1, fc1) + H, dH
                 per_d += N * d * ((c.n_blocks + 1) + c.n_blocks * 6 + 2) + c.n_blocks * B * c.n_heads * c.T * c.T;
             }
-    size_t floats = per_d + 6 * N * dmax                        // encoder scratch
+    size_t floats = per_d + 7 * N * dmax                        // encoder scratch
                     + std::min(c.num_mods() * max_rows * V,     // head logits (the CPU head's
                                kCpuHeadBudget / sizeof(float))  // blocks stay in its budget)
                     + 3 * c.num_items() * c.q;                  // normalized E_id, its gradient
