@@ -205,6 +205,50 @@ TEST_CASE("model: scores are mixture probabilities; a view that is empty is drop
     CHECK(scores[0 * Vmax + 5] == 0.0f);  // beyond NY: unused
 }
 
+TEST_CASE("model: a view empty in every line of a batch is skipped; a line scores the same alone and batched") {
+    Tiny w(true, true, 0.3f, 2);
+    Model model(w.cfg, &w.fz);
+    exercised_params(model, w);
+    // training: x4 x5 only, so the Y view holds no item in the batch (its encoders are skipped)
+    SequenceSet one = w.set;
+    one.seqs = {{4, 5}};
+    size_t idx[1] = {0};
+    Batch tb;
+    make_train_batch(tb, one, idx, 1, w.cat, w.cfg.T, 0);
+    LossTerms lt = model.forward_backward(tb, 11, 1);
+    CHECK(std::isfinite(lt.total));
+    CHECK(lt.count[VIEW_X] == 1);
+    CHECK(lt.count[VIEW_Y] == 0);
+    const TensorTable& G = model.grads();
+    double y_abs = 0.0, x_abs = 0.0;
+    for (size_t i = 0; i < G.entries().size(); i++) {
+        const Tensor g = G.at(i);
+        double a = 0.0;
+        for (size_t j = 0; j < g.numel(); j++) a += std::fabs(g.data[j]);
+        if (g.name.rfind("enc.y.", 0) == 0) y_abs += a;
+        if (g.name.rfind("enc.x.", 0) == 0) x_abs += a;
+    }
+    CHECK(y_abs == 0.0);
+    CHECK(x_abs > 0.0);
+    // evaluation: each line scored alone (a batch where its empty views are empty in every line)
+    // and in a batch of lines with other valid positions gives the same scores
+    std::vector<std::vector<int32_t>> lines = {{0, 7, 1, 6}, {4, 5, 3}, {9, 2}};
+    Batch all;
+    make_eval_batch(all, lines, 0, lines.size(), true, w.cat, w.cfg.T);
+    std::vector<float> s_all, s_one;
+    std::vector<int> d_all, d_one;
+    model.score(all, s_all, d_all);
+    const size_t Vmax = 6;
+    for (size_t b = 0; b < lines.size(); b++) {
+        std::vector<std::vector<int32_t>> single = {lines[b]};
+        Batch eb;
+        make_eval_batch(eb, single, 0, 1, true, w.cat, w.cfg.T);
+        model.score(eb, s_one, d_one);
+        CHECK(d_one[0] == d_all[b]);
+        for (size_t j = 0; j < Vmax; j++) CHECK(s_one[j] == doctest::Approx(s_all[b * Vmax + j]).epsilon(1e-6));
+    }
+}
+
 namespace testutil {
 
 // Three training steps (all nine encoders, 2 attention heads, dropout on, forward, backward, Adam)
