@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# docs/results.md's Food-Kitchen table: the real C2DSR Food-Kitchen data of ../shared (the
-# 5,731-sequence training subset, the full validation and test splits), three configurations x
-# three seeds, two single-threaded runs at a time (one per core), then tools/ablation_table.py.
-#   bash tools/fk_results.sh            (runs in runs/fk, table on stdout)
+# docs/results.md's real-data tables: configurations x seeds on a C2DSR scenario of ../shared,
+# two single-threaded runs at a time (one per core), then tools/ablation_table.py.
+#   bash tools/fk_results.sh            Food-Kitchen: the 5,731-sequence training subset, the
+#                                       full validation and test splits (runs in runs/fk)
+#   SCENARIO=mb bash tools/fk_results.sh
+#                                       Movie-Book, which has no training file: `hafvt fold-valid`
+#                                       moves 80% of its validation lines (seed 1) into training
+#                                       (runs/mb/data); text = the Movie titles (none for Book)
+# Configurations (CONFIGS): orig (--views xy --modalities id), otext (--views xy, id + text),
+# hier (--views x,y,xy --modalities id), text (--views x,y,xy, id + text).
 # Settings: LR, L2 (chosen on the validation split, see docs/results.md), Q, EPOCHS, PATIENCE,
-# SEEDS; a finished run (metrics.jsonl with its test rows) is not run again.
+# SEEDS, TXT_DIM; a finished run (metrics.jsonl with its test rows) is not run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${DATA:-../shared/data/c2dsr/Food-Kitchen}
-TITLES=${TITLES:-../shared/data/llmcdsr-titles/Food-Kitchen}
-OUT=${OUT:-runs/fk}
+SCENARIO=${SCENARIO:-fk}
+case $SCENARIO in
+  fk) SRC=../shared/data/c2dsr/Food-Kitchen TITLES=../shared/data/llmcdsr-titles/Food-Kitchen
+      TITLE_FILES="titles_A.tsv titles_B.tsv" OUT=${OUT:-runs/fk} DATA=$SRC TRAIN_FILE=traindata_subset.txt ;;
+  mb) SRC=../shared/data/c2dsr/Movie-Book TITLES=../shared/data/llmcdsr-titles/Movie-Book
+      TITLE_FILES="titles_A.tsv" OUT=${OUT:-runs/mb} DATA=${OUT:-runs/mb}/data TRAIN_FILE=traindata_new.txt ;;
+  *) echo "fk_results.sh: SCENARIO must be fk or mb, not $SCENARIO"; exit 2 ;;
+esac
 LR=${LR:-1e-3}
 L2=${L2:-1e-5}
 Q=${Q:-64}
@@ -18,19 +29,25 @@ PATIENCE=${PATIENCE:-3}
 TXT_DIM=${TXT_DIM:-64}
 SEEDS=${SEEDS:-1 2 3}
 CONFIGS=${CONFIGS:-orig hier text}
-[ -f "$DATA/traindata_subset.txt" ] || { echo "fk_results.sh: $DATA/traindata_subset.txt not found (needs ../shared)"; exit 2; }
+[ -f "$SRC/Alist.txt" ] || { echo "fk_results.sh: $SRC/Alist.txt not found (needs ../shared)"; exit 2; }
 make -s build/hafvt >/dev/null
 mkdir -p "$OUT"
+if [ "$SCENARIO" = mb ] && [ ! -f "$DATA/fold.json" ]; then
+  build/hafvt fold-valid --data "$SRC" --out "$DATA" --fraction 0.8 --seed 1
+fi
 # the text modality: hashed n-gram TF-IDF of the titles (hafvt text-features), TXT_DIM columns
 if [ ! -f "$OUT/txt.npy" ]; then
-  build/hafvt text-features --data "$DATA" --titles "$TITLES/titles_A.tsv" --titles "$TITLES/titles_B.tsv" \
+  build/hafvt text-features --data "$DATA" $(for t in $TITLE_FILES; do echo --titles "$TITLES/$t"; done) \
     --out "$OUT/txt.npy" --dim "$TXT_DIM"
 fi
+txt_flags="--txt $OUT/txt.npy --txt-ids $OUT/txt_ids.txt"
 flags_of() {
   case $1 in
     orig) echo "--views xy --modalities id" ;;
+    otext) echo "--views xy --modalities id,txt $txt_flags" ;;
     hier) echo "--views x,y,xy --modalities id" ;;
-    text) echo "--views x,y,xy --modalities id,txt --txt $OUT/txt.npy --txt-ids $OUT/txt_ids.txt" ;;
+    text) echo "--views x,y,xy --modalities id,txt $txt_flags" ;;
+    *) echo "fk_results.sh: unknown configuration $1" >&2; exit 2 ;;
   esac
 }
 # a run is skipped when it has finished (test rows in its metrics.jsonl) or when its lock folder
@@ -41,7 +58,7 @@ run_one() {
   mkdir "$dir.lock" 2>/dev/null || { echo "$name seed $seed: $dir.lock exists, skipped (running elsewhere?)"; return 0; }
   trap 'rmdir "$dir.lock"' RETURN
   local t0=$SECONDS
-  build/hafvt train --data "$DATA" --train-file traindata_subset.txt --q "$Q" --lr "$LR" --l2 "$L2" \
+  build/hafvt train --data "$DATA" --train-file "$TRAIN_FILE" --q "$Q" --lr "$LR" --l2 "$L2" \
     --epochs "$EPOCHS" --patience "$PATIENCE" --seed "$seed" --threads 1 --out "$dir" $(flags_of "$name") \
     > "$dir.log" 2>&1 || { echo "$name seed $seed failed: see $dir.log"; return 1; }
   echo "$(date +%T) done $name seed $seed in $((SECONDS - t0)) s: $(grep -m1 'test   full      X' "$dir.log" || true)"
