@@ -27,14 +27,14 @@ namespace hafvt {
 
 using Arr = BackendArray<float>;
 
-// One pre-LN transformer block's activations, each (N, d) unless noted.
+// One pre-LN transformer block's activations, each (Nv, d) (the view's valid rows) unless noted.
 // Kept for the backward: what it cannot recompute in one cheap pass. Not kept: LN1(x), LN2(res1)
 // and gelu(fc1) (the backward recomputes them from the kept inputs and row statistics, bitwise the
 // same values) and dropout(atty Wo + bo), dropout(W2 gelu + b2) (not read by the backward); the
 // forward writes those into the scratch all encoders share.
 struct BlockActs {
     Arr ln1_mean, ln1_rstd;          // LN1's row statistics (N)
-    Arr qkv;                         // LN1(x) Wqkv + bqkv (N, 3d)
+    Arr qkv;                         // LN1(x) Wqkv + bqkv (Nv, 3d)
     Arr att;                         // (B, NH, T, T) softmax probabilities
     Arr atty;                        // attention output before the projection
     Arr res1;                        // x + dropout(atty Wo + bo)
@@ -46,10 +46,10 @@ struct BlockActs {
 struct Model::Encoder {
     int v = 0, m = 0, index = 0;  // index: 0..8, used for the dropout sites
     size_t d = 0;
-    std::vector<Arr> xs;          // xs[0] = embedded input, xs[b+1] = output of block b, (N, d)
+    std::vector<Arr> xs;          // xs[0] = embedded input, xs[b+1] = output of block b, (Nv, d)
     std::vector<BlockActs> blocks;
-    Arr H, lnf_mean, lnf_rstd;    // H = LN_final(x) (N, d)
-    Arr dH;                       // gradient of H from the heads (N, d)
+    Arr H, lnf_mean, lnf_rstd;    // H = LN_final(x) (Nv, d)
+    Arr dH;                       // gradient of H from the heads (Nv, d)
     size_t B = 0;
 
     // The dropout site of layer `k` of this encoder: sites never repeat within a step.
@@ -244,13 +244,12 @@ void Model::adam_step(const AdamConfig& cfg, long t) {
 
 void Model::init_params(uint64_t seed) { hafvt::init_params(cfg_, params_, seed); }
 
-// Sizes one encoder's activations for batches of B sequences. The buffers only grow: the shorter
-// last batch of an epoch (or of an evaluation) reuses them instead of reallocating, and so does
-// the next full batch. The row arrays hold all N = B T positions, the most a batch's valid rows
-// can be. Every forward op writes all of its output, so reused memory is never read stale.
-static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend& K, size_t B) {
-    if (e.B == B) return;
-    const size_t N = B * cfg.T, d = e.d, NH = cfg.n_heads, T = cfg.T;
+// Sizes one encoder's activations for a batch of B sequences whose view has Nv valid rows: rows
+// arrays of max(Nv, B) rows (an evaluation's last block carries B rows), the attention
+// probabilities (B, NH, T, T). The buffers only grow: a batch with fewer rows reuses them instead
+// of reallocating. Every forward op writes all of its output, so reused memory is never read stale.
+static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend& K, size_t B, size_t Nv) {
+    const size_t N = std::max(Nv, B), d = e.d, NH = cfg.n_heads, T = cfg.T;
     e.B = B;
     e.xs.resize(cfg.n_blocks + 1);
     for (auto& x : e.xs) x.reserve(K, N * d);
@@ -274,7 +273,7 @@ static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend
 // attention runs on the padded (B, T) layout, its inputs scattered there and its output gathered
 // back. `in` holds the view's inputs on the backend; W the encoder's parameters (host or
 // backend); `train` turns dropout on (masks from seed, step, over the valid rows' elements);
-// `scratch` holds 4 (N, d) blocks that no one reads after the call.
+// `scratch` holds 6 (N, d) blocks (N = B T) that no one reads after the call.
 // With `last_only` (evaluation, no dropout) the last block computes its attention over every
 // position, then only the B rows of the last positions go on: e.H holds (B, d).
 // Rows of e.xs, the block activations, e.H and e.dH are valid rows (row r is position rows[r]).
@@ -283,7 +282,7 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
                             const ViewInputs& in, size_t B, bool train, uint64_t seed, uint64_t step,
                             float* scratch, bool last_only = false) {
     HAFVT_CHECK(!last_only || !train, "the last-position pass is for evaluation (no dropout)");
-    ensure_acts(e, cfg, K, B);
+    ensure_acts(e, cfg, K, B, in.nv);
     const size_t T = cfg.T, N = B * T, Nv = in.nv, d = e.d, NH = cfg.n_heads;
     const float p = train ? cfg.dropout : 0.0f;
     const int32_t pad = cfg.pad();
@@ -294,25 +293,25 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
     K.embedding_forward(x0, in.ids_p, table, std::sqrt((float)d), pad, Nv, d);
     K.posadd_forward(x0, in.pos_p, W.pos, Nv, d);
     K.dropout_forward(x0, x0, Nv * d, p, seed, step, e.site(0));
-    // the scratch: s0 holds LN1(x), then dropout(atty Wo + bo), LN2(res1) and dropout(fc2); s1
-    // the (Nv, 3d) LN1(x) Wqkv + bqkv before its scatter, then gelu(fc1); in the last block of a
-    // last_only pass s1 and s2 the gathered atty and x of the last positions
-    float* const s0 = scratch;
-    float* const s1 = scratch + N * d;
-    float* const s2 = scratch + 3 * N * d;
+    // the scratch: qkv_p the (B, T, 3d) qkv of the attention; s0 LN1(x), then the attention's
+    // (B, T, d) output, dropout(atty Wo + bo), LN2(res1) and dropout(fc2); s1 gelu(fc1); in the
+    // last block of a last_only pass s1 and s2 the gathered atty and x of the last positions
+    float* const qkv_p = scratch;
+    float* const s0 = scratch + 3 * N * d;
+    float* const s1 = scratch + 4 * N * d;
+    float* const s2 = scratch + 5 * N * d;
     for (size_t b = 0; b < cfg.n_blocks; b++) {
         BlockActs& a = e.blocks[b];
         const BlockParams& k = W.blk[b];
         const float* x = e.xs[b].data();
-        // x = x + dropout(MHA(LN1(x))): qkv scattered to (B, T, 3d), PAD rows zero; the attention's
-        // (B, T, d) output in fc1 (free until the FFN), its valid rows gathered into atty
+        // x = x + dropout(MHA(LN1(x))): qkv scattered to (B, T, 3d), PAD rows zero; the valid rows
+        // of the attention's (B, T, d) output gathered into atty
         K.layernorm_forward(s0, a.ln1_mean.data(), a.ln1_rstd.data(), x, k.ln1_w, k.ln1_b, Nv, d);
-        K.linear_forward(s1, s0, k.wqkv, k.bqkv, Nv, d, 3 * d);
-        K.zero(a.qkv.data(), N * 3 * d * sizeof(float));
-        K.scatter_add_rows(a.qkv.data(), s1, in.rows_p, 1.0f, Nv, 3 * d);
-        K.attention_forward(a.fc1.data(), a.att.data(), a.qkv.data(), valid, B, T, d, NH, p, seed, step,
-                            e.site(1 + 3 * b));
-        K.gather_rows(a.atty.data(), a.fc1.data(), in.rows_p, Nv, d);
+        K.linear_forward(a.qkv.data(), s0, k.wqkv, k.bqkv, Nv, d, 3 * d);
+        K.zero(qkv_p, N * 3 * d * sizeof(float));
+        K.scatter_add_rows(qkv_p, a.qkv.data(), in.rows_p, 1.0f, Nv, 3 * d);
+        K.attention_forward(s0, a.att.data(), qkv_p, valid, B, T, d, NH, p, seed, step, e.site(1 + 3 * b));
+        K.gather_rows(a.atty.data(), s0, in.rows_p, Nv, d);
         // The rest of the block on R rows: the Nv valid rows, or, in the last block of a last_only
         // pass, the B rows of the last positions (gathered into scratch; the others are never scored).
         const bool gathered = last_only && b + 1 == cfg.n_blocks;
@@ -344,7 +343,7 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
 
 // The backward of encoder_forward from e.dH (valid rows); accumulates into the encoder's
 // parameter gradients (dW) and, for the id modality, into dE_id (dtable). dx, s1, s2 (N, d) and
-// s3 (N, 3d) are scratch on the backend.
+// s3 (N, 6d) are scratch on the backend (N = B T).
 static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Backend& K,
                              const EncoderParams& W, const EncoderParams& dW, float* dtable,
                              const ViewInputs& in, uint64_t seed, uint64_t step, float* dx, float* s1,
@@ -384,14 +383,16 @@ static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Ba
         K.dropout_backward(s1, dx, Nd, p, seed, step, e.site(2 + 3 * b));
         zero(s2, Nd);
         K.linear_backward(s2, dk.wo, dk.bo, s1, a.atty.data(), k.wo, Nv, d, d);
-        // atty = valid rows of attention(qkv): datty scattered to (B, T, d) in fc1 (read for the
-        // last time above), dqkv (B, T, 3d) in s3, its valid rows gathered into qkv (read for the
-        // last time by the attention's backward)
-        zero(a.fc1.data(), N * d);
-        K.scatter_add_rows(a.fc1.data(), s2, in.rows_p, 1.0f, Nv, d);
+        // atty = valid rows of attention(qkv): datty scattered to (B, T, d) in s1, qkv to
+        // (B, T, 3d) in the second half of s3, dqkv (B, T, 3d) in its first half, whose valid
+        // rows are gathered into qkv (read for the last time by the scatter)
+        float* const qkv_p = s3 + 3 * N * d;
+        zero(s1, N * d);
+        K.scatter_add_rows(s1, s2, in.rows_p, 1.0f, Nv, d);
+        zero(qkv_p, 3 * N * d);
+        K.scatter_add_rows(qkv_p, a.qkv.data(), in.rows_p, 1.0f, Nv, 3 * d);
         zero(s3, 3 * N * d);
-        K.attention_backward(s3, a.fc1.data(), a.qkv.data(), a.att.data(), valid, B, T, d, NH, p, seed, step,
-                             e.site(1 + 3 * b));
+        K.attention_backward(s3, s1, qkv_p, a.att.data(), valid, B, T, d, NH, p, seed, step, e.site(1 + 3 * b));
         K.gather_rows(a.qkv.data(), s3, in.rows_p, Nv, 3 * d);
         // qkv = ln1 Wqkv + bqkv;  ln1 = LN1(x), recomputed into s2
         K.layernorm_forward(s2, a.ln1_mean.data(), a.ln1_rstd.data(), e.xs[b].data(), k.ln1_w, k.ln1_b, Nv, d);
@@ -505,7 +506,7 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
     const Backend& K = *I.be;
     const size_t B = batch.B, N = B * c.T;
     const float* E_id = I.w.E_id;
-    I.s3.reserve(K, 4 * N * widest_encoder(I));  // the forward's scratch (the backward's later)
+    I.s3.reserve(K, 6 * N * widest_encoder(I));  // the forward's scratch (the backward's later)
     for (Model::Encoder& e : I.enc) {
         // a view empty in every line of the batch: no row to encode, none scored
         if (I.in[e.v].nv == 0) continue;
@@ -681,7 +682,7 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
 
     // encoders backward
     const size_t dmax = widest_encoder(I);
-    I.dx.reserve(K, B * T * dmax); I.s1.reserve(K, B * T * dmax); I.s2.reserve(K, B * T * dmax); I.s3.reserve(K, 3 * B * T * dmax);
+    I.dx.reserve(K, B * T * dmax); I.s1.reserve(K, B * T * dmax); I.s2.reserve(K, B * T * dmax); I.s3.reserve(K, 6 * B * T * dmax);
     for (Encoder& e : I.enc)
         if (I.in[e.v].nv > 0)
             encoder_backward(e, c, K, I.w.enc[e.v][e.m], I.dw.enc[e.v][e.m], e.m == MOD_ID ? dE_id : nullptr,
@@ -971,10 +972,10 @@ size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {
                 size_t d = c.width(m);
                 dmax = std::max(dmax, d);
                 encs++;
-                // xs + per block (qkv x3, atty, res1, fc1) + H, dH
+                // xs + per block (qkv x3, atty, res1, fc1) + H, dH, at most N valid rows each
                 per_d += N * d * ((c.n_blocks + 1) + c.n_blocks * 6 + 2) + c.n_blocks * B * c.n_heads * c.T * c.T;
             }
-    size_t floats = per_d + 7 * N * dmax                        // encoder scratch
+    size_t floats = per_d + 9 * N * dmax                        // encoder scratch
                     + std::min(c.num_mods() * max_rows * V,     // head logits (the CPU head's
                                kCpuHeadBudget / sizeof(float))  // blocks stay in its budget)
                     + 3 * c.num_items() * c.q;                  // normalized E_id, its gradient
