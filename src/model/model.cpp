@@ -33,7 +33,7 @@ using Arr = BackendArray<float>;
 // same values) and dropout(atty Wo + bo), dropout(W2 gelu + b2) (not read by the backward); the
 // forward writes those into the scratch all encoders share.
 struct BlockActs {
-    Arr ln1_mean, ln1_rstd;          // LN1's row statistics (N)
+    Arr ln1_mean, ln1_rstd;          // LN1's row statistics (Nv)
     Arr qkv;                         // LN1(x) Wqkv + bqkv (Nv, 3d)
     Arr att;                         // (B, NH, T, T) softmax probabilities
     Arr atty;                        // attention output before the projection
@@ -106,7 +106,8 @@ struct Model::Impl {
     float logw[kNumMods] = {};    // log mixture weights of the enabled modalities, by modality
     ViewInputs in[3];
     std::vector<int32_t> rows[3][2];  // forward_backward: the supervised b*T + t per view and target domain
-    // scratch for the encoder backward (N, d_max) and (N, 3 d_max)
+    // the encoders' scratch (N = B T rows): dx, s1, s2 (N, d_max) for the backward, s3 (N, 6 d_max)
+    // for the forward and the backward
     Arr dx, s1, s2, s3;
     // normalized E_id rows (NX+NY, q) with norms, and their gradient
     Arr en_id, en_id_norm, den_id;
