@@ -9,6 +9,7 @@
 #include "core/common.h"
 #include "core/flags.h"
 #include "core/json.h"
+#include "core/lines.h"
 #include "data/dataset.h"
 #include "train/run_dir.h"
 
@@ -32,17 +33,15 @@ std::vector<bool> fold_choice(size_t n, double fraction, uint64_t seed) {
 
 namespace {
 
-// The non-blank lines of a sequence file's text, verbatim (without their line end).
-std::vector<std::string> file_lines(const std::string& text) {
+// The non-blank lines of a sequence file's text (already checked by parse_sequences), verbatim
+// but for their line end.
+std::vector<std::string> file_lines(const std::string& text, const std::string& path) {
     std::vector<std::string> out;
-    size_t at = 0;
-    while (at < text.size()) {
-        size_t end = text.find('\n', at);
-        if (end == std::string::npos) end = text.size();
-        std::string ln = text.substr(at, end - at);
-        if (!ln.empty() && ln.back() == '\r') ln.pop_back();
-        if (ln.find_first_not_of(" \t") != std::string::npos) out.push_back(ln);
-        at = end + 1;
+    LineReader lr(text, path, /*strip_blanks=*/false);
+    Span line;
+    while (lr.next(line)) {
+        std::string ln = line.str();
+        if (ln.find_first_not_of(" \t") != std::string::npos) out.push_back(std::move(ln));
     }
     return out;
 }
@@ -85,14 +84,14 @@ int fold_valid_main(int argc, char** argv) {
     if (!train_file.empty()) {
         const std::string path = data + "/" + train_file, text = read_file(path);
         parse_sequences(text, path, cat, T, true);
-        train = file_lines(text);
+        train = file_lines(text, path);
     }
     const size_t train_before = train.size();
     const std::string valid_path = data + "/validdata_new.txt", test_path = data + "/testdata_new.txt";
     const std::string valid_text = read_file(valid_path), test_text = read_file(test_path);
     parse_sequences(valid_text, valid_path, cat, T, false);
     parse_sequences(test_text, test_path, cat, T, false);
-    const std::vector<std::string> valid = file_lines(valid_text);
+    const std::vector<std::string> valid = file_lines(valid_text, valid_path);
     HAFVT_INPUT(valid.size() >= 2, valid_path, ": expected at least 2 lines to split, found ", valid.size());
 
     const std::vector<bool> moved = fold_choice(valid.size(), (double)fraction, seed);
