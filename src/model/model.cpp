@@ -267,6 +267,14 @@ static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend
     e.dH.reserve(K, N * d);
 }
 
+// The (B T, C) padded layout of the Nv valid rows `src` (rows[r] is the position of row r): the
+// valid rows in place, PAD rows zero. The attention's inputs and output gradient go through it.
+static void to_padded(const Backend& K, float* padded, const float* src, const int32_t* rows, size_t Nv,
+                      size_t N, size_t C) {
+    K.zero(padded, N * C * sizeof(float));
+    K.scatter_add_rows(padded, src, rows, 1.0f, Nv, C);
+}
+
 // Eq. 1: H = Attention(F) for one view and modality, computed on the view's VALID ROWS only: the
 // Nv positions of the batch that hold an item, in (b, t) order (ViewInputs::rows). A PAD position
 // is zero after every block and its query outputs zero, its key is masked, and no head reads its
@@ -309,8 +317,7 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
         // of the attention's (B, T, d) output gathered into atty
         K.layernorm_forward(s0, a.ln1_mean.data(), a.ln1_rstd.data(), x, k.ln1_w, k.ln1_b, Nv, d);
         K.linear_forward(a.qkv.data(), s0, k.wqkv, k.bqkv, Nv, d, 3 * d);
-        K.zero(qkv_p, N * 3 * d * sizeof(float));
-        K.scatter_add_rows(qkv_p, a.qkv.data(), in.rows_p, 1.0f, Nv, 3 * d);
+        to_padded(K, qkv_p, a.qkv.data(), in.rows_p, Nv, N, 3 * d);
         K.attention_forward(s0, a.att.data(), qkv_p, valid, B, T, d, NH, p, seed, step, e.site(1 + 3 * b));
         K.gather_rows(a.atty.data(), s0, in.rows_p, Nv, d);
         // The rest of the block on R rows: the Nv valid rows, or, in the last block of a last_only
@@ -388,10 +395,8 @@ static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Ba
         // (B, T, 3d) in the second half of s3, dqkv (B, T, 3d) in its first half, whose valid
         // rows are gathered into qkv (read for the last time by the scatter)
         float* const qkv_p = s3 + 3 * N * d;
-        zero(s1, N * d);
-        K.scatter_add_rows(s1, s2, in.rows_p, 1.0f, Nv, d);
-        zero(qkv_p, 3 * N * d);
-        K.scatter_add_rows(qkv_p, a.qkv.data(), in.rows_p, 1.0f, Nv, 3 * d);
+        to_padded(K, s1, s2, in.rows_p, Nv, N, d);
+        to_padded(K, qkv_p, a.qkv.data(), in.rows_p, Nv, N, 3 * d);
         zero(s3, 3 * N * d);
         K.attention_backward(s3, s1, qkv_p, a.att.data(), valid, B, T, d, NH, p, seed, step, e.site(1 + 3 * b));
         K.gather_rows(a.qkv.data(), s3, in.rows_p, Nv, 3 * d);
@@ -587,8 +592,9 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
     const float lambda[3] = {1.0f, c.lambda1, c.lambda2};  // weights of the X, Y, XY terms (Eq. 9)
 
     // The supervised positions of each view per target domain, as valid rows of the view's H
-    // (ViewInputs::slot), staged with their targets and loss weights next to the views' inputs: a step makes three copies to and from the backend in
-    // all, these inputs up, the log scales down (upload_inputs), the row losses down (at the end).
+    // (ViewInputs::slot), staged with their targets and loss weights next to the views' inputs: a
+    // step makes three copies to and from the backend in all, these inputs up, the log scales down
+    // (upload_inputs), the row losses down (at the end).
     load_inputs(I, c, batch, false);
     size_t count[3] = {0, 0, 0}, rows_at[3][2] = {}, y_at[3][2] = {}, dloss_at[3][2] = {}, loss_at[3][2] = {};
     size_t loss_rows = 0;
