@@ -7,8 +7,14 @@
 #                                       Movie-Book, which has no training file: `hafvt fold-valid`
 #                                       moves 80% of its validation lines (seed 1) into training
 #                                       (runs/mb/data); text = the Movie titles (none for Book)
+#   SCENARIO=fkfold bash tools/fk_results.sh
+#                                       Food-Kitchen, the training subset plus 80% of the
+#                                       validation lines (`hafvt fold-valid`, seed 1, runs/fkfold/data);
+#                                       the rest of the validation lines validate, the test split as is
 # Configurations (CONFIGS): orig (--views xy --modalities id), otext (--views xy, id + text),
-# hier (--views x,y,xy --modalities id), text (--views x,y,xy, id + text).
+# hier (--views x,y,xy --modalities id), text (--views x,y,xy, id + text), mtext (as text, with
+# the MiniLM title features of tools/clip_features.py --encoder minilm in $MINILM/txt.npy).
+# TUNE=1 trains with --tune (the mixture and score weights chosen on the validation split).
 # Settings: LR, L2 (chosen on the validation split, see docs/results.md), Q, EPOCHS, PATIENCE,
 # SEEDS, TXT_DIM; a finished run (metrics.jsonl with its test rows) is not run again.
 set -euo pipefail
@@ -19,7 +25,9 @@ case $SCENARIO in
       TITLE_FILES="titles_A.tsv titles_B.tsv" OUT=${OUT:-runs/fk} DATA=$SRC TRAIN_FILE=traindata_subset.txt ;;
   mb) SRC=../shared/data/c2dsr/Movie-Book TITLES=../shared/data/llmcdsr-titles/Movie-Book
       TITLE_FILES="titles_A.tsv" OUT=${OUT:-runs/mb} DATA=${OUT:-runs/mb}/data TRAIN_FILE=traindata_new.txt ;;
-  *) echo "fk_results.sh: SCENARIO must be fk or mb, not $SCENARIO"; exit 2 ;;
+  fkfold) SRC=../shared/data/c2dsr/Food-Kitchen TITLES=../shared/data/llmcdsr-titles/Food-Kitchen
+      TITLE_FILES="titles_A.tsv titles_B.tsv" OUT=${OUT:-runs/fkfold} DATA=${OUT:-runs/fkfold}/data TRAIN_FILE=traindata_new.txt ;;
+  *) echo "fk_results.sh: SCENARIO must be fk, fkfold or mb, not $SCENARIO"; exit 2 ;;
 esac
 LR=${LR:-1e-3}
 L2=${L2:-1e-5}
@@ -29,11 +37,18 @@ PATIENCE=${PATIENCE:-3}
 TXT_DIM=${TXT_DIM:-64}
 SEEDS=${SEEDS:-1 2 3}
 CONFIGS=${CONFIGS:-orig hier text}
+TUNE=${TUNE:-0}
+MINILM=${MINILM:-runs/fk-minilm}
+case " $CONFIGS " in *" mtext "*) [ -f "$MINILM/txt.npy" ] || {
+  echo "fk_results.sh: $MINILM/txt.npy not found: make minilm-venv, then tools/clip_features.py --encoder minilm (docs/results.md)"; exit 2; } ;; esac
 [ -f "$SRC/Alist.txt" ] || { echo "fk_results.sh: $SRC/Alist.txt not found (needs ../shared)"; exit 2; }
 make -s build/hafvt >/dev/null
 mkdir -p "$OUT"
 if [ "$SCENARIO" = mb ] && [ ! -f "$DATA/fold.json" ]; then
   build/hafvt fold-valid --data "$SRC" --out "$DATA" --fraction 0.8 --seed 1
+fi
+if [ "$SCENARIO" = fkfold ] && [ ! -f "$DATA/fold.json" ]; then
+  build/hafvt fold-valid --data "$SRC" --train-file traindata_subset.txt --out "$DATA" --fraction 0.8 --seed 1
 fi
 # the text modality: hashed n-gram TF-IDF of the titles (hafvt text-features), TXT_DIM columns
 if [ ! -f "$OUT/txt.npy" ]; then
@@ -47,6 +62,7 @@ flags_of() {
     otext) echo "--views xy --modalities id,txt $txt_flags" ;;
     hier) echo "--views x,y,xy --modalities id" ;;
     text) echo "--views x,y,xy --modalities id,txt $txt_flags" ;;
+    mtext) echo "--views x,y,xy --modalities id,txt --txt $MINILM/txt.npy --txt-ids $MINILM/txt_ids.txt" ;;
     *) echo "fk_results.sh: unknown configuration $1" >&2; exit 2 ;;
   esac
 }
@@ -54,12 +70,13 @@ flags_of() {
 # exists (another invocation is running it; remove RUN.lock by hand after a crash)
 run_one() {
   local name=$1 seed=$2 dir=$OUT/$1_s$2
-  [ -f "$dir/metrics.jsonl" ] && grep -q '"split":"test"' "$dir/metrics.jsonl" && return 0
+  [ -f "$dir/metrics.jsonl" ] && grep -q '"split":"test"' "$dir/metrics.jsonl" &&
+    { [ "$TUNE" = 0 ] || [ -f "$dir/tuned.json" ]; } && return 0
   mkdir "$dir.lock" 2>/dev/null || { echo "$name seed $seed: $dir.lock exists, skipped (running elsewhere?)"; return 0; }
   trap 'rmdir "$dir.lock"' RETURN
   local t0=$SECONDS
   build/hafvt train --data "$DATA" --train-file "$TRAIN_FILE" --q "$Q" --lr "$LR" --l2 "$L2" \
-    --epochs "$EPOCHS" --patience "$PATIENCE" --seed "$seed" --threads 1 --out "$dir" $(flags_of "$name") \
+    --epochs "$EPOCHS" --patience "$PATIENCE" --seed "$seed" --threads 1 --out "$dir" $(flags_of "$name") $([ "$TUNE" = 0 ] || echo --tune) \
     > "$dir.log" 2>&1 || { echo "$name seed $seed failed: see $dir.log"; return 1; }
   echo "$(date +%T) done $name seed $seed in $((SECONDS - t0)) s: $(grep -m1 'test   full      X' "$dir.log" || true)"
 }
