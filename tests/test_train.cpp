@@ -592,6 +592,30 @@ TEST_CASE("tune: the grid's MRR at the trained weights is eval's; the chosen wei
     REQUIRE_MESSAGE(test.status == 0, test.out);
     const auto tune_test = table_mrr(t.out.substr(t.out.find("test, scored once")), "test"), eval_test = table_mrr(test.out, "test");
     CHECK(tune_test == eval_test);
+    // eval --json: the tuned weights' record is tuned.json's test record, head and tail included;
+    // with --trained-weights it is the training run's test record
+    {
+        const Json tuned_test = *Json::parse(read_file(run + "/tuned.json"), "tuned.json").get("test");
+        const Json trained_test = testutil::metrics_without_seconds(run).back();
+        for (const bool trained : {false, true}) {
+            const std::string jf = run + (trained ? "/eval_trained.json" : "/eval_tuned.json");
+            auto ej = run_hafvt("eval --ckpt " + best + " --split test --protocol full --threads 2 --json " + jf +
+                                (trained ? " --trained-weights" : ""));
+            REQUIRE_MESSAGE(ej.status == 0, ej.out);
+            const Json e = Json::parse(read_file(jf), jf);
+            const Json& want = trained ? trained_test : tuned_test;
+            CHECK(e.get("split")->as_string() == "test");
+            CHECK(e.get("protocol")->as_string() == "full");
+            CHECK(e.get("step")->as_number() == want.get("step")->as_number());
+            CHECK(e.get("weights")->as_string().find(trained ? "trained" : "weights tuned on valid") == 0);
+            for (const char* D : {"X", "Y"})
+                for (const char* m : {"n", "mrr", "ndcg5", "ndcg10", "hr10"})
+                    CHECK(e.get(D)->get(m)->as_number() == want.get(D)->get(m)->as_number());
+            for (const char* g : {"X_head", "X_tail", "Y_head", "Y_tail"})
+                for (const char* m : {"n", "mrr"})
+                    CHECK(e.get("head_tail")->get(g)->get(m)->as_number() == want.get("head_tail")->get(g)->get(m)->as_number());
+        }
+    }
     // under the c2dsr protocol (the run's saved negatives) the trained row is eval's too
     auto tc = run_hafvt("tune --ckpt " + best + " --threads 2 --protocol c2dsr --skip-test");
     REQUIRE_MESSAGE(tc.status == 0, tc.out);

@@ -2,7 +2,9 @@
 """The ablation table from runs/ablation/<config>_s<seed>/metrics.jsonl (or, with a second
 argument `fk`, the real-data tables of tools/fk_results.sh): test metrics of the best
 checkpoint, mean and spread (sample standard deviation) over the seeds, per domain, both
-protocols, plus head/tail MRR. Prints Markdown. Standard library only."""
+protocols, plus head/tail MRR. A run trained with --tune adds a row with the tuned weights: its
+tuned.json's test record (the protocol tune chose by, full) and tuned_test_<protocol>.json for the
+other (`hafvt eval --json`, tools/fk_results.sh writes it). Prints Markdown. Standard library only."""
 import json
 import os
 import statistics
@@ -22,7 +24,9 @@ FK_NAMES = [
     ("otext", "--views xy --modalities id,txt (original framework + title n-gram features)"),
     ("hier", "--views x,y,xy --modalities id"),
     ("text", "--views x,y,xy --modalities id,txt (title n-gram features)"),
+    ("mtext", "--views x,y,xy --modalities id,txt (MiniLM title features)"),
 ]
+TUNED = " @tuned"  # the key suffix of a configuration's rows with the tuned weights
 
 
 def test_rows(path):
@@ -32,6 +36,20 @@ def test_rows(path):
             j = json.loads(line)
             if j["split"] == "test":
                 rows[j["protocol"]] = j
+    return rows
+
+
+def tuned_rows(run):
+    """The test records with the tuned weights, by protocol ({} without tuned.json)."""
+    p = os.path.join(run, "tuned.json")
+    if not os.path.exists(p):
+        return {}
+    t = json.load(open(p))
+    rows = {t["test"]["protocol"]: t["test"]} if "test" in t else {}
+    for proto in ("full", "c2dsr"):
+        q = os.path.join(run, f"tuned_test_{proto}.json")
+        if proto not in rows and os.path.exists(q):
+            rows[proto] = json.load(open(q))
     return rows
 
 
@@ -53,12 +71,15 @@ def main(root, names=NAMES):
         r = test_rows(p)
         if "full" in r:
             runs.setdefault(name, []).append(r)
+            t = tuned_rows(os.path.join(root, d))
+            if t:
+                runs.setdefault(name + TUNED, []).append(t)
     for proto in ("full", "c2dsr"):
         print(f"\nTest split, protocol `{proto}`, percent, mean ± std over {max(len(v) for v in runs.values())} seeds\n")
         print("| configuration | X MRR | X NDCG@5 | X NDCG@10 | Y MRR | Y NDCG@5 | Y NDCG@10 | X tail MRR | X head MRR | Y tail MRR | Y head MRR |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
-        for key, label in names:
-            rs = [r[proto] for r in runs.get(key, [])]
+        for key, label in [(k + t, l + (", tuned weights" if t else "")) for k, l in names for t in ("", TUNED)]:
+            rs = [r[proto] for r in runs.get(key, []) if proto in r]
             if not rs:
                 continue
             cells = []

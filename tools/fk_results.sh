@@ -66,19 +66,29 @@ flags_of() {
     *) echo "fk_results.sh: unknown configuration $1" >&2; exit 2 ;;
   esac
 }
-# a run is skipped when it has finished (test rows in its metrics.jsonl) or when its lock folder
-# exists (another invocation is running it; remove RUN.lock by hand after a crash)
+# a run is skipped when it has finished (test rows in its metrics.jsonl, and with TUNE=1 its
+# tuned.json and the tuned weights' c2dsr test record) or when its lock folder exists (another
+# invocation is running it; remove RUN.lock by hand after a crash)
 run_one() {
-  local name=$1 seed=$2 dir=$OUT/$1_s$2
+  local name=$1 seed=$2 dir=$OUT/$1_s$2 trained=0
   [ -f "$dir/metrics.jsonl" ] && grep -q '"split":"test"' "$dir/metrics.jsonl" &&
-    { [ "$TUNE" = 0 ] || [ -f "$dir/tuned.json" ]; } && return 0
+    { [ "$TUNE" = 0 ] || [ -f "$dir/tuned.json" ]; } && trained=1
+  [ $trained = 1 ] && { [ "$TUNE" = 0 ] || [ -f "$dir/tuned_test_c2dsr.json" ]; } && return 0
   mkdir "$dir.lock" 2>/dev/null || { echo "$name seed $seed: $dir.lock exists, skipped (running elsewhere?)"; return 0; }
   trap 'rmdir "$dir.lock"' RETURN
   local t0=$SECONDS
-  build/hafvt train --data "$DATA" --train-file "$TRAIN_FILE" --q "$Q" --lr "$LR" --l2 "$L2" \
-    --epochs "$EPOCHS" --patience "$PATIENCE" --seed "$seed" --threads 1 --out "$dir" $(flags_of "$name") $([ "$TUNE" = 0 ] || echo --tune) \
-    > "$dir.log" 2>&1 || { echo "$name seed $seed failed: see $dir.log"; return 1; }
-  echo "$(date +%T) done $name seed $seed in $((SECONDS - t0)) s: $(grep -m1 'test   full      X' "$dir.log" || true)"
+  if [ $trained = 0 ]; then
+    build/hafvt train --data "$DATA" --train-file "$TRAIN_FILE" --q "$Q" --lr "$LR" --l2 "$L2" \
+      --epochs "$EPOCHS" --patience "$PATIENCE" --seed "$seed" --threads 1 --out "$dir" $(flags_of "$name") \
+      $([ "$TUNE" = 0 ] || echo --tune) > "$dir.log" 2>&1 || { echo "$name seed $seed failed: see $dir.log"; return 1; }
+    echo "$(date +%T) done $name seed $seed in $((SECONDS - t0)) s: $(grep -m1 'test   full      X' "$dir.log" || true)"
+  fi
+  # tune scores the test split with the tuned weights under the protocol it chose by (full); the
+  # c2dsr record of the same weights, for the tables
+  if [ "$TUNE" = 1 ]; then
+    build/hafvt eval --ckpt "$dir/best.safetensors" --split test --protocol c2dsr --threads 1 \
+      --json "$dir/tuned_test_c2dsr.json" >> "$dir.log" 2>&1 || { echo "$name seed $seed: eval failed: see $dir.log"; return 1; }
+  fi
 }
 jobs_list=()
 for seed in $SEEDS; do for c in $CONFIGS; do jobs_list+=("$c $seed"); done; done

@@ -84,9 +84,10 @@ void add_feature_flags(std::vector<Flag>& flags, TrainConfig& o) {
 int cmd_eval(int argc, char** argv) {
     TrainConfig o;
     ScoreWeights sw;
-    std::string ckpt, split = "test", protocol = "full";
+    std::string ckpt, split = "test", protocol = "full", json_path;
     std::vector<Flag> flags = {
         {"ckpt", Kind::STR, &ckpt, "checkpoint (.safetensors) written by hafvt train (required)"},
+        {"json", Kind::STR, &json_path, "also write the figures, with the head and tail targets of the run's training file, as one JSON line (metrics.jsonl's form) to this file"},
         {"data", Kind::STR, &o.data, "dataset folder (default: the one the run used)"},
         {"split", Kind::STR, &split, "valid or test (default test)"},
         {"protocol", Kind::STR, &protocol, "full (default) or c2dsr"},
@@ -104,10 +105,16 @@ int cmd_eval(int argc, char** argv) {
     o.eval_batch = kUnsetSize;  // the run's unless given
     if (!parse_flags("eval", "--ckpt F --data DIR --split valid|test --protocol c2dsr|full", argc, argv, flags, nullptr)) return 0;
     HAFVT_INPUT(!ckpt.empty(), "hafvt eval: --ckpt F is required");
-    EvalOutcome e = run_eval(ckpt, split, protocol, o, sw);
+    EvalOutcome e = run_eval(ckpt, split, protocol, o, sw, !json_path.empty());
     if (!e.weights_note.empty()) std::printf("%s\n", e.weights_note.c_str());
     std::printf("%s", format_results({e.result}).c_str());
     std::printf("%zu lines in %.1f s (%.0f lines/s)\n", e.lines, e.seconds, (double)e.lines / e.seconds);
+    if (!json_path.empty()) {
+        Json j = eval_json(e.result, e.epoch, e.step, nullptr, e.seconds);
+        j.set("weights", e.weights_note.empty() ? std::string("trained") : e.weights_note);
+        write_file_atomic(json_path, j.dump() + "\n");
+        std::printf("wrote %s\n", json_path.c_str());
+    }
     return 0;
 }
 

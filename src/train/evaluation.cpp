@@ -296,6 +296,10 @@ EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const st
     out.lines = set.seqs.size();
     out.seconds = t.seconds();
     out.weights_note = note;
+    TrainState st;
+    read_checkpoint_meta(ckpt, nullptr, &st);
+    out.epoch = st.epoch;
+    out.step = st.step;
     return out;
 }
 

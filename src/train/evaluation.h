@@ -77,6 +77,7 @@ struct EvalOutcome {
     size_t lines = 0;
     double seconds = 0.0;
     std::string weights_note;  // config_of_checkpoint's: "" for the trained weights
+    long epoch = 0, step = 0;  // the checkpoint's training state
 };
 // head_tail: read the run's training file too, so that the result's head and tail figures are
 // the training run's (without it every target counts as tail, and only dom[] is meaningful).
