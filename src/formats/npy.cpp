@@ -225,6 +225,10 @@ float half_to_float(uint16_t h) {
     return f;
 }
 
+void halves_to_floats(float* out, const char* src, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = half_to_float((uint16_t)((uint8_t)src[2 * i] | ((uint8_t)src[2 * i + 1] << 8)));
+}
+
 // The payload size is checked against the file before the output is allocated.
 std::vector<float> npy_read_f32(const std::string& path, std::vector<size_t>* shape) {
     return npy_decode_f32(read_file(path), path, shape);
@@ -240,10 +244,7 @@ std::vector<float> npy_decode_f32(const std::string& bytes, const std::string& p
     if (f4) {
         copy_le(out.data(), src, n, 4);
     } else {
-        for (size_t i = 0; i < n; i++) {
-            uint16_t v = (uint16_t)((uint8_t)src[2 * i] | ((uint8_t)src[2 * i + 1] << 8));
-            out[i] = half_to_float(v);
-        }
+        halves_to_floats(out.data(), src, n);
     }
     if (shape) *shape = h.shape;
     return out;

@@ -42,5 +42,8 @@ std::string npy_shape_str(const std::vector<size_t>& shape);
 
 // IEEE half to float (exact, handles subnormals, inf and NaN).
 float half_to_float(uint16_t h);
+// n little-endian halves (the bytes of a file, any alignment) to floats: the f16 path of the
+// .npy and safetensors readers.
+void halves_to_floats(float* out, const char* src, size_t n);
 
 }  // namespace hafvt

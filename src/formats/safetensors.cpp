@@ -157,8 +157,7 @@ std::vector<float> StFile::read_f32(const std::string& name) const {
     }
     HAFVT_INPUT(e.dtype == "F16", path, ": tensor '", name, "': expected dtype F32 or F16, found ", e.dtype);
     std::vector<float> out((e.end - e.begin) / 2);
-    for (size_t i = 0; i < out.size(); i++)
-        out[i] = half_to_float((uint16_t)((uint8_t)src[2 * i] | ((uint8_t)src[2 * i + 1] << 8)));
+    halves_to_floats(out.data(), src, out.size());
     return out;
 }
 

@@ -147,7 +147,7 @@ const Backend& choose_backend(const std::string& want, bool tf32, size_t T, cons
 #endif
     std::string line;
     const DeviceKind kind = decide_device(want, T, tf32, probe, names, &line);
-    if (!line.empty()) std::fprintf(info, "%s\n", line.c_str());
+    if (!line.empty() && info) std::fprintf(info, "%s\n", line.c_str());
     if (kind == DeviceKind::EMULATE) return emulated_device_backend();
     if (kind == DeviceKind::CPU) return host_backend();
 #ifdef HAFVT_CUDA

@@ -85,7 +85,8 @@ DeviceKind decide_device(const std::string& want, size_t T, bool tf32, bool (*pr
                          const DeviceSettingNames& names, std::string* line);
 
 // The device setting for a model of sequence length T: decide_device with this build's probe;
-// prints its line, and sets up the CUDA backend (TF32 or not) when it is chosen.
+// prints its line to `info` (nullptr: silent), and sets up the CUDA backend (TF32 or not) when it
+// is chosen.
 const Backend& choose_backend(const std::string& want, bool tf32, size_t T, const DeviceSettingNames& names,
                               std::FILE* info = stdout);
 

@@ -266,7 +266,7 @@ std::vector<int32_t> split_negatives(const std::string& ckpt, const std::string&
 }
 
 EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o,
-                     const ScoreWeights& sw, bool head_tail) {
+                     const ScoreWeights& sw, bool head_tail, std::FILE* info) {
     HAFVT_INPUT(split == "valid" || split == "test", "hafvt eval: --split: expected valid or test, found '", split, "'");
     HAFVT_INPUT(protocol == "full" || protocol == "c2dsr", "hafvt eval: --protocol: expected full or c2dsr, found '", protocol, "'");
     std::string catalog_fp, note;
@@ -275,12 +275,12 @@ EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const st
     World w;
     if (head_tail) {  // the training file's counts split the targets into head and tail
         const SequenceSet train = read_sequences(c.data + "/" + c.train_file, read_catalog(c.data), c.T, true);
-        load_world(c, w, &train);
+        load_world(c, w, &train, info);
     } else {
-        load_world(c, w, nullptr);
+        load_world(c, w, nullptr, info);
     }
     const Backend& backend =  // c.T: the checkpoint's
-        choose_backend(o.device, false, c.T, {setting_name("device"), setting_name("T", Source::STORED), setting_name("tf32")});
+        choose_backend(o.device, false, c.T, {setting_name("device"), setting_name("T", Source::STORED), setting_name("tf32")}, info);
     check_before_model(ckpt, c, w, catalog_fp);
     SequenceSet set = read_sequences(c.data + "/" + (split == "valid" ? "validdata_new.txt" : "testdata_new.txt"), w.cat, c.T, false);
     Model model(w.mc, &w.fz, backend);

@@ -81,8 +81,9 @@ struct EvalOutcome {
 };
 // head_tail: read the run's training file too, so that the result's head and tail figures are
 // the training run's (without it every target counts as tail, and only dom[] is meaningful).
+// info: where the feature and device notes go (nullptr: silent, for a caller that printed them).
 EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const std::string& protocol, const TrainConfig& o,
-                     const ScoreWeights& sw = {}, bool head_tail = false);
+                     const ScoreWeights& sw = {}, bool head_tail = false, std::FILE* info = stdout);
 
 // The c2dsr negatives of a split for a checkpoint: the run's saved ones when they fit the split,
 // else the same draw from the run's seed.

@@ -53,7 +53,7 @@ void load_world(const TrainConfig& c, World& w, const SequenceSet* train, std::F
                     " (that of the other feature file), found ", fi.e);
         HAFVT_INPUT(fi.e % c.heads == 0, path, ": width ", fi.e, " is not divisible by ", setting_name("heads"), " ", c.heads);
         mc.e = fi.e;
-        if (fi.zero_rows) std::fprintf(info, "%s: %zu all-zero rows (missing features, cosine 0)\n", path.c_str(), fi.zero_rows);
+        if (fi.zero_rows && info) std::fprintf(info, "%s: %zu all-zero rows (missing features, cosine 0)\n", path.c_str(), fi.zero_rows);
     }
     w.fz.e = mc.e;
     // head/tail split of the targets: occurrences of each item in the training file

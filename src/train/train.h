@@ -25,7 +25,7 @@ struct World {
     std::string catalog_fingerprint, fingerprint;
 };
 // Prints its notes (feature rows that are all zero) to `info`.
-void load_world(const TrainConfig& c, World& w, const SequenceSet* train, std::FILE* info = stdout);
+void load_world(const TrainConfig& c, World& w, const SequenceSet* train, std::FILE* info = stdout);  // info: nullptr is silent
 
 // `hafvt train`: returns the process exit status.
 int run_train(const TrainConfig& c);

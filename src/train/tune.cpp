@@ -329,7 +329,7 @@ int run_tune(const std::string& ckpt, const TrainConfig& o, const std::string& p
         // the test split, once, by eval's own path with the weights just written
         TrainConfig eo = o;
         eo.exclude_history = sc.c.exclude_history;  // as the grid ranked
-        EvalOutcome e = run_eval(ckpt, "test", protocol, eo, ScoreWeights(), true);
+        EvalOutcome e = run_eval(ckpt, "test", protocol, eo, ScoreWeights(), true, nullptr);  // notes printed above
         std::fprintf(out, "\ntest, scored once with the tuned weights (%s):\n%s", weights_text(best).c_str(),
                      format_results({e.result}).c_str());
         j.set("test", eval_json(e.result, (long)st.epoch, st.step, nullptr, e.seconds));
