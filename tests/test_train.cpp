@@ -558,14 +558,20 @@ TEST_CASE("tune: the grid's MRR at the trained weights is eval's; the chosen wei
     auto t = run_hafvt("tune --ckpt " + best + " --threads 2");
     REQUIRE_MESSAGE(t.status == 0, t.out);
     MESSAGE(t.out);
-    // the feature and device notes once, though the test pass loads the model again
-    auto count = [](const std::string& text, const std::string& what) {
+    // the feature and device notes once, though the test pass loads the model again: the lines
+    // that hold `what` (the device line of a CUDA build holds "device: " twice)
+    auto lines_with = [](const std::string& text, const std::string& what) {
         size_t n = 0;
-        for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) n++;
+        for (size_t start = 0; start < text.size();) {
+            size_t end = text.find('\n', start);
+            if (end == std::string::npos) end = text.size();
+            if (text.substr(start, end - start).find(what) != std::string::npos) n++;
+            start = end + 1;
+        }
         return n;
     };
-    CHECK(count(t.out, "txt.npy: 5 all-zero rows") == 1);
-    CHECK(count(t.out, "device: ") == 1);
+    CHECK(lines_with(t.out, "txt.npy: 5 all-zero rows") == 1);
+    CHECK(lines_with(t.out, "device: ") == 1);
     // the row of the trained weights: the valid MRR eval computes with them
     auto ev = run_hafvt("eval --ckpt " + best + " --split valid --protocol full --threads 2 --trained-weights");
     REQUIRE_MESSAGE(ev.status == 0, ev.out);
