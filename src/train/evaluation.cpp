@@ -177,7 +177,7 @@ double tuned_number(const Json& tuned, const std::string& path, const char* key)
 
 // The run configuration stored in a checkpoint, with the overrides and the tuned weights.
 TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides, std::string* catalog_fingerprint,
-                                 const ScoreWeights& sw, std::string* weights_note) {
+                                 const ScoreWeights& sw, std::string* weights_note, TrainState* state) {
     std::string cfg_s;
     TrainState st;
     read_checkpoint_meta(ckpt, &cfg_s, &st);
@@ -228,6 +228,7 @@ TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& ove
     c.id_warmup = 0;  // a training schedule: scoring (with any weights, the id head's 0 too) has none
     validate_config(c, Source::FLAGS);  // with the flags the user typed
     if (weights_note) *weights_note = note;
+    if (state) *state = st;
     return c;
 }
 
@@ -270,7 +271,8 @@ EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const st
     HAFVT_INPUT(split == "valid" || split == "test", "hafvt eval: --split: expected valid or test, found '", split, "'");
     HAFVT_INPUT(protocol == "full" || protocol == "c2dsr", "hafvt eval: --protocol: expected full or c2dsr, found '", protocol, "'");
     std::string catalog_fp, note;
-    TrainConfig c = config_of_checkpoint(ckpt, o, &catalog_fp, sw, &note);
+    TrainState st;
+    TrainConfig c = config_of_checkpoint(ckpt, o, &catalog_fp, sw, &note, &st);
     if (c.threads > 0) omp_set_num_threads(c.threads);
     World w;
     if (head_tail) {  // the training file's counts split the targets into head and tail
@@ -296,8 +298,6 @@ EvalOutcome run_eval(const std::string& ckpt, const std::string& split, const st
     out.lines = set.seqs.size();
     out.seconds = t.seconds();
     out.weights_note = note;
-    TrainState st;
-    read_checkpoint_meta(ckpt, nullptr, &st);
     out.epoch = st.epoch;
     out.step = st.step;
     return out;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/json.h"
+#include "formats/checkpoint.h"
 #include "train/metrics.h"
 #include "train/train.h"
 
@@ -54,10 +55,11 @@ double tuned_number(const Json& tuned, const std::string& path, const char* key)
 // line naming the tuned file or the overrides.
 // A size override that was not given (eval_batch of `overrides`; 0 is a value, refused as such).
 constexpr size_t kUnsetSize = ~(size_t)0;
-// With catalog_fingerprint, also the stored fingerprint of the catalog ("" when the checkpoint has none).
+// With catalog_fingerprint, also the stored fingerprint of the catalog ("" when the checkpoint has none);
+// with state, the checkpoint's training state.
 TrainConfig config_of_checkpoint(const std::string& ckpt, const TrainConfig& overrides,
                                  std::string* catalog_fingerprint = nullptr, const ScoreWeights& sw = {},
-                                 std::string* weights_note = nullptr);
+                                 std::string* weights_note = nullptr, TrainState* state = nullptr);
 
 // A checkpoint opened for scoring: its configuration with the overrides (config_of_checkpoint),
 // the data, the checks that the catalog and tensors are the checkpoint's and that the model fits
