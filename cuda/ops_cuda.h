@@ -118,6 +118,10 @@ void l2norm_backward_cuda(float* dinp, const float* dout, const float* out, cons
 void cosine_logits_forward_cuda(float* logits, const float* hn, const float* En, float s, size_t R,
                                 size_t V, size_t C);
 
+// logits and hn are HOST arrays of n device pointers, s and R host arrays: one product per set.
+void cosine_logits_forward_sets_cuda(float* const* logits, const float* const* hn, const float* En, const float* s,
+                                     const size_t* R, size_t n, size_t V, size_t C);
+
 // `logits` is a HOST array of M device pointers, each to an (R,V) block (M <= 8); logw is a
 // device array of M floats.
 // Evaluation (SPEC §4): out (R,V) += alpha * sum_m w_m softmax(logits[m][r]); logits as above.

@@ -494,6 +494,33 @@ CUDA_TEST_CASE("cuda: cosine logits (the scores of evaluation)") {
     }
 }
 
+CUDA_TEST_CASE("cuda: cosine logits of several row sets against one table") {
+    if (!gpu_ready()) return;
+    const size_t V = 50, C = 24, n = 3;
+    const size_t R[n] = {9, 0, 4};
+    const float s[n] = {logit_scale(5.0f, nullptr), 1.0f, logit_scale(2.0f, nullptr)};
+    Vec En = normalized_rows(V, C, 41);
+    DeviceBuffer d_En(En);
+    std::vector<Vec> hn, logits;
+    std::vector<DeviceBuffer> d_hn, d_logits;
+    for (size_t i = 0; i < n; i++) {
+        hn.push_back(normalized_rows(R[i], C, 42 + i)), logits.push_back(Vec(R[i] * V));
+        d_hn.emplace_back(hn[i]), d_logits.emplace_back(R[i] * V);
+    }
+    float* zp[n];
+    float* d_zp[n];
+    const float* hp[n];
+    const float* d_hp[n];
+    for (size_t i = 0; i < n; i++)
+        zp[i] = logits[i].data(), d_zp[i] = d_logits[i].data(), hp[i] = hn[i].data(), d_hp[i] = d_hn[i].data();
+    cosine_logits_forward_sets(zp, hp, En.data(), s, R, n, V, C);
+    cosine_logits_forward_sets_cuda(d_zp, d_hp, d_En.data(), s, R, n, V, C);
+    for (size_t i = 0; i < n; i++) {
+        CAPTURE(i);
+        CHECK(check_tensor("logits", down(d_logits[i]), logits[i], 1e-4, 1e-5));
+    }
+}
+
 CUDA_TEST_CASE("cuda: the evaluation mixture") {
     if (!gpu_ready()) return;
     const size_t M = 3, R = 10, V = 70;

@@ -175,3 +175,49 @@ TEST_CASE("sgemm is deterministic: repeated calls and any thread count give the 
     if (!inner[1].empty()) CHECK(bitwise_equal(first, inner[1]));
 #endif
 }
+
+TEST_CASE("sgemm_packed: B packed once gives bitwise sgemm's C, for every shape, A transpose and thread count") {
+    // Shapes on both sides of the direct path (32k multiply-adds), across the K block (384) and
+    // the N block (480), split along M or along N between threads, padded leading dimensions;
+    // one packing serves two products with different A, alpha and beta, as in the head.
+    const GemmCase cases[] = {{false, true, 5, 6, 7, 1.0f, 0.0f, 1},       {false, false, 40, 70, 50, 0.5f, 1.0f, 2},
+                              {true, true, 300, 500, 700, -0.5f, 0.0f, 3}, {false, false, 300, 40, 1100, 1.0f, 1.0f, 0},
+                              {true, false, 33, 2100, 30, 2.0f, 0.0f, 1},  {false, true, 1700, 257, 129, 1.0f, 0.5f, 0}};
+    const int threads[] = {1, 2, 3};
+    uint64_t seed = 900;
+    for (const GemmCase& c : cases) {
+        const GemmData d = make_data(c, seed++);
+        GemmCase c2 = c;
+        c2.alpha = 0.75f, c2.beta = 1.0f, c2.ta = !c.ta;
+        GemmData d2 = make_data(c2, seed++);
+        d2.B = d.B;  // the same B, packed once
+        hafvt::PackedB pb;
+        for (int nt : threads) {
+#ifdef _OPENMP
+            const int saved = omp_get_max_threads();
+            omp_set_num_threads(nt);
+#else
+            if (nt > 1) continue;
+#endif
+            pb.pack(c.tb, c.K, c.N, d.B.data(), c.ldb());
+            for (const auto& [cc, dd] : {std::pair<const GemmCase&, const GemmData&>{c, d}, {c2, d2}}) {
+                std::vector<float> got = dd.C0;
+                hafvt::sgemm_packed(cc.ta, cc.M, cc.N, cc.K, cc.alpha, dd.A.data(), cc.lda(), pb, cc.beta, got.data(),
+                                    cc.ldc());
+                const std::string name = hafvt::cat(cc.ta ? "T" : "N", cc.tb ? "T" : "N", "_", cc.M, "x", cc.N, "x",
+                                                    cc.K, " threads ", nt);
+                CHECK_MESSAGE(bitwise_equal(got, run_sgemm(cc, dd)), name);
+            }
+#ifdef _OPENMP
+            omp_set_num_threads(saved);
+#endif
+        }
+    }
+    // a product of another shape than the packing is refused
+    const GemmCase c{false, false, 10, 20, 30, 1.0f, 0.0f, 0};
+    const GemmData d = make_data(c, 990);
+    hafvt::PackedB pb;
+    pb.pack(false, 30, 20, d.B.data(), 20);
+    std::vector<float> C(10 * 21);
+    CHECK_THROWS(hafvt::sgemm_packed(false, 10, 21, 30, 1.0f, d.A.data(), 30, pb, 0.0f, C.data(), 21));
+}

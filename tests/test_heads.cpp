@@ -204,6 +204,31 @@ TEST_CASE("edge cases: zero candidate vector, clamped scale, weight-0 modality, 
     }
 }
 
+static std::vector<float> unit_rows(size_t n, size_t C, uint64_t seed);
+
+// The evaluation's logits of several row sets (views) against one table: bitwise those of one
+// cosine_logits_forward per set, with the table packed once (large calls) or not (small ones).
+TEST_CASE("cosine_logits_forward_sets equals one cosine_logits_forward per set, bitwise") {
+    for (size_t V : {(size_t)40, (size_t)3000}) {
+        CAPTURE(V);
+        const size_t C = 64, n = 3;
+        const size_t R[n] = {100, 0, 57};  // the large case is above kHeadPackWork: the packed path
+        const float s[n] = {12.5f, 3.0f, 100.0f};
+        const std::vector<float> En = unit_rows(V, C, 5);
+        std::vector<std::vector<float>> hn, got, want;
+        float* zp[n];
+        const float* hp[n];
+        for (size_t i = 0; i < n; i++) {
+            hn.push_back(unit_rows(R[i], C, 6 + i));
+            got.emplace_back(R[i] * V, -1.0f), want.emplace_back(R[i] * V, -2.0f);
+            cosine_logits_forward(want[i].data(), hn[i].data(), En.data(), s[i], R[i], V, C);
+            zp[i] = got[i].data(), hp[i] = hn[i].data();
+        }
+        cosine_logits_forward_sets(zp, hp, En.data(), s, R, n, V, C);
+        for (size_t i = 0; i < n; i++) CHECK(got[i] == want[i]);
+    }
+}
+
 TEST_CASE("mixture_prob_accumulate sums weighted softmaxes") {
     const size_t R = 2, V = 3;
     std::vector<float> z0 = {0, 1, 2, 3, 3, 3}, z1 = {1, 1, 1, 0, 0, 5};

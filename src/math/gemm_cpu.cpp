@@ -320,11 +320,18 @@ struct PackBuffers {
 };
 thread_local PackBuffers tls_pack;
 
+// The number of columns of op(B) with its last micro-panel padded: a packed B of K rows holds
+// K x padded_n(N) floats (PackedB).
+size_t padded_n(int N) { return (size_t)(N + NR - 1) / NR * NR; }
+
 // The serial blocked product of the slab C[m0:m1, n0:n1] (m0 and n0 on the micro-tile grid).
-void gemm_blocked(const GemmArgs& g, int m0, int m1, int n0, int n1) {
+// `bpre`: op(B) packed whole (PackedB's layout: KC block pc at pc x padded_n(N), its NR-column
+// panels one after another), or null to pack each block here.
+void gemm_blocked(const GemmArgs& g, int m0, int m1, int n0, int n1, const float* bpre = nullptr) {
     tls_pack.ensure();
     float* apack = tls_pack.a;  // (mc/MR) micro-panels of (kc, MR)
     float* bpack = tls_pack.b;  // (nc/NR) micro-panels of (kc, NR)
+    const size_t npad = padded_n(g.N);
     for (int ic = m0; ic < m1; ic += MC) {
         const int mc = std::min(MC, m1 - ic);
         for (int pc = 0; pc < g.K; pc += KC) {
@@ -333,7 +340,8 @@ void gemm_blocked(const GemmArgs& g, int m0, int m1, int n0, int n1) {
             pack_a(g, ic, mc, pc, kc, apack);
             for (int jc = n0; jc < n1; jc += NC) {
                 const int nc = std::min(NC, n1 - jc);
-                pack_b(g, pc, kc, jc, nc, bpack);
+                if (bpre) bpack = const_cast<float*>(bpre) + (size_t)pc * npad + (size_t)(jc / NR) * kc * NR;
+                else pack_b(g, pc, kc, jc, nc, bpack);
                 for (int ir = 0; ir < mc; ir += MR) {
                     const int mr = std::min(MR, mc - ir);
                     const float* a = apack + (size_t)ir * kc;
@@ -358,18 +366,11 @@ void scale_c(const GemmArgs& g) {
     }
 }
 
-}  // namespace
-
-void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
-           const float* B, int ldb, float beta, float* C, int ldc) {
-    HAFVT_CHECK(M >= 0 && N >= 0 && K >= 0, "sgemm dims M=", M, " N=", N, " K=", K);
-    HAFVT_CHECK(lda >= std::max(1, transA ? M : K), "sgemm lda=", lda, " too small");
-    HAFVT_CHECK(ldb >= std::max(1, transB ? K : N), "sgemm ldb=", ldb, " too small");
-    HAFVT_CHECK(ldc >= std::max(1, N), "sgemm ldc=", ldc, " too small for N=", N);
+// The product of sgemm and sgemm_packed (bpre: op(B) packed whole, or null).
+void gemm_run(const GemmArgs& g, const float* bpre) {
+    const int M = g.M, N = g.N, K = g.K;
     if (M == 0 || N == 0) return;
-    const GemmArgs g{transA, transB, M, N, K, alpha, beta, A, (size_t)lda, B, (size_t)ldb, C,
-                     (size_t)ldc};
-    if (K == 0 || alpha == 0.0f) return scale_c(g);
+    if (K == 0 || g.alpha == 0.0f) return scale_c(g);
     const size_t work = (size_t)M * N * K;
     if (work < SMALL_WORK) return gemm_small(g);
 
@@ -382,7 +383,7 @@ void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const flo
     const int tile = split_m ? MR : NR;
     const int ntiles = ((split_m ? M : N) + tile - 1) / tile;
     nthreads = (int)std::min<size_t>({(size_t)nthreads, (size_t)ntiles, std::max<size_t>(1, work / THREAD_WORK)});
-    if (nthreads <= 1) return gemm_blocked(g, 0, M, 0, N);
+    if (nthreads <= 1) return gemm_blocked(g, 0, M, 0, N, bpre);
 #pragma omp parallel num_threads(nthreads)
     {
 #ifdef _OPENMP
@@ -391,9 +392,61 @@ void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const flo
         const int t = 0, nt = 1;
 #endif
         const int lo = (int)((size_t)ntiles * t / nt) * tile, hi = (int)((size_t)ntiles * (t + 1) / nt) * tile;
-        if (split_m) gemm_blocked(g, lo, std::min(hi, M), 0, N);
-        else gemm_blocked(g, 0, M, lo, std::min(hi, N));
+        if (split_m) gemm_blocked(g, lo, std::min(hi, M), 0, N, bpre);
+        else gemm_blocked(g, 0, M, lo, std::min(hi, N), bpre);
     }
+}
+
+void check_dims(bool transA, bool transB, int M, int N, int K, int lda, int ldb, int ldc) {
+    HAFVT_CHECK(M >= 0 && N >= 0 && K >= 0, "sgemm dims M=", M, " N=", N, " K=", K);
+    HAFVT_CHECK(lda >= std::max(1, transA ? M : K), "sgemm lda=", lda, " too small");
+    HAFVT_CHECK(ldb >= std::max(1, transB ? K : N), "sgemm ldb=", ldb, " too small");
+    HAFVT_CHECK(ldc >= std::max(1, N), "sgemm ldc=", ldc, " too small for N=", N);
+}
+
+}  // namespace
+
+void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
+           const float* B, int ldb, float beta, float* C, int ldc) {
+    check_dims(transA, transB, M, N, K, lda, ldb, ldc);
+    gemm_run({transA, transB, M, N, K, alpha, beta, A, (size_t)lda, B, (size_t)ldb, C, (size_t)ldc}, nullptr);
+}
+
+PackedB::~PackedB() { std::free(data_); }
+
+void PackedB::pack(bool transB, int K, int N, const float* B, int ldb) {
+    check_dims(false, transB, 0, N, K, std::max(1, K), ldb, std::max(1, N));
+    tb_ = transB, K_ = K, N_ = N, B_ = B, ldb_ = ldb;
+    const size_t npad = padded_n(N), n = (size_t)K * npad;
+    if (n > cap_) {
+        std::free(data_);
+        data_ = nullptr, cap_ = 0;
+        data_ = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * std::max<size_t>(n, 16)));
+        HAFVT_CHECK(data_, "out of memory for a packed SGEMM operand of ", n, " floats");
+        cap_ = n;
+    }
+    // the blocks of sgemm's packing (KC rows x NC columns), in parallel: block (pc, jc) lands at
+    // pc x npad + jc x kc, where gemm_blocked reads it
+    const GemmArgs g{false, transB, 0, N, K, 1.0f, 0.0f, nullptr, 1, B, (size_t)ldb, nullptr, 1};
+    const int nj = (N + NC - 1) / NC, nk = (K + KC - 1) / KC;
+#pragma omp parallel for schedule(static) if ((size_t)K * N > SMALL_WORK)
+    for (int t = 0; t < nk * nj; t++) {
+        const int pc = (t / nj) * KC, jc = (t % nj) * NC;
+        const int kc = std::min(KC, K - pc), nc = std::min(NC, N - jc);
+        pack_b(g, pc, kc, jc, nc, data_ + (size_t)pc * npad + (size_t)jc * kc);
+    }
+}
+
+size_t PackedB::bytes_for(int K, int N) { return sizeof(float) * (size_t)K * padded_n(N); }
+
+void sgemm_packed(bool transA, int M, int N, int K, float alpha, const float* A, int lda, const PackedB& B,
+                  float beta, float* C, int ldc) {
+    HAFVT_CHECK(B.K() == K && B.N() == N, "sgemm_packed: B packed as ", B.K(), " x ", B.N(), ", the product needs ",
+                K, " x ", N);
+    check_dims(transA, B.transposed(), M, N, K, lda, B.ldb(), ldc);
+    gemm_run({transA, B.transposed(), M, N, K, alpha, beta, A, (size_t)lda, B.source(), (size_t)B.ldb(), C,
+              (size_t)ldc},
+             B.panels());
 }
 
 void sgemm_naive(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,

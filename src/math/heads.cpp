@@ -77,6 +77,20 @@ void cosine_logits_forward(float* logits, const float* hn, const float* En, floa
     sgemm(false, true, (int)R, (int)V, (int)C, s, hn, (int)C, En, (int)C, 0.0f, logits, (int)V);
 }
 
+void cosine_logits_forward_sets(float* const* logits, const float* const* hn, const float* En, const float* s,
+                                const size_t* R, size_t n, size_t V, size_t C) {
+    size_t rows = 0;
+    for (size_t i = 0; i < n; i++) rows += R[i];
+    if (n < 2 || rows * V * C < kHeadPackWork) {
+        for (size_t i = 0; i < n; i++) cosine_logits_forward(logits[i], hn[i], En, s[i], R[i], V, C);
+        return;
+    }
+    thread_local PackedB packed;  // kept between calls: an evaluation makes one per domain and modality
+    packed.pack(true, (int)C, (int)V, En, (int)C);
+    for (size_t i = 0; i < n; i++)
+        sgemm_packed(false, (int)R[i], (int)V, (int)C, s[i], hn[i], (int)C, packed, 0.0f, logits[i], (int)V);
+}
+
 void cosine_logits_backward(float* dhn, float* dEn, float* ds, const float* dlogits,
                             const float* hn, const float* En, float s, size_t R, size_t V, size_t C) {
     // forward: logits = s * hn @ En^T
@@ -284,18 +298,35 @@ void fused_mixture_head_blocked(float* loss, float* const* dhn, float* const* dE
     size_t Goff[8];
     for (size_t m = 0, o = 0; m < M; o += R * Cm[m], m++) Goff[m] = o;
     auto wants_G = [&](size_t m) { return (dhn && dhn[m]) || ds; };
+    // With all items in one chunk, each head's table is packed once per call for the products that
+    // read it, En^T for the logits and En for G (sgemm_packed, the same bits as sgemm's own packing):
+    // sgemm would pack it again for every row block, and for G in each thread.
+    thread_local PackedB packed_logits[8], packed_G[8];
+    const bool whole = Vc >= V && R * V * plan.sumC >= kHeadPackWork;
+    for (size_t m = 0; whole && m < M; m++) {
+        packed_logits[m].pack(true, (int)Cm[m], (int)V, En[m], (int)Cm[m]);
+        if (backward && wants_G(m)) packed_G[m].pack(false, (int)V, (int)Cm[m], En[m], (int)Cm[m]);
+    }
     // the logits of rows [r0, r0 + rb) and items [j0, j0 + vc): head m's (rb, vc) at Z + m Rb Vc
     auto block_logits = [&](size_t r0, size_t rb, size_t j0, size_t vc) {
-        for (size_t m = 0; m < M; m++)
-            sgemm(false, true, (int)rb, (int)vc, (int)Cm[m], s[m], hn[m] + r0 * Cm[m], (int)Cm[m], En[m] + j0 * Cm[m],
-                  (int)Cm[m], 0.0f, Z + m * Rb * Vc, (int)vc);
+        for (size_t m = 0; m < M; m++) {
+            if (whole)
+                sgemm_packed(false, (int)rb, (int)vc, (int)Cm[m], s[m], hn[m] + r0 * Cm[m], (int)Cm[m],
+                             packed_logits[m], 0.0f, Z + m * Rb * Vc, (int)vc);
+            else
+                sgemm(false, true, (int)rb, (int)vc, (int)Cm[m], s[m], hn[m] + r0 * Cm[m], (int)Cm[m],
+                      En[m] + j0 * Cm[m], (int)Cm[m], 0.0f, Z + m * Rb * Vc, (int)vc);
+        }
     };
     // G_m[r0..] (= beta G + dZ En_chunk) and dEn_chunk += s dZ^T hn for the block's dZ
     auto block_grads = [&](size_t r0, size_t rb, size_t j0, size_t vc, float beta) {
         for (size_t m = 0; m < M; m++) {
             const int C = (int)Cm[m];
             const float* dZ = Z + m * Rb * Vc;
-            if (wants_G(m))
+            if (wants_G(m) && whole)
+                sgemm_packed(false, (int)rb, C, (int)vc, 1.0f, dZ, (int)vc, packed_G[m], beta,
+                             G + Goff[m] + r0 * Cm[m], C);
+            else if (wants_G(m))
                 sgemm(false, false, (int)rb, C, (int)vc, 1.0f, dZ, (int)vc, En[m] + j0 * Cm[m], C, beta,
                       G + Goff[m] + r0 * Cm[m], C);
             if (dEn && dEn[m])

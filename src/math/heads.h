@@ -17,6 +17,11 @@ float logit_scale(float log_s, float* dscale_dlogs);
 // so logits[r,j] = s * cos(h_r, E_j).
 void cosine_logits_forward(float* logits, const float* hn, const float* En, float s, size_t R,
                            size_t V, size_t C);
+// The logits of n row sets against one table (the views of an evaluation batch scoring one
+// domain): logits[i] (R[i],V) = s[i] hn[i] (R[i],C) . En^T, each as cosine_logits_forward, bitwise;
+// s is a host array. On the CPU the table is packed once for all sets (PackedB).
+void cosine_logits_forward_sets(float* const* logits, const float* const* hn, const float* En, const float* s,
+                                const size_t* R, size_t n, size_t V, size_t C);
 // dhn += s dlogits En; dEn += s dlogits^T hn (either may be null);
 // ds += sum_{r,j} dlogits[r,j] cos[r,j], computed as sum_r hn_r . (dlogits En)_r so that the
 // logits themselves are not needed (the mixture backward overwrites them with dlogits).
@@ -95,6 +100,10 @@ struct HeadBlocks {
     size_t rows = 0, cols = 0;
 };
 HeadBlocks cpu_head_blocks(size_t M, size_t R, size_t V, size_t sumC, size_t budget_bytes);
+
+// The CPU head packs each table once per call (all items in one chunk, PackedB) when the call's
+// work R V sum(Cm) reaches this; below it the packing per product costs as little.
+constexpr size_t kHeadPackWork = (size_t)1 << 22;
 
 // The scratch budget of the CPU head when the caller leaves the blocks to it.
 constexpr size_t kCpuHeadBudget = (size_t)192 << 20;

@@ -40,7 +40,8 @@ namespace hafvt {
     X(layernorm_forward) X(layernorm_backward) X(linear_forward) X(linear_backward)              \
     X(gelu_forward) X(gelu_backward) X(residual_forward) X(residual_backward)                    \
     X(attention_forward) X(attention_backward) X(l2norm_forward) X(l2norm_backward)              \
-    X(cosine_logits_forward) X(mixture_prob_accumulate) X(fused_mixture_head) X(adam_update)
+    X(cosine_logits_forward) X(cosine_logits_forward_sets) X(mixture_prob_accumulate)            \
+    X(fused_mixture_head) X(adam_update)
 
 struct Backend {
     const char* name;

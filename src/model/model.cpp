@@ -19,6 +19,7 @@
 
 #include "model/backend.h"
 #include "core/common.h"
+#include "math/gemm_cpu.h"
 #include "math/heads.h"
 #include "math/ops_cpu.h"
 #include "model/params.h"
@@ -122,6 +123,8 @@ struct Model::Impl {
     // 0 for id, -inf for the others), and the heads' scratch
     Arr logw_b, logw_warm_b;
     Arr hg_b[kNumMods], hn_b[kNumMods], hnorm_b[kNumMods], dhn_b[kNumMods], dhg_b[kNumMods], logits_b[kNumMods], loss_b, ds_b, acc_b, out_b;
+    // score(): every view's normalized head rows and logits against one domain, by (view, modality)
+    Arr hnv_b[3][kNumMods], logv_b[3], accv_b[3];
     // the inputs of a step or a score() call, copied to the backend in one copy
     Staging stage;
     // the log scales, read in one copy per step: their offsets from the first one in the parameter
@@ -530,19 +533,21 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
 }
 
 // Eq. 2 for view v: the rows `rows` (on the backend; valid rows in training, lines in evaluation)
-// of each enabled modality's H gathered and L2-normalized into I.hn_b[k]; s[k], dsdl[k] from the
-// log scales read by upload_inputs.
-static void head_rows(Model::Impl& I, int v, const int32_t* rows, size_t R, float* s, float* dsdl) {
+// of each enabled modality's H gathered and L2-normalized into hn[k] (I.hn_b when null); s[k],
+// dsdl[k] from the log scales read by upload_inputs.
+static void head_rows(Model::Impl& I, int v, const int32_t* rows, size_t R, float* s, float* dsdl,
+                      Arr* hn = nullptr) {
+    if (!hn) hn = I.hn_b;
     const Backend& K = *I.be;
     for (size_t k = 0; k < I.mods.size(); k++) {
         const int m = I.mods[k];
         const Model::Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
         const size_t d = e.d;
         I.hg_b[k].reserve(K, R * d);
-        I.hn_b[k].reserve(K, R * d);
+        hn[k].reserve(K, R * d);
         I.hnorm_b[k].reserve(K, R);
         K.gather_rows(I.hg_b[k].data(), e.H.data(), rows, R, d);
-        K.l2norm_forward(I.hn_b[k].data(), I.hnorm_b[k].data(), I.hg_b[k].data(), R, d);
+        K.l2norm_forward(hn[k].data(), I.hnorm_b[k].data(), I.hg_b[k].data(), R, d);
         s[k] = logit_scale(I.scales[(size_t)I.scale_slot[v][m]], &dsdl[k]);
     }
 }
@@ -756,13 +761,13 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     const size_t B = batch.B, M = I.mods.size(), Vmax = std::max(c.NX, c.NY);
     HAFVT_CHECK(!K.device || I.P.size() == params_.size(), "Model on a device: to_device() was not called");
     const float* P = K.device ? I.P.data() : params_.data();
-    scores.assign(B * Vmax, 0.0f);
+    scores.resize(B * Vmax);  // every element is written below
     line_domains(c, batch, domain_override, domain);
     // The lines scored against domain D in view v: row r of H is line rows[D][v][r]. Each view's
     // probabilities are added on the backend into the rows of its domain's block of out_b (B_D
-    // lines x V_D items: line b is row place[b] of its domain's block), read in one copy at the
-    // end: a call makes three copies, the inputs up, the log scales down (upload_inputs) and the
-    // scores down.
+    // lines x V_D items: line b is row place[b] of its domain's block), read at the end in one
+    // copy from a device (a call makes three copies, the inputs up, the log scales down
+    // (upload_inputs) and the scores down), straight into each line's row from host memory.
     std::vector<int32_t> rows[2][3];
     lines_by_domain(c, batch, domain, rows);
     size_t lines[2] = {0, 0}, rows_at[2][3] = {}, place_at[2][3] = {};
@@ -784,37 +789,53 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     encode_all(I, c, frozen_, batch, false, 0, 0);
     for (int D = 0; D < 2; D++) {
         const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
+        // every view's head rows; then per modality the logits of all views in one call (one table,
+        // packed once on the CPU) and each view's share of the mixture (Eq. 8), in modality order
+        // as one mixture_prob_accumulate of all modalities sums them; then each view's rows added to
+        // the scores of their lines
+        float s[3][kNumMods], dsdl[kNumMods];
+        size_t R[3] = {0, 0, 0};
         for (int v = 0; v < 3; v++) {
-            if (!c.views[v]) continue;
-            // Eq. 10-11: score = P_D + lambda1 P_D' + lambda2 P_XY; an empty view's term is dropped
-            const float coef = view_coef(c, v, D);
-            const size_t R = rows[D][v].size();
-            if (R == 0) continue;
-            const float* zp[kNumMods];
-            float s[kNumMods], dsdl[kNumMods];
-            head_rows(I, v, I.stage.at<int32_t>(rows_at[D][v]), R, s, dsdl);
-            for (size_t k = 0; k < M; k++) {
-                const size_t d = c.width(I.mods[k]);
-                I.logits_b[k].reserve(K, R * V);
-                K.cosine_logits_forward(I.logits_b[k].data(), I.hn_b[k].data(),
-                                        candidate_table(I, frozen_, I.mods[k]) + off * d, s[k], R, V, d);
-                zp[k] = I.logits_b[k].data();
-            }
-            I.acc_b.reserve(K, R * V);
-            K.zero(I.acc_b.data(), R * V * sizeof(float));
-            K.mixture_prob_accumulate(I.acc_b.data(), zp, I.logw_b.data(), coef, M, R, V);
-            // out[place[b]] += acc[r]
-            K.scatter_add_rows(I.out_b.data() + block_at[D], I.acc_b.data(), I.stage.at<int32_t>(place_at[D][v]),
-                               1.0f, R, V);
+            if (c.views[v]) R[v] = rows[D][v].size();
+            if (!R[v]) continue;
+            head_rows(I, v, I.stage.at<int32_t>(rows_at[D][v]), R[v], s[v], dsdl, I.hnv_b[v]);
+            I.logv_b[v].reserve(K, R[v] * V);
+            I.accv_b[v].reserve(K, R[v] * V);
+            K.zero(I.accv_b[v].data(), R[v] * V * sizeof(float));
         }
+        for (size_t k = 0; k < M; k++) {
+            const size_t d = c.width(I.mods[k]);
+            float* zs[3];
+            const float* hs[3];
+            float sk[3];
+            size_t Rs[3], n = 0;
+            for (int v = 0; v < 3; v++)
+                if (R[v]) zs[n] = I.logv_b[v].data(), hs[n] = I.hnv_b[v][k].data(), sk[n] = s[v][k], Rs[n++] = R[v];
+            K.cosine_logits_forward_sets(zs, hs, candidate_table(I, frozen_, I.mods[k]) + off * d, sk, Rs, n, V, d);
+            for (int v = 0; v < 3; v++) {
+                if (!R[v]) continue;
+                // Eq. 10-11: score = P_D + lambda1 P_D' + lambda2 P_XY; an empty view's term is dropped
+                const float* zp[1] = {I.logv_b[v].data()};
+                K.mixture_prob_accumulate(I.accv_b[v].data(), zp, I.logw_b.data() + k, view_coef(c, v, D), 1, R[v], V);
+            }
+        }
+        for (int v = 0; v < 3; v++)  // out[place[b]] += acc[r]
+            if (R[v])
+                K.scatter_add_rows(I.out_b.data() + block_at[D], I.accv_b[v].data(),
+                                   I.stage.at<int32_t>(place_at[D][v]), 1.0f, R[v], V);
     }
-    std::vector<float>& acc = I.acc;
-    acc.resize(out_n);
-    I.out_b.download(acc.data(), out_n);
+    const float* out = I.out_b.data();
+    if (K.device) {
+        I.acc.resize(out_n);
+        I.out_b.download(I.acc.data(), out_n);
+        out = I.acc.data();
+    }
     for (size_t b = 0; b < B; b++) {
         const size_t V = domain[b] == 0 ? c.NX : c.NY;
-        const float* src = acc.data() + block_at[domain[b]] + (size_t)place[b] * V;
-        std::copy(src, src + V, scores.data() + b * Vmax);
+        const float* src = out + block_at[domain[b]] + (size_t)place[b] * V;
+        float* row = scores.data() + b * Vmax;
+        std::copy(src, src + V, row);
+        std::fill(row + V, row + Vmax, 0.0f);
     }
 }
 
@@ -986,11 +1007,19 @@ size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {
                     + std::min(c.num_mods() * max_rows * V,     // head logits (the CPU head's
                                kCpuHeadBudget / sizeof(float))  // blocks stay in its budget)
                     + 3 * c.num_items() * c.q;                  // normalized E_id, its gradient
-    return floats * sizeof(float);
+    size_t packed = 0;  // the CPU head's tables, packed for the logits and for the rows' gradients
+    for (int m = 0; m < kNumMods; m++)
+        if (c.mods[m] && max_rows) packed += 2 * PackedB::bytes_for((int)c.width(m), (int)V);
+    return floats * sizeof(float) + packed;
 }
 
 size_t Model::estimate_eval_bytes(const ModelConfig& c, size_t B) {
-    return (c.num_mods() + 2) * B * std::max(c.NX, c.NY) * sizeof(float) + estimate_bytes(c, B, 0);
+    // the scores of the batch, and per view its logits and mixture (score()); one packed table
+    const size_t V = std::max(c.NX, c.NY);
+    size_t widest = 0;
+    for (int m = 0; m < kNumMods; m++)
+        if (c.mods[m]) widest = std::max(widest, c.width(m));
+    return 7 * B * V * sizeof(float) + PackedB::bytes_for((int)widest, (int)V) + estimate_bytes(c, B, 0);
 }
 
 }  // namespace hafvt

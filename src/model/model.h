@@ -148,8 +148,8 @@ public:
     const ModelConfig& config() const { return cfg_; }
     // Bytes held by the model's activations and scratch for batches of B (for the memory estimate).
     static size_t estimate_bytes(const ModelConfig& cfg, size_t B, size_t max_rows_per_domain);
-    // Bytes an evaluation batch of B lines needs: the activations of estimate_bytes and the
-    // (B, V) scores with their per-modality and mixture blocks.
+    // Bytes an evaluation batch of B lines needs: the activations of estimate_bytes, the (B, V)
+    // scores with each view's logits and mixture blocks, and the packed candidate table.
     static size_t estimate_eval_bytes(const ModelConfig& cfg, size_t B);
 
     // Implementation details, defined in model.cpp.
