@@ -784,7 +784,7 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
         }
     const size_t block_at[2] = {0, lines[0] * c.NX}, out_n = lines[0] * c.NX + lines[1] * c.NY;
     upload_inputs(I, c, P);
-    I.out_b.reserve(K, out_n);
+    I.out_b.reserve(K, B * Vmax);  // out_n <= B Vmax
     K.zero(I.out_b.data(), out_n * sizeof(float));
     encode_all(I, c, frozen_, batch, false, 0, 0);
     for (int D = 0; D < 2; D++) {
@@ -799,8 +799,9 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
             if (c.views[v]) R[v] = rows[D][v].size();
             if (!R[v]) continue;
             head_rows(I, v, I.stage.at<int32_t>(rows_at[D][v]), R[v], s[v], dsdl, I.hnv_b[v]);
-            I.logv_b[v].reserve(K, R[v] * V);
-            I.accv_b[v].reserve(K, R[v] * V);
+            // sized for any batch at once (R <= B): not regrown by the next batch's counts
+            I.logv_b[v].reserve(K, B * Vmax);
+            I.accv_b[v].reserve(K, B * Vmax);
             K.zero(I.accv_b[v].data(), R[v] * V * sizeof(float));
         }
         for (size_t k = 0; k < M; k++) {
@@ -830,6 +831,7 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
         I.out_b.download(I.acc.data(), out_n);
         out = I.acc.data();
     }
+#pragma omp parallel for schedule(static) if (B * Vmax > ((size_t)1 << 20))
     for (size_t b = 0; b < B; b++) {
         const size_t V = domain[b] == 0 ? c.NX : c.NY;
         const float* src = out + block_at[domain[b]] + (size_t)place[b] * V;

@@ -106,7 +106,7 @@ static void check_memory(const TrainConfig& c, const ModelConfig& mc, size_t sli
     double in_use = std::max(resident_bytes(), frozen), more = params + std::max(train, eval), have = available_bytes();
     run.say(cat("memory estimate ", fix((in_use + more) / MiB, 0), " MiB at the peak (in use now ", fix(in_use / MiB, 0),
                 ", of which frozen tables ", fix(frozen / MiB, 0), "; parameters and Adam ", fix(params / MiB, 0),
-                "; batch activations and logits ", fix(std::max(train, eval) / MiB, 0), "); available ",
+                "; batch activations, logits and packed tables ", fix(std::max(train, eval) / MiB, 0), "); available ",
                 fix(have / MiB, 0), " MiB"));
     HAFVT_INPUT(more <= have, "memory: this configuration needs about ", fix(more / MiB, 0), " MiB more than the ",
                 fix(in_use / MiB, 0), " MiB in use, expected at most the ", fix(have / MiB, 0),
