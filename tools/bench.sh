@@ -4,9 +4,9 @@
 # eager, and the current PyTorch 2.x from the Python package registry eager and torch.compile'd)
 # on the same data, configuration, batch and thread count; evaluation of the Food-Kitchen
 # validation split at q = 256 against the same peers; the matmul lower bound of a paper-sized step.
-# OpenBLAS is installed for this measurement only (apt-get install libopenblas0-pthread); numpy and
-# torch 1.13 are Debian's, run with /usr/bin/python3; PyTorch 2.x is TORCH2_PY (make torch2-venv,
-# which `make bench` runs first). About 25-30 minutes on 2 cores.
+# OpenBLAS, numpy and torch 1.13 are Debian's, installed for this measurement only (make bench-deps,
+# which `make bench` runs first) and run with /usr/bin/python3; PyTorch 2.x is TORCH2_PY (make
+# torch2-venv, which `make bench` runs next). About 25-30 minutes on 2 cores.
 #   THREADS (default: all cores); SMALL_STEPS (48), PAPER_STEPS (3): timed steps after the warm-up
 #   (hafvt: 1 step, the peers: PEER_WARMUP = 3, which covers torch.compile's compilations);
 #   ROUNDS (3): alternating SGEMM rounds of ours and numpy, best per shape and side;
@@ -32,7 +32,7 @@ echo
 if ! "$PY" -c "import numpy" 2>/dev/null; then
   echo "== SGEMM, ours (build/hafvt bench-gemm) =="
   "$BIN" bench-gemm
-  echo "numpy not found: apt-get install python3-numpy libopenblas0-pthread for the OpenBLAS column"
+  echo "numpy not found: make bench-deps (or apt-get install python3-numpy libopenblas0-pthread) for the OpenBLAS column"
   exit 0
 fi
 # OpenBLAS picks its kernels from the CPU's identification; on some virtual machines it finds no
@@ -86,7 +86,7 @@ add_peer t113 "$PY"
 [ -x "$TORCH2_PY" ] && add_peer t2 "$TORCH2_PY"
 [ -x "$TORCH2_PY" ] && add_peer t2c "$TORCH2_PY" --compile
 if [ ${#peer_names[@]} = 0 ]; then
-  echo "no PyTorch found: apt-get install python3-torch (1.13), make torch2-venv (2.x) for the peers"
+  echo "no PyTorch found: make bench-deps (1.13), make torch2-venv (2.x) for the peers"
   exit 0
 fi
 [ -x "$TORCH2_PY" ] || echo "(no PyTorch 2.x at $TORCH2_PY: make torch2-venv; the table has the 1.13 peer only)"
