@@ -421,7 +421,8 @@ void PackedB::pack(bool transB, int K, int N, const float* B, int ldb) {
     if (n > cap_) {
         std::free(data_);
         data_ = nullptr, cap_ = 0;
-        data_ = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * std::max<size_t>(n, 16)));
+        const size_t bytes = (sizeof(float) * std::max<size_t>(n, 16) + 63) / 64 * 64;  // aligned_alloc's rule
+        data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
         HAFVT_CHECK(data_, "out of memory for a packed SGEMM operand of ", n, " floats");
         cap_ = n;
     }
