@@ -330,7 +330,7 @@ size_t padded_n(int N) { return (size_t)(N + NR - 1) / NR * NR; }
 void gemm_blocked(const GemmArgs& g, int m0, int m1, int n0, int n1, const float* bpre = nullptr) {
     tls_pack.ensure();
     float* apack = tls_pack.a;  // (mc/MR) micro-panels of (kc, MR)
-    float* bpack = tls_pack.b;  // (nc/NR) micro-panels of (kc, NR)
+    float* bpack = tls_pack.b;  // (nc/NR) micro-panels of (kc, NR), when B is packed here
     const size_t npad = padded_n(g.N);
     for (int ic = m0; ic < m1; ic += MC) {
         const int mc = std::min(MC, m1 - ic);
@@ -340,14 +340,15 @@ void gemm_blocked(const GemmArgs& g, int m0, int m1, int n0, int n1, const float
             pack_a(g, ic, mc, pc, kc, apack);
             for (int jc = n0; jc < n1; jc += NC) {
                 const int nc = std::min(NC, n1 - jc);
-                if (bpre) bpack = const_cast<float*>(bpre) + (size_t)pc * npad + (size_t)(jc / NR) * kc * NR;
+                const float* bblock = bpack;
+                if (bpre) bblock = bpre + (size_t)pc * npad + (size_t)(jc / NR) * kc * NR;
                 else pack_b(g, pc, kc, jc, nc, bpack);
                 for (int ir = 0; ir < mc; ir += MR) {
                     const int mr = std::min(MR, mc - ir);
                     const float* a = apack + (size_t)ir * kc;
                     for (int jr = 0; jr < nc; jr += NR) {
                         const int nr = std::min(NR, nc - jr);
-                        const float* b = bpack + (size_t)jr * kc;
+                        const float* b = bblock + (size_t)jr * kc;
                         float* c = g.C + (size_t)(ic + ir) * g.ldc + jc + jr;
                         if (mr == MR && nr == NR) micro_kernel(kc, a, b, c, g.ldc, g.alpha, beta);
                         else edge_tile(kc, a, b, c, g.ldc, mr, nr, g.alpha, beta);

@@ -316,7 +316,7 @@ static int32_t resolve_item(const ItemCatalog& cat, const std::string& t, const 
 
 Scorer::Scorer(const std::string& ckpt, const TrainConfig& o, const ScoreWeights& sw, std::FILE* info) {
     std::string catalog_fp;
-    c = config_of_checkpoint(ckpt, o, &catalog_fp, sw, &weights_note);
+    c = config_of_checkpoint(ckpt, o, &catalog_fp, sw, &weights_note, &state);
     if (!weights_note.empty()) std::fprintf(info, "%s\n", weights_note.c_str());
     load_world(c, w, nullptr, info);
     const Backend& backend = choose_backend(o.device, false, c.T,

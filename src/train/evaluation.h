@@ -69,6 +69,7 @@ struct Scorer {
     World w;
     std::unique_ptr<Model> model;
     std::string weights_note;
+    TrainState state;  // the checkpoint's epoch and step
     Scorer(const std::string& ckpt, const TrainConfig& o, const ScoreWeights& sw = {}, std::FILE* info = stderr);
 };
 

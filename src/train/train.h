@@ -24,8 +24,8 @@ struct World {
     // (the catalog, the frozen feature tables' contents, the training sequences)
     std::string catalog_fingerprint, fingerprint;
 };
-// Prints its notes (feature rows that are all zero) to `info`.
-void load_world(const TrainConfig& c, World& w, const SequenceSet* train, std::FILE* info = stdout);  // info: nullptr is silent
+// Prints its notes (feature rows that are all zero) to `info` (nullptr: silent).
+void load_world(const TrainConfig& c, World& w, const SequenceSet* train, std::FILE* info = stdout);
 
 // `hafvt train`: returns the process exit status.
 int run_train(const TrainConfig& c);

@@ -309,9 +309,7 @@ int run_tune(const std::string& ckpt, const TrainConfig& o, const std::string& p
                      i == 0 ? "  (best)" : "");
 
     // the choice, beside the checkpoint, for eval and recommend (config_of_checkpoint)
-    TrainState st;
-    std::string cfg_s;
-    read_checkpoint_meta(ckpt, &cfg_s, &st);
+    const TrainState& st = sc.state;
     Json j = Json::object();
     j.set("checkpoint", checkpoint_name(ckpt)).set("step", (double)st.step).set("split", "valid").set("protocol", protocol);
     j.set("alpha", best.alpha).set("beta", best.beta).set("lambda1", best.lambda1).set("lambda2", best.lambda2);
