@@ -221,3 +221,66 @@ TEST_CASE("sgemm_packed: B packed once gives bitwise sgemm's C, for every shape,
     std::vector<float> C(10 * 21);
     CHECK_THROWS(hafvt::sgemm_packed(false, 10, 21, 30, 1.0f, d.A.data(), 30, pb, 0.0f, C.data(), 21));
 }
+
+// Runs f(nt) with the OpenMP thread count nt (only nt = 1 without OpenMP).
+template <class F>
+static void with_threads(int nt, F f) {
+#ifdef _OPENMP
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(nt);
+    f();
+    omp_set_num_threads(saved);
+#else
+    if (nt == 1) f();
+#endif
+}
+
+TEST_CASE("sgemm_bias: the column bias added in the product gives bitwise the fill-then-sgemm C") {
+    // the direct path, across the K block (the bias joins the first block only), edge tiles in M
+    // and N, split along M or N, transposes and padded leading dimensions
+    const GemmCase cases[] = {{false, false, 5, 6, 7, 1.0f, 0.0f, 1},   {false, false, 100, 70, 500, 1.0f, 0.0f, 0},
+                              {true, true, 300, 500, 70, -0.5f, 0.0f, 3}, {false, false, 13, 1500, 1100, 2.0f, 0.0f, 2},
+                              {true, false, 1700, 33, 129, 1.0f, 0.0f, 0}};
+    uint64_t seed = 1200;
+    for (const GemmCase& c : cases)
+        for (int nt : {1, 2, 3})
+            with_threads(nt, [&] {
+                const GemmData d = make_data(c, seed++);
+                const std::vector<float> bias = uniform((size_t)c.N, seed++);
+                std::vector<float> want = d.C0, got = d.C0;
+                for (int i = 0; i < c.M; i++)
+                    std::copy(bias.begin(), bias.end(), want.begin() + (size_t)i * c.ldc());
+                sgemm(c.ta, c.tb, c.M, c.N, c.K, c.alpha, d.A.data(), c.lda(), d.B.data(), c.ldb(), 1.0f, want.data(),
+                      c.ldc());
+                hafvt::sgemm_bias(c.ta, c.tb, c.M, c.N, c.K, c.alpha, d.A.data(), c.lda(), d.B.data(), c.ldb(),
+                                  bias.data(), got.data(), c.ldc());
+                CHECK_MESSAGE(bitwise_equal(got, want),
+                              hafvt::cat(c.ta ? "T" : "N", c.tb ? "T" : "N", "_", c.M, "x", c.N, "x", c.K, " threads ", nt));
+            });
+    // K == 0: C is the bias in every row
+    std::vector<float> C(6, -1.0f), bias = {1.0f, 2.0f, 3.0f};
+    hafvt::sgemm_bias(false, false, 2, 3, 0, 1.0f, nullptr, 1, nullptr, 3, bias.data(), C.data(), 3);
+    CHECK(C == std::vector<float>{1, 2, 3, 1, 2, 3});
+}
+
+TEST_CASE("sgemm_packed_rows: each row scaled by its own alpha, bitwise sgemm_packed row by row") {
+    // three row sets with their own scales, the boundaries inside micro-tiles of rows, the last
+    // tile partial; both sides of the direct path; 1-3 threads
+    for (int M : {7, 157, 613})
+        for (int nt : {1, 2, 3})
+            with_threads(nt, [&] {
+                const GemmCase c{false, true, M, 2100, 96, 1.0f, 0.0f, 1};
+                const GemmData d = make_data(c, 1300 + (uint64_t)M);
+                std::vector<float> alpha((size_t)M);
+                for (int i = 0; i < M; i++) alpha[(size_t)i] = i < M / 3 ? 12.5f : i < 2 * M / 3 ? 3.0f : 100.0f;
+                hafvt::PackedB pb;
+                pb.pack(true, c.K, c.N, d.B.data(), c.ldb());
+                std::vector<float> got = d.C0, want = d.C0;
+                hafvt::sgemm_packed_rows(false, M, c.N, c.K, alpha.data(), d.A.data(), c.lda(), pb, 0.0f, got.data(),
+                                         c.ldc());
+                for (int i = 0; i < M; i++)
+                    hafvt::sgemm_packed(false, 1, c.N, c.K, alpha[(size_t)i], d.A.data() + (size_t)i * c.lda(), c.lda(),
+                                        pb, 0.0f, want.data() + (size_t)i * c.ldc(), c.ldc());
+                CHECK_MESSAGE(bitwise_equal(got, want), hafvt::cat("M ", M, " threads ", nt));
+            });
+}

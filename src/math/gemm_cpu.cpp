@@ -60,6 +60,8 @@ struct GemmArgs {
     size_t ldb;
     float* C;
     size_t ldc;
+    const float* ralpha = nullptr;  // per row of C: row i takes alpha = ralpha[i] (then g.alpha is 1)
+    const float* bias = nullptr;    // per column of C, added in the first K block (then g.beta is 0)
 };
 
 // op(A)[i][k] and op(B)[k][j] for the direct path.
@@ -67,10 +69,12 @@ inline float op_a(const GemmArgs& g, int i, int k) {
     return g.ta ? g.A[(size_t)k * g.lda + i] : g.A[(size_t)i * g.lda + k];
 }
 
-// Writes one computed value into C: c = alpha*acc + beta*c, never reading c when beta == 0.
+// Writes one computed value into C: c = alpha*acc + beta*c, never reading c when beta == 0, or
+// c = alpha*acc + bias with a column bias (bias points at the column's; beta is then 0).
 // std::fma matches the vector kernels' rounding so edge tiles round like interior tiles.
-inline void store_one(float* c, float acc, float alpha, float beta) {
-    if (beta == 0.0f) *c = alpha * acc;
+inline void store_one(float* c, float acc, float alpha, float beta, const float* bias = nullptr) {
+    if (bias) *c = std::fma(alpha, acc, *bias);
+    else if (beta == 0.0f) *c = alpha * acc;
     else if (beta == 1.0f) *c = std::fma(alpha, acc, *c);
     else *c = std::fma(alpha, acc, beta * *c);
 }
@@ -84,6 +88,7 @@ void gemm_small(const GemmArgs& g) {
     constexpr int JB = 64, L = 16;
     for (int i = 0; i < g.M; i++) {
         float* crow = g.C + (size_t)i * g.ldc;
+        const float alpha = g.ralpha ? g.ralpha[i] : g.alpha;
         if (!g.tb) {
             for (int j0 = 0; j0 < g.N; j0 += JB) {
                 const int nb = std::min(JB, g.N - j0);
@@ -93,7 +98,8 @@ void gemm_small(const GemmArgs& g) {
                     const float* brow = g.B + (size_t)k * g.ldb + j0;
                     for (int j = 0; j < nb; j++) acc[j] += a * brow[j];
                 }
-                for (int j = 0; j < nb; j++) store_one(crow + j0 + j, acc[j], g.alpha, g.beta);
+                for (int j = 0; j < nb; j++)
+                    store_one(crow + j0 + j, acc[j], alpha, g.beta, g.bias ? g.bias + j0 + j : nullptr);
             }
             continue;
         }
@@ -109,7 +115,7 @@ void gemm_small(const GemmArgs& g) {
             for (int l = 0; k < g.K; k++, l++) part[l] += arow[k * as] * brow[k];
             float s = 0.0f;
             for (int l = 0; l < L; l++) s += part[l];
-            store_one(crow + j, s, g.alpha, g.beta);
+            store_one(crow + j, s, alpha, g.beta, g.bias ? g.bias + j : nullptr);
         }
     }
 }
@@ -174,11 +180,14 @@ void pack_b(const GemmArgs& g, int k0, int kc, int j0, int nc, float* dst) {
 }
 
 // -----------------------------------------------------------------------------------------------
-// Micro-kernels: C[MR, NR] (row stride ldc) = alpha * a(kc, MR)^T b(kc, NR) + beta * C.
+// Micro-kernels: C[MR, NR] (row stride ldc) = alpha * a(kc, MR)^T b(kc, NR) + beta * C, or
+// + bias (a column bias: then beta is 0); the first mr rows stored only (a tile at the end of M),
+// row i scaled by ralpha[i] when given (rows of sets with their own scales).
 // Each accumulator sums its k terms in ascending order with one FMA per term.
 // -----------------------------------------------------------------------------------------------
 #if defined(__AVX512F__)
-inline __m512 store_mix(__m512 acc, const float* c, __m512 va, float beta) {
+inline __m512 store_mix(__m512 acc, const float* c, __m512 va, float beta, const float* bias) {
+    if (bias) return _mm512_fmadd_ps(va, acc, _mm512_loadu_ps(bias));
     if (beta == 0.0f) return _mm512_mul_ps(va, acc);
     if (beta == 1.0f) return _mm512_fmadd_ps(va, acc, _mm512_loadu_ps(c));
     return _mm512_fmadd_ps(va, acc, _mm512_mul_ps(_mm512_set1_ps(beta), _mm512_loadu_ps(c)));
@@ -193,7 +202,8 @@ inline __m512 store_mix(__m512 acc, const float* c, __m512 va, float beta) {
         c##r##1 = _mm512_fmadd_ps(ai, b1, c##r##1);     \
     }
 void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* c,
-                  size_t ldc, float alpha, float beta) {
+                  size_t ldc, float alpha, float beta, const float* bias = nullptr, const float* ralpha = nullptr,
+                  int mr = MR) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
@@ -204,17 +214,18 @@ void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, 
         HAFVT_ROW(0, 0) HAFVT_ROW(1, 1) HAFVT_ROW(2, 2) HAFVT_ROW(3, 3) HAFVT_ROW(4, 4) HAFVT_ROW(5, 5)
         HAFVT_ROW(6, 6) HAFVT_ROW(7, 7) HAFVT_ROW(8, 8) HAFVT_ROW(9, 9) HAFVT_ROW(A, 10) HAFVT_ROW(B, 11)
     }
-    const __m512 va = _mm512_set1_ps(alpha);
     const __m512 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
                                 {c60, c61}, {c70, c71}, {c80, c81}, {c90, c91}, {cA0, cA1}, {cB0, cB1}};
-    for (int i = 0; i < MR; i++, c += ldc) {
-        _mm512_storeu_ps(c, store_mix(rows[i][0], c, va, beta));
-        _mm512_storeu_ps(c + 16, store_mix(rows[i][1], c + 16, va, beta));
+    for (int i = 0; i < mr; i++, c += ldc) {
+        const __m512 va = _mm512_set1_ps(ralpha ? ralpha[i] : alpha);
+        _mm512_storeu_ps(c, store_mix(rows[i][0], c, va, beta, bias));
+        _mm512_storeu_ps(c + 16, store_mix(rows[i][1], c + 16, va, beta, bias ? bias + 16 : nullptr));
     }
 }
 #undef HAFVT_ROW
 #elif defined(__AVX2__) && defined(__FMA__)
-inline __m256 store_mix(__m256 acc, const float* c, __m256 va, float beta) {
+inline __m256 store_mix(__m256 acc, const float* c, __m256 va, float beta, const float* bias) {
+    if (bias) return _mm256_fmadd_ps(va, acc, _mm256_loadu_ps(bias));
     if (beta == 0.0f) return _mm256_mul_ps(va, acc);
     if (beta == 1.0f) return _mm256_fmadd_ps(va, acc, _mm256_loadu_ps(c));
     return _mm256_fmadd_ps(va, acc, _mm256_mul_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(c)));
@@ -230,18 +241,19 @@ inline __m256 store_mix(__m256 acc, const float* c, __m256 va, float beta) {
         c##i##1 = _mm256_fmadd_ps(ai, b1, c##i##1);     \
     }
 void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* c,
-                  size_t ldc, float alpha, float beta) {
+                  size_t ldc, float alpha, float beta, const float* bias = nullptr, const float* ralpha = nullptr,
+                  int mr = MR) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     for (int k = 0; k < kc; k++, a += MR, b += NR) {
         const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
         HAFVT_ROW(0) HAFVT_ROW(1) HAFVT_ROW(2) HAFVT_ROW(3) HAFVT_ROW(4) HAFVT_ROW(5)
     }
-    const __m256 va = _mm256_set1_ps(alpha);
     const __m256 rows[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-    for (int i = 0; i < MR; i++, c += ldc) {
-        _mm256_storeu_ps(c, store_mix(rows[i][0], c, va, beta));
-        _mm256_storeu_ps(c + 8, store_mix(rows[i][1], c + 8, va, beta));
+    for (int i = 0; i < mr; i++, c += ldc) {
+        const __m256 va = _mm256_set1_ps(ralpha ? ralpha[i] : alpha);
+        _mm256_storeu_ps(c, store_mix(rows[i][0], c, va, beta, bias));
+        _mm256_storeu_ps(c + 8, store_mix(rows[i][1], c + 8, va, beta, bias ? bias + 8 : nullptr));
     }
 }
 #undef HAFVT_ROW
@@ -249,7 +261,8 @@ void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, 
 // ARM64: NEON is part of the architecture. Row i of the tile is (ci0, ci1, ci2), 4 columns each;
 // a[i] is taken by lane from the two A registers (fmla by element), so no broadcast is needed.
 // vfmaq rounds once, as std::fma and the x86 kernels do.
-inline float32x4_t store_mix(float32x4_t acc, const float* c, float32x4_t va, float beta) {
+inline float32x4_t store_mix(float32x4_t acc, const float* c, float32x4_t va, float beta, const float* bias) {
+    if (bias) return vfmaq_f32(vld1q_f32(bias), va, acc);
     if (beta == 0.0f) return vmulq_f32(va, acc);
     if (beta == 1.0f) return vfmaq_f32(vld1q_f32(c), va, acc);
     return vfmaq_f32(vmulq_n_f32(vld1q_f32(c), beta), va, acc);
@@ -261,7 +274,8 @@ inline float32x4_t store_mix(float32x4_t acc, const float* c, float32x4_t va, fl
         c##i##2 = vfmaq_laneq_f32(c##i##2, b2, areg, lane);  \
     }
 void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* c,
-                  size_t ldc, float alpha, float beta) {
+                  size_t ldc, float alpha, float beta, const float* bias = nullptr, const float* ralpha = nullptr,
+                  int mr = MR) {
     float32x4_t c00 = vdupq_n_f32(0.0f), c01 = c00, c02 = c00, c10 = c00, c11 = c00, c12 = c00;
     float32x4_t c20 = c00, c21 = c00, c22 = c00, c30 = c00, c31 = c00, c32 = c00;
     float32x4_t c40 = c00, c41 = c00, c42 = c00, c50 = c00, c51 = c00, c52 = c00;
@@ -272,34 +286,40 @@ void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, 
         HAFVT_ROW(0, a0, 0) HAFVT_ROW(1, a0, 1) HAFVT_ROW(2, a0, 2) HAFVT_ROW(3, a0, 3)
         HAFVT_ROW(4, a1, 0) HAFVT_ROW(5, a1, 1) HAFVT_ROW(6, a1, 2) HAFVT_ROW(7, a1, 3)
     }
-    const float32x4_t va = vdupq_n_f32(alpha);
     const float32x4_t rows[MR][3] = {{c00, c01, c02}, {c10, c11, c12}, {c20, c21, c22}, {c30, c31, c32},
                                      {c40, c41, c42}, {c50, c51, c52}, {c60, c61, c62}, {c70, c71, c72}};
-    for (int i = 0; i < MR; i++, c += ldc)
-        for (int q = 0; q < 3; q++) vst1q_f32(c + 4 * q, store_mix(rows[i][q], c + 4 * q, va, beta));
+    for (int i = 0; i < mr; i++, c += ldc) {
+        const float32x4_t va = vdupq_n_f32(ralpha ? ralpha[i] : alpha);
+        for (int q = 0; q < 3; q++)
+            vst1q_f32(c + 4 * q, store_mix(rows[i][q], c + 4 * q, va, beta, bias ? bias + 4 * q : nullptr));
+    }
 }
 #undef HAFVT_ROW
 #else
 // Portable fallback: fixed-size accumulator array; std::fma keeps the rounding of the other paths.
 void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* c,
-                  size_t ldc, float alpha, float beta) {
+                  size_t ldc, float alpha, float beta, const float* bias = nullptr, const float* ralpha = nullptr,
+                  int mr = MR) {
     float acc[MR][NR] = {};
     for (int k = 0; k < kc; k++, a += MR, b += NR)
         for (int i = 0; i < MR; i++)
             for (int j = 0; j < NR; j++) acc[i][j] = std::fma(a[i], b[j], acc[i][j]);
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) store_one(c + i * ldc + j, acc[i][j], alpha, beta);
+    for (int i = 0; i < mr; i++)
+        for (int j = 0; j < NR; j++)
+            store_one(c + i * ldc + j, acc[i][j], ralpha ? ralpha[i] : alpha, beta, bias ? bias + j : nullptr);
 }
 #endif
 
-// An edge tile (mr < MR or nr < NR): the kernel writes a full tile to a scratch buffer, then the
-// valid part is merged into C with the same rounding as store_mix.
-void edge_tile(int kc, const float* a, const float* b, float* c, size_t ldc, int mr, int nr,
-               float alpha, float beta) {
+// A tile at the end of N (nr < NR; mr <= MR rows, row i scaled by ralpha[i] when given): the
+// kernel writes a full tile to a scratch buffer, then the valid part is merged into C with the
+// same rounding as store_mix.
+void edge_tile(int kc, const float* a, const float* b, float* c, size_t ldc, int mr, int nr, const float* ralpha,
+               float alpha, float beta, const float* bias) {
     alignas(64) float tile[MR * NR];
     micro_kernel(kc, a, b, tile, NR, 1.0f, 0.0f);
     for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nr; j++) store_one(c + i * ldc + j, tile[i * NR + j], alpha, beta);
+        for (int j = 0; j < nr; j++)
+            store_one(c + i * ldc + j, tile[i * NR + j], ralpha ? ralpha[i] : alpha, beta, bias ? bias + j : nullptr);
 }
 
 // Per-thread packing buffers, kept between calls (OpenMP reuses its threads) so that repeated calls
@@ -346,12 +366,14 @@ void gemm_blocked(const GemmArgs& g, int m0, int m1, int n0, int n1, const float
                 for (int ir = 0; ir < mc; ir += MR) {
                     const int mr = std::min(MR, mc - ir);
                     const float* a = apack + (size_t)ir * kc;
+                    const float* ra = g.ralpha ? g.ralpha + ic + ir : nullptr;
                     for (int jr = 0; jr < nc; jr += NR) {
                         const int nr = std::min(NR, nc - jr);
                         const float* b = bblock + (size_t)jr * kc;
                         float* c = g.C + (size_t)(ic + ir) * g.ldc + jc + jr;
-                        if (mr == MR && nr == NR) micro_kernel(kc, a, b, c, g.ldc, g.alpha, beta);
-                        else edge_tile(kc, a, b, c, g.ldc, mr, nr, g.alpha, beta);
+                        const float* bias = g.bias && pc == 0 ? g.bias + jc + jr : nullptr;
+                        if (nr == NR) micro_kernel(kc, a, b, c, g.ldc, g.alpha, beta, bias, ra, mr);
+                        else edge_tile(kc, a, b, c, g.ldc, mr, nr, ra, g.alpha, beta, bias);
                     }
                 }
             }
@@ -360,10 +382,11 @@ void gemm_blocked(const GemmArgs& g, int m0, int m1, int n0, int n1, const float
 }
 
 // C = beta * C for the degenerate K == 0 or alpha == 0 products.
+// With a column bias, C = bias in every row (a product of zero added to it).
 void scale_c(const GemmArgs& g) {
     for (int i = 0; i < g.M; i++) {
         float* crow = g.C + (size_t)i * g.ldc;
-        for (int j = 0; j < g.N; j++) crow[j] = g.beta == 0.0f ? 0.0f : g.beta * crow[j];
+        for (int j = 0; j < g.N; j++) crow[j] = g.bias ? g.bias[j] : g.beta == 0.0f ? 0.0f : g.beta * crow[j];
     }
 }
 
@@ -371,7 +394,7 @@ void scale_c(const GemmArgs& g) {
 void gemm_run(const GemmArgs& g, const float* bpre) {
     const int M = g.M, N = g.N, K = g.K;
     if (M == 0 || N == 0) return;
-    if (K == 0 || g.alpha == 0.0f) return scale_c(g);
+    if (K == 0 || (!g.ralpha && g.alpha == 0.0f)) return scale_c(g);
     const size_t work = (size_t)M * N * K;
     if (work < SMALL_WORK) return gemm_small(g);
 
@@ -415,6 +438,11 @@ void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const flo
 
 PackedB::~PackedB() { std::free(data_); }
 
+void PackedB::release() {
+    std::free(data_);
+    data_ = nullptr, cap_ = 0, K_ = N_ = 0, B_ = nullptr;
+}
+
 void PackedB::pack(bool transB, int K, int N, const float* B, int ldb) {
     check_dims(false, transB, 0, N, K, std::max(1, K), ldb, std::max(1, N));
     tb_ = transB, K_ = K, N_ = N, B_ = B, ldb_ = ldb;
@@ -441,6 +469,13 @@ void PackedB::pack(bool transB, int K, int N, const float* B, int ldb) {
 
 size_t PackedB::bytes_for(int K, int N) { return sizeof(float) * (size_t)K * padded_n(N); }
 
+void sgemm_bias(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                int ldb, const float* bias, float* C, int ldc) {
+    check_dims(transA, transB, M, N, K, lda, ldb, ldc);
+    gemm_run({transA, transB, M, N, K, alpha, 0.0f, A, (size_t)lda, B, (size_t)ldb, C, (size_t)ldc, nullptr, bias},
+             nullptr);
+}
+
 void sgemm_packed(bool transA, int M, int N, int K, float alpha, const float* A, int lda, const PackedB& B,
                   float beta, float* C, int ldc) {
     HAFVT_CHECK(B.K() == K && B.N() == N, "sgemm_packed: B packed as ", B.K(), " x ", B.N(), ", the product needs ",
@@ -448,6 +483,16 @@ void sgemm_packed(bool transA, int M, int N, int K, float alpha, const float* A,
     check_dims(transA, B.transposed(), M, N, K, lda, B.ldb(), ldc);
     gemm_run({transA, B.transposed(), M, N, K, alpha, beta, A, (size_t)lda, B.source(), (size_t)B.ldb(), C,
               (size_t)ldc},
+             B.panels());
+}
+
+void sgemm_packed_rows(bool transA, int M, int N, int K, const float* alpha_rows, const float* A, int lda,
+                       const PackedB& B, float beta, float* C, int ldc) {
+    HAFVT_CHECK(B.K() == K && B.N() == N, "sgemm_packed_rows: B packed as ", B.K(), " x ", B.N(),
+                ", the product needs ", K, " x ", N);
+    check_dims(transA, B.transposed(), M, N, K, lda, B.ldb(), ldc);
+    gemm_run({transA, B.transposed(), M, N, K, 1.0f, beta, A, (size_t)lda, B.source(), (size_t)B.ldb(), C,
+              (size_t)ldc, alpha_rows},
              B.panels());
 }
 

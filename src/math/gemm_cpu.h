@@ -18,6 +18,12 @@ constexpr int kSgemmKC = 384;
 void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
            const float* B, int ldb, float beta, float* C, int ldc);
 
+// C = alpha op(A) op(B) + bias (bias: N floats, added to every row of C), bitwise the C of filling
+// each row of C with bias and sgemm with beta = 1, without the pass that fills it (the bias joins
+// each element in the product's first K block).
+void sgemm_bias(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda, const float* B,
+                int ldb, const float* bias, float* C, int ldc);
+
 // op(B) packed once for several products against it (the heads' item tables: every row block of a
 // head, and every view of an evaluation batch, multiplies the same table): all the micro-panels
 // that sgemm packs block by block. sgemm_packed(..., B, ...) gives bitwise the C of
@@ -38,6 +44,7 @@ public:
     const float* source() const { return B_; }
     int ldb() const { return ldb_; }
     const float* panels() const { return data_; }
+    void release();  // frees the packing (the next pack allocates again)
     static size_t bytes_for(int K, int N);  // the packing of a K x N op(B)
 
 private:
@@ -49,6 +56,12 @@ private:
 };
 void sgemm_packed(bool transA, int M, int N, int K, float alpha, const float* A, int lda, const PackedB& B,
                   float beta, float* C, int ldc);
+
+// C = diag(alpha_rows) op(A) B + beta C: row i of C as sgemm_packed with alpha = alpha_rows[i],
+// bitwise, for every row at once (row sets with their own scales in one product: the views of an
+// evaluation batch against one item table).
+void sgemm_packed_rows(bool transA, int M, int N, int K, const float* alpha_rows, const float* A, int lda,
+                       const PackedB& B, float beta, float* C, int ldc);
 
 // The plain triple loop (double accumulation), for tests and as the definition of the product.
 void sgemm_naive(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda,
