@@ -96,6 +96,67 @@ void attention_forward_cuda(float* out, float* att, const float* qkv, const uint
         out, att, qkv, valid, T, C, NH, p_drop, seed, step, site);
 }
 
+// The last query (position T-1) of sequence b, head h, from q (B, C): one block per (b, h), a warp
+// per key for the scores, one warp for the softmax, a thread per channel for the output.
+__global__ void attention_last_forward_kernel(float* out, float* att, const float* q, const float* qkv,
+                                              const uint8_t* valid, size_t T, size_t C, size_t NH) {
+    HAFVT_DYNAMIC_SHARED(float, sc);  // (T) scores, then probabilities
+    const size_t b = blockIdx.x / NH, h = blockIdx.x % NH, t = T - 1;
+    const size_t hs = C / NH, C3 = 3 * C;
+    const float scale = 1.0f / sqrtf((float)hs);
+    const unsigned lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    const unsigned nwarps = blockDim.x / kWarp;
+    const uint8_t* vb = valid + b * T;
+    const float* qb = q + b * C + h * hs;
+    const float* kb = qkv + b * T * C3 + C + h * hs;  // k of position j at kb + j*C3
+    const float* vv = kb + C;                          // v likewise
+    float* a = att + ((b * NH + h) * T + t) * T;
+    for (size_t j = warp; j < T; j += nwarps) {
+        const bool ok = att_allowed(vb, t, j);
+        float s = 0.0f;
+        if (ok) {
+            for (size_t c = lane; c < hs; c += kWarp) s += qb[c] * kb[j * C3 + c];
+            s = warp_sum(s);
+        }
+        if (lane == 0) sc[j] = ok ? s * scale : -INFINITY;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        if (!vb[t]) {
+            for (size_t j = lane; j < T; j += kWarp) sc[j] = 0.0f;
+        } else {
+            float mx = -INFINITY;
+            for (size_t j = lane; j < T; j += kWarp) mx = fmaxf(mx, sc[j]);
+            mx = warp_max(mx);
+            float sum = 0.0f;
+            for (size_t j = lane; j < T; j += kWarp) {
+                sc[j] = expf(sc[j] - mx);
+                sum += sc[j];
+            }
+            const float inv = 1.0f / warp_sum(sum);
+            for (size_t j = lane; j < T; j += kWarp) sc[j] *= inv;
+        }
+    }
+    __syncthreads();
+    for (size_t j = threadIdx.x; j < T; j += blockDim.x) a[j] = sc[j];
+    for (size_t c = threadIdx.x; c < hs; c += blockDim.x) {
+        float o = 0.0f;
+        if (vb[t])
+            for (size_t j = 0; j <= t; j++)
+                if (vb[j]) o += sc[j] * vv[j * C3 + c];
+        out[b * C + h * hs + c] = o;
+    }
+}
+
+void attention_last_forward_cuda(float* out, float* att, const float* q, const float* qkv, const uint8_t* valid,
+                                 size_t B, size_t T, size_t C, size_t NH) {
+    HAFVT_CHECK(T >= 1 && T <= kMaxT, "attention on the GPU supports 1 <= T <= ", kMaxT, ", got ", T);
+    HAFVT_CHECK(NH >= 1 && C % NH == 0, "C = ", C, " is not a multiple of NH = ", NH);
+    if (B == 0) return;
+    HAFVT_LAUNCH(attention_last_forward_kernel, (unsigned)(B * NH), kAttThreads, T * sizeof(float),
+        out, att, q, qkv, valid, T, C, NH);
+}
+
 // Reverses, per (b, h):
 //   o_t = sum_j f_tj a_tj v_j       =>  dv_j += sum_t f_tj a_tj g_t;   da_tj = f_tj (g_t . v_j)
 //   a_t = softmax(s_t)              =>  ds_tj = a_tj (da_tj - sum_i a_ti da_ti)

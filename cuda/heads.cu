@@ -127,10 +127,14 @@ void cosine_logits_forward_cuda(float* logits, const float* hn, const float* En,
     sgemm_cuda(false, true, (int)R, (int)V, (int)C, s, hn, (int)C, En, (int)C, 0.0f, logits, (int)V);
 }
 
-void cosine_logits_forward_sets_cuda(float* const* logits, const float* const* hn, const float* En, const float* s,
-                                     const size_t* R, size_t n, size_t V, size_t C) {
-    for (size_t i = 0; i < n; i++) cosine_logits_forward_cuda(logits[i], hn[i], En, s[i], R[i], V, C);
+void cosine_logits_forward_sets_cuda(float* logits, const float* hn, const float* En, const float* s,
+                                     const size_t* R, size_t n, size_t V, size_t C, int slot) {
+    HAFVT_CHECK(slot < kTableSlots, "table slot ", slot, " (there are ", kTableSlots, ")");
+    for (size_t i = 0, r0 = 0; i < n; r0 += R[i++])
+        if (R[i]) cosine_logits_forward_cuda(logits + r0 * V, hn + r0 * C, En, s[i], R[i], V, C);
 }
+
+void packed_tables_release_cuda() {}
 
 // ---- the evaluation mixture ------------------------------------------------------------------
 
@@ -150,27 +154,32 @@ static void check_mixture(size_t M) {
     HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
 }
 
-// out[r,j] += alpha * sum_m w_m softmax(z_m[r])[j]; one block per row, heads added in order.
-__global__ void mixture_prob_accumulate_kernel(float* out, PtrPack logits, const float* logw,
-                                               float alpha, size_t M, size_t V) {
+// out[rows[r],j] += alpha * sum_m w_m softmax(z_m[r])[j]; one block per row, the heads' terms
+// summed in order, then added.
+__global__ void mixture_prob_accumulate_kernel(float* out, size_t ldo, const int32_t* rows, PtrPack logits,
+                                               const float* logw, float alpha, size_t M, size_t V) {
     __shared__ float scratch[kWarp];
-    size_t r = blockIdx.x;
-    float* o = out + r * V;
+    const size_t r = blockIdx.x;
+    float* o = out + (rows ? (size_t)rows[r] : r) * ldo;
+    float l[8], w[8];
     for (size_t m = 0; m < M; m++) {
-        const float* z = logits.p[m] + r * V;
-        float l_m = block_row_lse(z, V, scratch);
-        float w = alpha * expf(logw[m]);
-        for (size_t j = threadIdx.x; j < V; j += blockDim.x) o[j] += w * expf(z[j] - l_m);
+        l[m] = block_row_lse(logits.p[m] + r * V, V, scratch);
+        w[m] = alpha * expf(logw[m]);
+    }
+    for (size_t j = threadIdx.x; j < V; j += blockDim.x) {
+        float t = w[0] * expf(logits.p[0][r * V + j] - l[0]);
+        for (size_t m = 1; m < M; m++) t += w[m] * expf(logits.p[m][r * V + j] - l[m]);
+        o[j] += t;
     }
 }
 
-void mixture_prob_accumulate_cuda(float* out, const float* const* logits, const float* logw,
-                                  float alpha, size_t M, size_t R, size_t V) {
+void mixture_prob_accumulate_cuda(float* out, size_t ldo, const int32_t* rows, const float* const* logits,
+                                  const float* logw, float alpha, size_t M, size_t R, size_t V) {
     check_mixture(M);
     if (R == 0) return;
     PtrPack pk{};
     for (size_t m = 0; m < M; m++) pk.p[m] = logits[m];
-    HAFVT_LAUNCH(mixture_prob_accumulate_kernel, (unsigned)R, kRowThreads, 0, out, pk, logw, alpha, M, V);
+    HAFVT_LAUNCH(mixture_prob_accumulate_kernel, (unsigned)R, kRowThreads, 0, out, ldo, rows, pk, logw, alpha, M, V);
 }
 
 // ---- Adam ------------------------------------------------------------------------------------

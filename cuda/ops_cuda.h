@@ -69,6 +69,7 @@ void embedding_backward_cuda(float* dtable, const float* dout, const int32_t* id
 void gather_rows_cuda(float* out, const float* src, const int32_t* rows, size_t R, size_t C);
 // The same sorted pass as embedding_backward_cuda, over every row.
 void scatter_add_rows_cuda(float* dst, const float* src, const int32_t* rows, float scale, size_t R, size_t C);
+void scatter_rows_cuda(float* dst, const float* src, const int32_t* rows, size_t R, size_t C);
 
 void posadd_forward_cuda(float* x, const int32_t* pos, const float* P, size_t N, size_t C);
 void posadd_backward_cuda(float* dP, const float* dx, const int32_t* pos, size_t N, size_t C);
@@ -91,6 +92,8 @@ void layernorm_backward_cuda(float* dinp, float* dweight, float* dbias, const fl
 
 void linear_forward_cuda(float* out, const float* inp, const float* weight, const float* bias,
                          size_t N, size_t C, size_t OC);
+void linear_forward_cols_cuda(float* out, size_t ldo, const float* inp, const float* weight, size_t ldw,
+                              const float* bias, size_t N, size_t C, size_t OC);
 void linear_backward_cuda(float* dinp, float* dweight, float* dbias, const float* dout,
                           const float* inp, const float* weight, size_t N, size_t C, size_t OC);
 
@@ -104,6 +107,9 @@ void residual_backward_cuda(float* da, float* db, const float* dout, size_t n);
 void attention_forward_cuda(float* out, float* att, const float* qkv, const uint8_t* valid,
                             size_t B, size_t T, size_t C, size_t NH, float p_drop, uint64_t seed,
                             uint64_t step, uint64_t site);
+// One block per (b, h) as attention_forward_cuda, for the last query only.
+void attention_last_forward_cuda(float* out, float* att, const float* q, const float* qkv, const uint8_t* valid,
+                                 size_t B, size_t T, size_t C, size_t NH);
 void attention_backward_cuda(float* dqkv, const float* dout, const float* qkv, const float* att,
                              const uint8_t* valid, size_t B, size_t T, size_t C, size_t NH,
                              float p_drop, uint64_t seed, uint64_t step, uint64_t site);
@@ -118,15 +124,19 @@ void l2norm_backward_cuda(float* dinp, const float* dout, const float* out, cons
 void cosine_logits_forward_cuda(float* logits, const float* hn, const float* En, float s, size_t R,
                                 size_t V, size_t C);
 
-// logits and hn are HOST arrays of n device pointers, s and R host arrays: one product per set.
-void cosine_logits_forward_sets_cuda(float* const* logits, const float* const* hn, const float* En, const float* s,
-                                     const size_t* R, size_t n, size_t V, size_t C);
+// logits and hn stacked by set on the device, s and R host arrays: one product per set; `slot`
+// is ignored (cuBLAS reads the table as it is: nothing to pack).
+void cosine_logits_forward_sets_cuda(float* logits, const float* hn, const float* En, const float* s,
+                                     const size_t* R, size_t n, size_t V, size_t C, int slot);
+// Nothing to free (no packed tables on a device).
+void packed_tables_release_cuda();
 
 // `logits` is a HOST array of M device pointers, each to an (R,V) block (M <= 8); logw is a
-// device array of M floats.
-// Evaluation (SPEC §4): out (R,V) += alpha * sum_m w_m softmax(logits[m][r]); logits as above.
-void mixture_prob_accumulate_cuda(float* out, const float* const* logits, const float* logw,
-                                  float alpha, size_t M, size_t R, size_t V);
+// device array of M floats, rows (R, may be null) a device array.
+// Evaluation (SPEC §4): out[rows[r]] (ldo apart) += alpha * sum_m w_m softmax(logits[m][r]), the M
+// terms summed first; logits as above.
+void mixture_prob_accumulate_cuda(float* out, size_t ldo, const int32_t* rows, const float* const* logits,
+                                  const float* logw, float alpha, size_t M, size_t R, size_t V);
 
 // The cosine heads of M modalities and the mixture cross-entropy in one call, without the (R,V)
 // logits: the items are processed in chunks of Vc, so the memory is O(M R Vc). Vc = 0 chooses it

@@ -110,6 +110,15 @@ void scatter_add_rows_cuda(float* dst, const float* src, const int32_t* rows, fl
     scatter_rows_add(dst, src, rows, scale, -1, R, C);
 }
 
+__global__ void scatter_rows_kernel(float* dst, const float* src, const int32_t* rows, size_t R, size_t C) {
+    HAFVT_FOR_EACH(i, R * C) dst[(size_t)rows[i / C] * C + i % C] = src[i];
+}
+
+void scatter_rows_cuda(float* dst, const float* src, const int32_t* rows, size_t R, size_t C) {
+    if (R * C == 0) return;
+    HAFVT_LAUNCH(scatter_rows_kernel, grid_for(R * C), kBlock, 0, dst, src, rows, R, C);
+}
+
 __global__ void posadd_forward_kernel(float* x, const int32_t* pos, const float* P, size_t N,
                                       size_t C) {
     HAFVT_FOR_EACH(i, N * C) {
@@ -319,6 +328,18 @@ void linear_forward_cuda(float* out, const float* inp, const float* weight, cons
     }
     sgemm_cuda(false, false, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight, (int)OC,
                bias ? 1.0f : 0.0f, out, (int)OC);
+}
+
+__global__ void bias_broadcast_ld_kernel(float* out, size_t ldo, const float* bias, size_t N, size_t OC) {
+    HAFVT_FOR_EACH(i, N * OC) { out[(i / OC) * ldo + i % OC] = bias[i % OC]; }
+}
+
+void linear_forward_cols_cuda(float* out, size_t ldo, const float* inp, const float* weight, size_t ldw,
+                              const float* bias, size_t N, size_t C, size_t OC) {
+    if (N * OC == 0) return;
+    if (bias) HAFVT_LAUNCH(bias_broadcast_ld_kernel, grid_for(N * OC), kBlock, 0, out, ldo, bias, N, OC);
+    sgemm_cuda(false, false, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight, (int)ldw, bias ? 1.0f : 0.0f, out,
+               (int)ldo);
 }
 
 void linear_backward_cuda(float* dinp, float* dweight, float* dbias, const float* dout,

@@ -357,6 +357,14 @@ CUDA_TEST_CASE("cuda: linear forward and backward, with and without bias") {
         linear_forward(out.data(), x.data(), W.data(), bp, N, C, OC);
         linear_forward_cuda(d_out.data(), d_x.data(), d_W.data(), d_bp, N, C, OC);
         CHECK(check_tensor("out", down(d_out), out, 1e-5, 1e-5));
+        // columns 8..24 of the layer into columns 3.. of a wider output
+        const size_t c0 = 8, ldo = 30;
+        Vec cols(N * ldo, 5.0f);
+        DeviceBuffer d_cols(cols);
+        linear_forward_cols(cols.data() + 3, ldo, x.data(), W.data() + c0, OC, bp ? bp + c0 : nullptr, N, C, OC - c0);
+        linear_forward_cols_cuda(d_cols.data() + 3, ldo, d_x.data(), d_W.data() + c0, OC, d_bp ? d_bp + c0 : nullptr,
+                                 N, C, OC - c0);
+        CHECK(check_tensor("cols", down(d_cols), cols, 1e-5, 1e-5));
 
         // with bias: every gradient; without: no bias and no input gradient (dinp = null)
         linear_backward(with_bias ? dinp.data() : nullptr, dW.data(), with_bias ? db.data() : nullptr,
@@ -368,6 +376,19 @@ CUDA_TEST_CASE("cuda: linear forward and backward, with and without bias") {
         CHECK(check_tensor("dW", down(d_dW), dW, 1e-5, 1e-5));
         CHECK(check_tensor("dbias", down(d_db), db, 1e-5, 1e-5));
     }
+}
+
+CUDA_TEST_CASE("cuda: scatter_rows") {
+    if (!gpu_ready()) return;
+    const size_t R = 40, C = 13, N = 100;
+    std::vector<int32_t> rows(R);
+    for (size_t r = 0; r < R; r++) rows[r] = (int32_t)((r * 37 + 5) % N);  // distinct
+    Vec src = randn(R * C, 48), dst = randn(N * C, 49);
+    DeviceBuffer d_src(src), d_dst(dst);
+    DeviceBufferI32 d_rows(rows);
+    scatter_rows(dst.data(), src.data(), rows.data(), R, C);
+    scatter_rows_cuda(d_dst.data(), d_src.data(), d_rows.data(), R, C);
+    CHECK(check_tensor("scatter", down(d_dst), dst, 0.0));
 }
 
 CUDA_TEST_CASE("cuda: gelu and residual") {
@@ -421,6 +442,16 @@ void check_attention(AttShape sh, float p) {
     Vec g_out = down(d_out), g_att = down(d_att);
     CHECK(check_tensor("out", g_out, out, 1e-5, 1e-5));
     CHECK(check_tensor("att", g_att, att, 1e-6, 1e-5));
+    // the last positions' attention, its queries apart (evaluation's last block)
+    Vec q(B * C), out_last(B * C), att_last(att.size(), 0.0f);
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < C; c++) q[b * C + c] = qkv[(b * T + T - 1) * 3 * C + c];
+    DeviceBuffer d_q(q), d_out_last(B * C), d_att_last(att_last);
+    attention_last_forward(out_last.data(), att_last.data(), q.data(), qkv.data(), valid.data(), B, T, C, NH);
+    attention_last_forward_cuda(d_out_last.data(), d_att_last.data(), d_q.data(), d_qkv.data(), d_valid.data(), B, T,
+                                C, NH);
+    CHECK(check_tensor("out_last", down(d_out_last), out_last, 1e-5, 1e-5));
+    CHECK(check_tensor("att_last", down(d_att_last), att_last, 1e-6, 1e-5));
     attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), valid.data(), B, T, C, NH, p, 7, 11, 3);
     attention_backward_cuda(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_att.data(), d_valid.data(), B, T, C, NH, p,
                             7, 11, 3);
@@ -496,32 +527,22 @@ CUDA_TEST_CASE("cuda: cosine logits (the scores of evaluation)") {
 
 CUDA_TEST_CASE("cuda: cosine logits of several row sets against one table") {
     if (!gpu_ready()) return;
-    const size_t V = 50, C = 24, n = 3;
+    const size_t V = 50, C = 24, n = 3, rows = 13;
     const size_t R[n] = {9, 0, 4};
     const float s[n] = {logit_scale(5.0f, nullptr), 1.0f, logit_scale(2.0f, nullptr)};
-    Vec En = normalized_rows(V, C, 41);
-    DeviceBuffer d_En(En);
-    std::vector<Vec> hn, logits;
-    std::vector<DeviceBuffer> d_hn, d_logits;
-    for (size_t i = 0; i < n; i++) {
-        hn.push_back(normalized_rows(R[i], C, 42 + i)), logits.push_back(Vec(R[i] * V));
-        d_hn.emplace_back(hn[i]), d_logits.emplace_back(R[i] * V);
+    Vec En = normalized_rows(V, C, 41), hn = normalized_rows(rows, C, 42), logits(rows * V);
+    DeviceBuffer d_En(En), d_hn(hn), d_logits(rows * V);
+    for (int slot : {-1, 2}) {  // the slot is the CPU's packing: nothing on a device
+        CAPTURE(slot);
+        cosine_logits_forward_sets(logits.data(), hn.data(), En.data(), s, R, n, V, C, slot);
+        cosine_logits_forward_sets_cuda(d_logits.data(), d_hn.data(), d_En.data(), s, R, n, V, C, slot);
+        CHECK(check_tensor("logits", down(d_logits), logits, 1e-4, 1e-5));
     }
-    float* zp[n];
-    float* d_zp[n];
-    const float* hp[n];
-    const float* d_hp[n];
-    for (size_t i = 0; i < n; i++)
-        zp[i] = logits[i].data(), d_zp[i] = d_logits[i].data(), hp[i] = hn[i].data(), d_hp[i] = d_hn[i].data();
-    cosine_logits_forward_sets(zp, hp, En.data(), s, R, n, V, C);
-    cosine_logits_forward_sets_cuda(d_zp, d_hp, d_En.data(), s, R, n, V, C);
-    for (size_t i = 0; i < n; i++) {
-        CAPTURE(i);
-        CHECK(check_tensor("logits", down(d_logits[i]), logits[i], 1e-4, 1e-5));
-    }
+    packed_tables_release();
+    packed_tables_release_cuda();
 }
 
-CUDA_TEST_CASE("cuda: the evaluation mixture") {
+CUDA_TEST_CASE("cuda: the evaluation mixture, into chosen rows") {
     if (!gpu_ready()) return;
     const size_t M = 3, R = 10, V = 70;
     Vec logw = {std::log(0.5f), std::log(0.3f), std::log(0.2f)};
@@ -532,9 +553,19 @@ CUDA_TEST_CASE("cuda: the evaluation mixture") {
     // out += alpha * sum_m w_m p_m
     Vec out = randn(R * V, 46);
     DeviceBuffer d_out(out);
-    mixture_prob_accumulate(out.data(), zp, logw.data(), 0.7f, M, R, V);
-    mixture_prob_accumulate_cuda(d_out.data(), d_zp, d_logw.data(), 0.7f, M, R, V);
+    mixture_prob_accumulate(out.data(), V, nullptr, zp, logw.data(), 0.7f, M, R, V);
+    mixture_prob_accumulate_cuda(d_out.data(), V, nullptr, d_zp, d_logw.data(), 0.7f, M, R, V);
     CHECK(check_tensor("prob", down(d_out), out, 1e-6, 1e-5));
+    // the rows of a (2R, ldo) output: row r into row 2r + 1, the others untouched
+    const size_t ldo = V + 5;
+    std::vector<int32_t> rows(R);
+    for (size_t r = 0; r < R; r++) rows[r] = (int32_t)(2 * r + 1);
+    Vec wide = randn(2 * R * ldo, 47);
+    DeviceBuffer d_wide(wide);
+    DeviceBufferI32 d_rows(rows);
+    mixture_prob_accumulate(wide.data(), ldo, rows.data(), zp, logw.data(), 0.7f, M, R, V);
+    mixture_prob_accumulate_cuda(d_wide.data(), ldo, d_rows.data(), d_zp, d_logw.data(), 0.7f, M, R, V);
+    CHECK(check_tensor("rows", down(d_wide), wide, 1e-6, 1e-5));
 }
 
 CUDA_TEST_CASE("cuda: fused mixture head equals the unfused CPU head") {

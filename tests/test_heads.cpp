@@ -206,39 +206,83 @@ TEST_CASE("edge cases: zero candidate vector, clamped scale, weight-0 modality, 
 
 static std::vector<float> unit_rows(size_t n, size_t C, uint64_t seed);
 
-// The evaluation's logits of several row sets (views) against one table: bitwise those of one
-// cosine_logits_forward per set, with the table packed once (large calls) or not (small ones).
+// The evaluation's logits of several row sets (views) against one table, stacked: bitwise those
+// of one cosine_logits_forward per set, with the table packed for the call (large calls) or not
+// (small ones), or kept in a slot: reused while the table is the same, packed again for another.
 TEST_CASE("cosine_logits_forward_sets equals one cosine_logits_forward per set, bitwise") {
     for (size_t V : {(size_t)40, (size_t)3000}) {
-        CAPTURE(V);
-        const size_t C = 64, n = 3;
-        const size_t R[n] = {100, 0, 57};  // the large case is above kHeadPackWork: the packed path
-        const float s[n] = {12.5f, 3.0f, 100.0f};
-        const std::vector<float> En = unit_rows(V, C, 5);
-        std::vector<std::vector<float>> hn, got, want;
-        float* zp[n];
-        const float* hp[n];
-        for (size_t i = 0; i < n; i++) {
-            hn.push_back(unit_rows(R[i], C, 6 + i));
-            got.emplace_back(R[i] * V, -1.0f), want.emplace_back(R[i] * V, -2.0f);
-            cosine_logits_forward(want[i].data(), hn[i].data(), En.data(), s[i], R[i], V, C);
-            zp[i] = got[i].data(), hp[i] = hn[i].data();
+        for (int slot : {-1, 3}) {
+            CAPTURE(V);
+            CAPTURE(slot);
+            const size_t C = 64, n = 3;
+            // the large case is above kHeadPackWork; set 0 ends inside a micro-tile of rows, so one
+            // tile holds rows of two sets with their own scales
+            const size_t R[n] = {100, 0, 57}, rows = 157;
+            const float s[n] = {12.5f, 3.0f, 100.0f};
+            const std::vector<float> hn = unit_rows(rows, C, 6);
+            const std::vector<float> tables[2] = {unit_rows(V, C, 5), unit_rows(V, C, 9)};
+            for (int t : {0, 0, 1}) {  // the same table twice, then another one (alive at once)
+                CAPTURE(t);
+                const std::vector<float>& En = tables[t];
+                std::vector<float> got(rows * V, -1.0f), want(rows * V, -2.0f);
+                for (size_t i = 0, r0 = 0; i < n; r0 += R[i++])
+                    cosine_logits_forward(want.data() + r0 * V, hn.data() + r0 * C, En.data(), s[i], R[i], V, C);
+                cosine_logits_forward_sets(got.data(), hn.data(), En.data(), s, R, n, V, C, slot);
+                CHECK(got == want);
+            }
+            packed_tables_release();
         }
-        cosine_logits_forward_sets(zp, hp, En.data(), s, R, n, V, C);
-        for (size_t i = 0; i < n; i++) CHECK(got[i] == want[i]);
     }
+    std::vector<float> z(4), h(4, 0.5f), E(4, 0.5f);
+    const size_t R1[1] = {1};
+    const float s1[1] = {1.0f};
+    CHECK_THROWS_AS(cosine_logits_forward_sets(z.data(), h.data(), E.data(), s1, R1, 1, 1, 4, kTableSlots), InternalError);
 }
 
-TEST_CASE("mixture_prob_accumulate sums weighted softmaxes") {
+// A kept slot serves the next call with the same table (the caller's promise: unchanged until
+// packed_tables_release), which is what makes it pay: changing the table's values in place
+// without a release is exactly what the slot does not see.
+TEST_CASE("cosine_logits_forward_sets: a slot keeps its packing until packed_tables_release") {
+    const size_t V = 3000, C = 64, R[1] = {100};
+    const float s[1] = {10.0f};
+    const std::vector<float> hn = unit_rows(R[0], C, 1);
+    std::vector<float> En = unit_rows(V, C, 2), first(R[0] * V), again(R[0] * V), fresh(R[0] * V);
+    cosine_logits_forward_sets(first.data(), hn.data(), En.data(), s, R, 1, V, C, 0);
+    const std::vector<float> En2 = unit_rows(V, C, 3);
+    std::copy(En2.begin(), En2.end(), En.begin());  // same pointer, new values
+    cosine_logits_forward_sets(again.data(), hn.data(), En.data(), s, R, 1, V, C, 0);
+    CHECK(again == first);  // the kept packing
+    packed_tables_release();
+    cosine_logits_forward_sets(fresh.data(), hn.data(), En.data(), s, R, 1, V, C, 0);
+    std::vector<float> want(R[0] * V);
+    cosine_logits_forward(want.data(), hn.data(), En.data(), s[0], R[0], V, C);
+    CHECK(fresh == want);
+    CHECK(fresh != first);
+    packed_tables_release();
+}
+
+TEST_CASE("mixture_prob_accumulate sums weighted softmaxes into the chosen rows") {
     const size_t R = 2, V = 3;
     std::vector<float> z0 = {0, 1, 2, 3, 3, 3}, z1 = {1, 1, 1, 0, 0, 5};
     const float* zp[2] = {z0.data(), z1.data()};
     float logw[2] = {std::log(0.5f), std::log(0.5f)};
     std::vector<float> out(R * V, 1.0f);
-    mixture_prob_accumulate(out.data(), zp, logw, 2.0f, 2, R, V);
+    mixture_prob_accumulate(out.data(), V, nullptr, zp, logw, 2.0f, 2, R, V);
     double e0 = std::exp(0), e1 = std::exp(1), e2 = std::exp(2), sum = e0 + e1 + e2;
     CHECK(out[0] == doctest::Approx(1.0 + 2.0 * (0.5 * e0 / sum + 0.5 / 3.0)));
     CHECK(out[4] == doctest::Approx(1.0 + 2.0 * (0.5 / 3.0 + 0.5 / (2 + std::exp(5.0)))));
+    // rows 1 and 0 of the logits into rows 0 and 2 of a (3, ldo = 5) output; the rest untouched
+    const size_t ldo = 5;
+    const int32_t rows[2] = {2, 0};
+    std::vector<float> out2(3 * ldo, 7.0f);
+    mixture_prob_accumulate(out2.data(), ldo, rows, zp, logw, 2.0f, 2, R, V);
+    for (size_t j = 0; j < V; j++) {
+        CHECK(out2[2 * ldo + j] == doctest::Approx(out[j] - 1.0f + 7.0f));
+        CHECK(out2[0 * ldo + j] == doctest::Approx(out[V + j] - 1.0f + 7.0f));
+        CHECK(out2[1 * ldo + j] == 7.0f);
+    }
+    for (size_t r = 0; r < 3; r++)
+        for (size_t j = V; j < ldo; j++) CHECK(out2[r * ldo + j] == 7.0f);
 }
 
 // n random rows of width C, L2-normalized: a head's hn or En.

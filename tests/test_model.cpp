@@ -249,6 +249,52 @@ TEST_CASE("model: a view empty in every line of a batch is skipped; a line score
     }
 }
 
+// Inside a ScoringScope score() makes E_id's normalized rows and the packed item tables once and
+// reuses them: the scores are bitwise those outside a scope, batch after batch; a training step
+// inside one is refused; after the scope a change of the parameters is seen again.
+TEST_CASE("model: a ScoringScope reuses what depends on the parameters alone; the scores stay bitwise") {
+    Tiny w(true, true, 0.0f, 2);
+    Model model(w.cfg, &w.fz);
+    exercised_params(model, w);
+    std::vector<std::vector<int32_t>> lines = {{0, 7, 1, 6}, {4, 5, 3}, {9, 2}, {1, 8, 10, 4}};
+    Batch b1, b2;
+    make_eval_batch(b1, lines, 0, 2, true, w.cat, w.cfg.T);
+    make_eval_batch(b2, lines, 2, 4, true, w.cat, w.cfg.T);
+    std::vector<float> s1, s2, got;
+    std::vector<int> d;
+    model.score(b1, s1, d);
+    model.score(b2, s2, d);
+    {
+        Model::ScoringScope hold(model);
+        model.score(b1, got, d);
+        CHECK(got == s1);
+        model.score(b2, got, d);
+        CHECK(got == s2);
+        model.score(b1, got, d);
+        CHECK(got == s1);
+        CHECK_THROWS_AS(model.forward_backward(w.batch, 1, 1), InternalError);
+        CHECK_THROWS_AS(Model::ScoringScope{model}, InternalError);
+    }
+    // the parameters change after the scope: the next scores (in or out of a scope) follow
+    Tensor E = model.params().get("E_id");
+    for (size_t j = 0; j < (size_t)w.cfg.pad() * w.cfg.q; j++) E.data[j] = -E.data[j] + 0.1f;
+    std::vector<float> after, again;
+    model.score(b1, after, d);
+    CHECK(after != s1);
+    for (size_t j = 0; j < (size_t)w.cfg.pad() * w.cfg.q; j++) E.data[j] = -E.data[j];  // outside a scope: seen at once
+    model.score(b1, again, d);
+    Model fresh(w.cfg, &w.fz);  // the same parameters, nothing kept from before
+    std::copy(model.params().data(), model.params().data() + model.params().size(), fresh.params().data());
+    std::vector<float> want;
+    fresh.score(b1, want, d);
+    CHECK(again == want);
+    CHECK(again != after);
+    for (size_t j = 0; j < (size_t)w.cfg.pad() * w.cfg.q; j++) E.data[j] = -E.data[j];  // back (exact)
+    Model::ScoringScope hold(model);
+    model.score(b1, got, d);
+    CHECK(got == after);
+}
+
 namespace testutil {
 
 // Three training steps (all nine encoders, 2 attention heads, dropout on, forward, backward, Adam)

@@ -191,6 +191,71 @@ TEST_CASE("attention backward: 1 and 2 heads, left padding, an all-PAD row, T = 
     check_attention(2, 1, 4, 2, {1, 0}, 0.0f, 53);  // T = 1
 }
 
+// The last position's attention (evaluation's last block): its query from a separate (B, C)
+// array, the q of qkv never read (NaN here); bitwise attention_forward's rows (b, T-1) with the
+// queries in place, a zero row for a sequence whose last position is PAD.
+TEST_CASE("attention_last_forward equals attention_forward at the last positions, bitwise") {
+    // B = 4, T = 5: full, left-padded by 2, all PAD, only the last item; 1 and 2 heads; head size
+    // above and below the 16 lanes of the dot product
+    const size_t B = 4, T = 5;
+    const std::vector<uint8_t> valid = {1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    for (size_t C : {(size_t)8, (size_t)40})
+        for (size_t NH : {(size_t)1, (size_t)2}) {
+            CAPTURE(C);
+            CAPTURE(NH);
+            const std::vector<float> qkv = fd::randn(B * T * 3 * C, 60 + C + NH);
+            std::vector<float> out(B * T * C), att(B * NH * T * T);
+            attention_forward(out.data(), att.data(), qkv.data(), valid.data(), B, T, C, NH, 0.0f, 1, 2, 3);
+            std::vector<float> q(B * C), kv = qkv;
+            for (size_t b = 0; b < B; b++)
+                for (size_t c = 0; c < C; c++) {
+                    q[b * C + c] = qkv[(b * T + T - 1) * 3 * C + c];
+                    for (size_t t = 0; t < T; t++) kv[(b * T + t) * 3 * C + c] = NAN;
+                }
+            std::vector<float> out_last(B * C, -1.0f), att_last(B * NH * T * T, -1.0f);
+            attention_last_forward(out_last.data(), att_last.data(), q.data(), kv.data(), valid.data(), B, T, C, NH);
+            for (size_t b = 0; b < B; b++) {
+                for (size_t c = 0; c < C; c++) CHECK(out_last[b * C + c] == out[(b * T + T - 1) * C + c]);
+                for (size_t h = 0; h < NH; h++)
+                    for (size_t t = 0; t < T; t++)
+                        for (size_t j = 0; j < T; j++) {
+                            const size_t i = ((b * NH + h) * T + t) * T + j;
+                            if (t == T - 1) CHECK(att_last[i] == att[i]);
+                            else CHECK(att_last[i] == -1.0f);  // the other rows left as they were
+                        }
+            }
+            for (size_t c = 0; c < C; c++) CHECK(out_last[2 * C + c] == 0.0f);  // the all-PAD sequence
+        }
+}
+
+TEST_CASE("linear_forward_cols: columns of a wider layer, bitwise linear_forward's") {
+    const size_t N = 37, C = 24, OC = 90;
+    const std::vector<float> x = fd::randn(N * C, 70), W = fd::randn(C * OC, 71), bias = fd::randn(OC, 72);
+    for (bool with_bias : {true, false}) {
+        std::vector<float> full(N * OC);
+        linear_forward(full.data(), x.data(), W.data(), with_bias ? bias.data() : nullptr, N, C, OC);
+        // columns 30..90 into a wider output at column 5 (ldo 70), the rest left as it was
+        const size_t c0 = 30, n = OC - c0, ldo = 70, at = 5;
+        std::vector<float> part(N * ldo, 9.0f);
+        linear_forward_cols(part.data() + at, ldo, x.data(), W.data() + c0, OC, with_bias ? bias.data() + c0 : nullptr,
+                            N, C, n);
+        for (size_t r = 0; r < N; r++)
+            for (size_t j = 0; j < ldo; j++) {
+                if (j >= at && j < at + n) CHECK(part[r * ldo + j] == full[r * OC + c0 + j - at]);
+                else CHECK(part[r * ldo + j] == 9.0f);
+            }
+    }
+}
+
+TEST_CASE("scatter_rows places rows and leaves the others") {
+    const size_t C = 3;
+    const std::vector<float> src = {1, 2, 3, 4, 5, 6};
+    const int32_t rows[2] = {3, 1};
+    std::vector<float> dst(5 * C, -1.0f);
+    scatter_rows(dst.data(), src.data(), rows, 2, C);
+    CHECK(dst == std::vector<float>{-1, -1, -1, 4, 5, 6, -1, -1, -1, 1, 2, 3, -1, -1, -1});
+}
+
 TEST_CASE("l2norm backward matches finite differences; a zero row stays zero and finite") {
     const size_t N = 4, C = 5;
     auto x = fd::randn(N * C, 60), G = fd::randn(N * C, 61);

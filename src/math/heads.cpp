@@ -77,18 +77,54 @@ void cosine_logits_forward(float* logits, const float* hn, const float* En, floa
     sgemm(false, true, (int)R, (int)V, (int)C, s, hn, (int)C, En, (int)C, 0.0f, logits, (int)V);
 }
 
-void cosine_logits_forward_sets(float* const* logits, const float* const* hn, const float* En, const float* s,
-                                const size_t* R, size_t n, size_t V, size_t C) {
+// The tables packed for cosine_logits_forward_sets by slot, with what each holds; the scratch
+// packing of the calls without a slot. Kept between calls (the evaluation's calls come from one
+// thread), freed by packed_tables_release.
+namespace {
+struct TableSlot {
+    PackedB packed;
+    const float* En = nullptr;
+    size_t V = 0, C = 0;
+};
+thread_local TableSlot tls_slots[kTableSlots];
+thread_local PackedB tls_table_scratch;
+}  // namespace
+
+void cosine_logits_forward_sets(float* logits, const float* hn, const float* En, const float* s, const size_t* R,
+                                size_t n, size_t V, size_t C, int slot) {
+    HAFVT_CHECK(slot < kTableSlots, "table slot ", slot, " (there are ", kTableSlots, ")");
     size_t rows = 0;
     for (size_t i = 0; i < n; i++) rows += R[i];
-    if (n < 2 || rows * V * C < kHeadPackWork) {
-        for (size_t i = 0; i < n; i++) cosine_logits_forward(logits[i], hn[i], En, s[i], R[i], V, C);
+    if (slot < 0 && (n < 2 || rows * V * C < kHeadPackWork)) {
+        for (size_t i = 0, r0 = 0; i < n; r0 += R[i++])
+            cosine_logits_forward(logits + r0 * V, hn + r0 * C, En, s[i], R[i], V, C);
         return;
     }
-    thread_local PackedB packed;  // kept between calls: an evaluation makes one per domain and modality
-    packed.pack(true, (int)C, (int)V, En, (int)C);
-    for (size_t i = 0; i < n; i++)
-        sgemm_packed(false, (int)R[i], (int)V, (int)C, s[i], hn[i], (int)C, packed, 0.0f, logits[i], (int)V);
+    const PackedB* packed = &tls_table_scratch;
+    if (slot >= 0) {
+        TableSlot& t = tls_slots[slot];
+        if (t.En != En || t.V != V || t.C != C) {
+            t.packed.pack(true, (int)C, (int)V, En, (int)C);
+            t.En = En, t.V = V, t.C = C;
+        }
+        packed = &t.packed;
+    } else {
+        tls_table_scratch.pack(true, (int)C, (int)V, En, (int)C);
+    }
+    // one product for all sets: row r of set i scaled by s[i]
+    thread_local std::vector<float> alpha;
+    alpha.clear();
+    for (size_t i = 0; i < n; i++) alpha.insert(alpha.end(), R[i], s[i]);
+    if (rows)
+        sgemm_packed_rows(false, (int)rows, (int)V, (int)C, alpha.data(), hn, (int)C, *packed, 0.0f, logits, (int)V);
+}
+
+void packed_tables_release() {
+    for (TableSlot& t : tls_slots) {
+        t.packed.release();
+        t.En = nullptr, t.V = t.C = 0;
+    }
+    tls_table_scratch.release();
 }
 
 void cosine_logits_backward(float* dhn, float* dEn, float* ds, const float* dlogits,
@@ -167,17 +203,45 @@ void mixture_ce_backward(float* const* dlogits, const float* const* logits, cons
     }
 }
 
-void mixture_prob_accumulate(float* out, const float* const* logits, const float* logw,
-                             float alpha, size_t M, size_t R, size_t V) {
-#pragma omp parallel for schedule(static) if (R * V * M > 65536)
-    for (size_t r = 0; r < R; r++) {
-        float* o = out + r * V;
-        for (size_t m = 0; m < M; m++) {
-            const float* z = logits[m] + r * V;
-            float l_m = row_lse(z, V);
-            float w = alpha * std::exp(logw[m]);
+void mixture_prob_accumulate(float* out, size_t ldo, const int32_t* rows, const float* const* logits,
+                             const float* logw, float alpha, size_t M, size_t R, size_t V) {
+    HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
+#pragma omp parallel if (R * V * M > 65536)
+    {
+        // each head's exp(z - max) of the row, computed once for its sum and its probabilities
+        thread_local std::vector<float> ex;
+        ex.resize(M * V);
+#pragma omp for schedule(static)
+        for (size_t r = 0; r < R; r++) {
+            float* o = out + (rows ? (size_t)rows[r] : r) * ldo;
+            float cm[8];  // alpha w_m / sum_j exp(z_m[j] - max_m)
+            for (size_t m = 0; m < M; m++) {
+                const float* z = logits[m] + r * V;
+                float* e = ex.data() + m * V;
+                const float mx = row_max(z, V);
+                float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+                for (size_t j = 0; j < V; j++) {
+                    e[j] = vexp(z[j] - mx);
+                    sum += e[j];
+                }
+                cm[m] = alpha * std::exp(logw[m]) / sum;
+            }
+            // the M terms summed first (m in order) in a block of sums kept in memory (so that the
+            // compiler fuses no product into the final addition), then added to out
+            for (size_t j0 = 0; j0 < V; j0 += 256) {
+                const size_t n = std::min<size_t>(256, V - j0);
+                float t[256];
 #pragma omp simd
-            for (size_t j = 0; j < V; j++) o[j] += w * vexp(z[j] - l_m);
+                for (size_t j = 0; j < n; j++) t[j] = cm[0] * ex[j0 + j];
+                for (size_t m = 1; m < M; m++) {
+                    const float* e = ex.data() + m * V + j0;
+#pragma omp simd
+                    for (size_t j = 0; j < n; j++) t[j] += cm[m] * e[j];
+                }
+#pragma omp simd
+                for (size_t j = 0; j < n; j++) o[j0 + j] += t[j];
+            }
         }
     }
 }

@@ -18,10 +18,17 @@ float logit_scale(float log_s, float* dscale_dlogs);
 void cosine_logits_forward(float* logits, const float* hn, const float* En, float s, size_t R,
                            size_t V, size_t C);
 // The logits of n row sets against one table (the views of an evaluation batch scoring one
-// domain): logits[i] (R[i],V) = s[i] hn[i] (R[i],C) . En^T, each as cosine_logits_forward, bitwise;
-// s is a host array. On the CPU the table is packed once for all sets (PackedB).
-void cosine_logits_forward_sets(float* const* logits, const float* const* hn, const float* En, const float* s,
-                                const size_t* R, size_t n, size_t V, size_t C);
+// domain), stacked: set i is the R[i] rows after those of set i-1 in hn (sum R, C) and logits
+// (sum R, V), logits of set i = s[i] hn_i . En^T, each as cosine_logits_forward, bitwise; s is a
+// host array. On the CPU the table is packed (PackedB) and the sets make one product. `slot`
+// (0 .. kTableSlots-1) keeps the packing for the next call with the same En, V, C in that slot
+// (an evaluation's batches score the same tables): the caller promises that En's contents do not
+// change until packed_tables_release(); slot -1 packs for this call only (when it pays).
+constexpr int kTableSlots = 8;
+void cosine_logits_forward_sets(float* logits, const float* hn, const float* En, const float* s, const size_t* R,
+                                size_t n, size_t V, size_t C, int slot);
+// Frees the tables the slots hold (and the scratch packing of the calls without one).
+void packed_tables_release();
 // dhn += s dlogits En; dEn += s dlogits^T hn (either may be null);
 // ds += sum_{r,j} dlogits[r,j] cos[r,j], computed as sum_r hn_r . (dlogits En)_r so that the
 // logits themselves are not needed (the mixture backward overwrites them with dlogits).
@@ -45,9 +52,12 @@ void mixture_ce_backward(float* const* dlogits, const float* const* logits, cons
                          size_t M, size_t R, size_t V);
 
 // Evaluation: the mixture probability of every candidate, P[r,j] = sum_m w_m softmax_m[r,j]
-// (SPEC §4: one view's P_V over all items of the target domain). Accumulates alpha * P into out.
-void mixture_prob_accumulate(float* out, const float* const* logits, const float* logw,
-                             float alpha, size_t M, size_t R, size_t V);  // out (R,V)
+// (SPEC §4: one view's P_V over all items of the target domain) of the logits' row r, added
+// times alpha into out's row rows[r] (row r when rows is null; distinct rows), rows ldo apart:
+// per element the M terms alpha w_m softmax_m are summed in m order, then added to out. On the
+// CPU softmax_m[j] = exp(z_m[j] - max) / sum_i exp(z_m[i] - max), each exp computed once.
+void mixture_prob_accumulate(float* out, size_t ldo, const int32_t* rows, const float* const* logits,
+                             const float* logw, float alpha, size_t M, size_t R, size_t V);
 
 // The heads of M modalities and the mixture cross-entropy in one call, unfused: the composition
 // cosine_logits_forward -> mixture_ce_forward -> mixture_ce_backward -> cosine_logits_backward,

@@ -69,6 +69,11 @@ void gather_rows(float* out, const float* src, const int32_t* rows, size_t R, si
     for (size_t r = 0; r < R; r++) std::memcpy(out + r * C, src + (size_t)rows[r] * C, C * sizeof(float));
 }
 
+void scatter_rows(float* dst, const float* src, const int32_t* rows, size_t R, size_t C) {
+#pragma omp parallel for schedule(static) if (R * C > kParallelMin)
+    for (size_t r = 0; r < R; r++) std::memcpy(dst + (size_t)rows[r] * C, src + r * C, C * sizeof(float));
+}
+
 void scatter_add_rows(float* dst, const float* src, const int32_t* rows, float scale, size_t R, size_t C) {
     // forward: out[r] = src[rows[r]]  =>  dsrc[rows[r]] += dout[r]
     add_rows(dst, src, rows, scale, -1, R, C);
@@ -119,16 +124,27 @@ void dropout_backward(float* dinp, const float* dout, size_t n, float p, uint64_
     for (size_t i = 0; i < n; i++) dinp[i] += dout[i] * dropout_factor(i, p, seed, step, site);
 }
 
+// The double sums of a layer norm row, sum_c f(x[c]), in 8 fixed lanes (channel c in lane c % 8,
+// the lanes added in a fixed tree): vectorized, and the same on every machine.
+template <class F>
+static inline double lane_sum8(const float* x, size_t C, F f) {
+    double p[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t c = 0;
+    for (; c + 8 <= C; c += 8)
+#pragma omp simd
+        for (size_t l = 0; l < 8; l++) p[l] += f(x[c + l]);
+    for (size_t l = 0; c < C; c++, l++) p[l] += f(x[c]);
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
                        const float* bias, size_t N, size_t C) {
 #pragma omp parallel for schedule(static) if (N * C > kParallelMin)
     for (size_t n = 0; n < N; n++) {
         const float* x = inp + n * C;
-        double s = 0.0;
-        for (size_t c = 0; c < C; c++) s += x[c];
+        const double s = lane_sum8(x, C, [](float v) { return (double)v; });
         float m = (float)(s / (double)C);
-        double v = 0.0;
-        for (size_t c = 0; c < C; c++) v += (double)(x[c] - m) * (x[c] - m);
+        const double v = lane_sum8(x, C, [m](float xc) { return (double)(xc - m) * (xc - m); });
         float r = 1.0f / std::sqrt((float)(v / (double)C) + kLayerNormEps);
         float* o = out + n * C;
         for (size_t c = 0; c < C; c++) o[c] = (x[c] - m) * r * weight[c] + bias[c];
@@ -182,11 +198,16 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, size_t N,
                     size_t C, size_t OC) {
     // out (N,OC) = inp (N,C) @ weight (C,OC) + bias
-    if (bias) {
-        for (size_t n = 0; n < N; n++) std::memcpy(out + n * OC, bias, OC * sizeof(float));
-    }
-    sgemm(false, false, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight, (int)OC,
-          bias ? 1.0f : 0.0f, out, (int)OC);
+    if (bias) sgemm_bias(false, false, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight, (int)OC, bias, out, (int)OC);
+    else sgemm(false, false, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight, (int)OC, 0.0f, out, (int)OC);
+}
+
+void linear_forward_cols(float* out, size_t ldo, const float* inp, const float* weight, size_t ldw,
+                         const float* bias, size_t N, size_t C, size_t OC) {
+    if (bias)
+        sgemm_bias(false, false, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight, (int)ldw, bias, out, (int)ldo);
+    else
+        sgemm(false, false, (int)N, (int)OC, (int)C, 1.0f, inp, (int)C, weight, (int)ldw, 0.0f, out, (int)ldo);
 }
 
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
@@ -224,6 +245,7 @@ void gelu_backward(float* dinp, const float* dout, const float* inp, size_t n) {
 }
 
 void residual_forward(float* out, const float* a, const float* b, size_t n) {
+#pragma omp parallel for simd schedule(static) if (n > kParallelMin)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
@@ -235,6 +257,51 @@ void residual_backward(float* da, float* db, const float* dout, size_t n) {
     }
 }
 
+// q . k in 16 fixed lanes (element c in lane c % 16, the lanes then added in order): vectorized,
+// and the same on every machine.
+static inline float dot_lanes16(const float* q, const float* k, size_t n) {
+    constexpr size_t L = 16;
+    float p[L] = {};
+    size_t c = 0;
+    for (; c + L <= n; c += L)
+#pragma omp simd
+        for (size_t l = 0; l < L; l++) p[l] += q[c + l] * k[c + l];
+    for (size_t l = 0; c < n; c++, l++) p[l] += q[c] * k[c];
+    float s = 0.0f;
+    for (size_t l = 0; l < L; l++) s += p[l];
+    return s;
+}
+
+// One valid query t of one head of sequence b: a (T) its probabilities over the allowed keys
+// j <= t, valid vb[j] (the other entries as they were: zero), o (hs) += the weighted values;
+// q its hs channels, the keys and values of position j at k0 + j C3 and v0 + j C3. drop(j, a_j)
+// is the weight of value j (dropout).
+template <class Drop>
+inline void attend_query(float* a, float* o, const float* q, const float* k0, const float* v0, size_t C3,
+                         const uint8_t* vb, size_t t, size_t hs, float scale, Drop drop) {
+    // scores over allowed keys j <= t, valid[j]; softmax with the max subtracted
+    float maxv = -INFINITY;
+    for (size_t j = 0; j <= t; j++) {
+        if (!vb[j]) continue;
+        a[j] = dot_lanes16(q, k0 + j * C3, hs) * scale;
+        if (a[j] > maxv) maxv = a[j];
+    }
+    float sum = 0.0f;
+    for (size_t j = 0; j <= t; j++) {
+        if (!vb[j]) continue;
+        a[j] = std::exp(a[j] - maxv);
+        sum += a[j];
+    }
+    float inv = 1.0f / sum;  // query t is valid, so key t is allowed and sum >= 1
+    for (size_t j = 0; j <= t; j++) {
+        if (!vb[j]) continue;
+        a[j] *= inv;
+        float w = drop(j, a[j]);
+        const float* v = v0 + j * C3;
+        for (size_t c = 0; c < hs; c++) o[c] += w * v[c];
+    }
+}
+
 void attention_forward(float* out, float* att, const float* qkv, const uint8_t* valid, size_t B,
                        size_t T, size_t C, size_t NH, float p_drop, uint64_t seed, uint64_t step,
                        uint64_t site) {
@@ -243,39 +310,38 @@ void attention_forward(float* out, float* att, const float* qkv, const uint8_t* 
 #pragma omp parallel for collapse(2) schedule(static) if (B * NH * T * T * hs > kParallelMin)
     for (size_t b = 0; b < B; b++) {
         for (size_t h = 0; h < NH; h++) {
+            const float* kv = qkv + b * T * C3 + h * hs;  // position j's k at kv + j C3 + C
             for (size_t t = 0; t < T; t++) {
                 float* a = att + ((b * NH + h) * T + t) * T;  // (T) scores of query t
                 float* o = out + (b * T + t) * C + h * hs;     // (hs)
                 std::memset(a, 0, T * sizeof(float));
                 std::memset(o, 0, hs * sizeof(float));
                 if (!valid[b * T + t]) continue;  // a PAD query outputs zero
-                const float* q = qkv + (b * T + t) * C3 + h * hs;
-                // scores over allowed keys j <= t, valid[j]; softmax with the max subtracted
-                float maxv = -INFINITY;
-                for (size_t j = 0; j <= t; j++) {
-                    if (!valid[b * T + j]) continue;
-                    const float* k = qkv + (b * T + j) * C3 + C + h * hs;
-                    float s = 0.0f;
-                    for (size_t c = 0; c < hs; c++) s += q[c] * k[c];
-                    a[j] = s * scale;
-                    if (a[j] > maxv) maxv = a[j];
-                }
-                float sum = 0.0f;
-                for (size_t j = 0; j <= t; j++) {
-                    if (!valid[b * T + j]) continue;
-                    a[j] = std::exp(a[j] - maxv);
-                    sum += a[j];
-                }
-                float inv = 1.0f / sum;  // query t is valid, so key t is allowed and sum >= 1
-                size_t base = ((b * NH + h) * T + t) * T;
-                for (size_t j = 0; j <= t; j++) {
-                    if (!valid[b * T + j]) continue;
-                    a[j] *= inv;
-                    float w = p_drop > 0.0f ? a[j] * dropout_factor(base + j, p_drop, seed, step, site) : a[j];
-                    const float* v = qkv + (b * T + j) * C3 + 2 * C + h * hs;
-                    for (size_t c = 0; c < hs; c++) o[c] += w * v[c];
-                }
+                const size_t base = ((b * NH + h) * T + t) * T;
+                attend_query(a, o, kv + t * C3, kv + C, kv + 2 * C, C3, valid + b * T, t, hs, scale,
+                             [&](size_t j, float aj) {
+                                 return p_drop > 0.0f ? aj * dropout_factor(base + j, p_drop, seed, step, site) : aj;
+                             });
             }
+        }
+    }
+}
+
+void attention_last_forward(float* out, float* att, const float* q, const float* qkv, const uint8_t* valid,
+                            size_t B, size_t T, size_t C, size_t NH) {
+    const size_t hs = C / NH, C3 = 3 * C, t = T - 1;
+    const float scale = 1.0f / std::sqrt((float)hs);
+#pragma omp parallel for collapse(2) schedule(static) if (B * NH * T * hs > kParallelMin)
+    for (size_t b = 0; b < B; b++) {
+        for (size_t h = 0; h < NH; h++) {
+            const float* kv = qkv + b * T * C3 + h * hs;
+            float* a = att + ((b * NH + h) * T + t) * T;
+            float* o = out + b * C + h * hs;
+            std::memset(a, 0, T * sizeof(float));
+            std::memset(o, 0, hs * sizeof(float));
+            if (!valid[b * T + t]) continue;  // an empty view: zero
+            attend_query(a, o, q + b * C + h * hs, kv + C, kv + 2 * C, C3, valid + b * T, t, hs, scale,
+                         [](size_t, float aj) { return aj; });
         }
     }
 }

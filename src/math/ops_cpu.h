@@ -30,6 +30,9 @@ void gather_rows(float* out, const float* src, const int32_t* rows, size_t R, si
 // dst[rows[r],:] += src[r,:] * scale: the backward of gather_rows (rows may repeat; each element
 // of dst adds its rows in increasing r); also the scatter of the log scales' gradients.
 void scatter_add_rows(float* dst, const float* src, const int32_t* rows, float scale, size_t R, size_t C);
+// dst[rows[r],:] = src[r,:] (distinct rows); the other rows of dst are left as they are: the valid
+// rows of an encoder's activation placed in the padded (B, T) layout of the attention.
+void scatter_rows(float* dst, const float* src, const int32_t* rows, size_t R, size_t C);
 
 // x[n,:] += P[pos[n],:]; row 0 of P (PAD positions) is held at zero and receives no gradient.
 void posadd_forward(float* x, const int32_t* pos, const float* P, size_t N, size_t C);
@@ -61,6 +64,12 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const float* 
 // out = inp @ weight + bias. weight (C,OC) so that x W reads as in the paper; bias (OC) or null.
 void linear_forward(float* out, const float* inp, const float* weight, const float* bias, size_t N,
                     size_t C, size_t OC);  // out (N,OC), inp (N,C)
+// Columns of a wider layer: out[:, 0:OC] = inp (N,C) @ weight[:, 0:OC] + bias[0:OC] (bias may be
+// null), the rows of out ldo apart and of weight ldw apart; bitwise those columns of
+// linear_forward (evaluation's last block: the keys and values of every row, the queries of the
+// last positions).
+void linear_forward_cols(float* out, size_t ldo, const float* inp, const float* weight, size_t ldw,
+                         const float* bias, size_t N, size_t C, size_t OC);
 // dinp may be null (no gradient needed for the input); dbias may be null when bias is.
 void linear_backward(float* dinp, float* dweight, float* dbias, const float* dout, const float* inp,
                      const float* weight, size_t N, size_t C, size_t OC);
@@ -83,6 +92,14 @@ void residual_backward(float* da, float* db, const float* dout, size_t n);
 void attention_forward(float* out, float* att, const float* qkv, const uint8_t* valid, size_t B,
                        size_t T, size_t C, size_t NH, float p_drop, uint64_t seed, uint64_t step,
                        uint64_t site);
+// The attention of the last position only (evaluation's last block, where no other query goes
+// on; left padding puts a sequence's last item at T-1): sequence b's query is row b of q (B,C),
+// its keys and values the k and v of qkv (B,T,3C; its q is not read) at the valid positions.
+// out (B,C): row b = attention_forward's row (b, T-1) without dropout, bitwise (zero when
+// position T-1 is PAD); att: rows (b, h, T-1) of attention_forward's probabilities, the others
+// left as they are.
+void attention_last_forward(float* out, float* att, const float* q, const float* qkv, const uint8_t* valid,
+                            size_t B, size_t T, size_t C, size_t NH);
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
                         const uint8_t* valid, size_t B, size_t T, size_t C, size_t NH, float p_drop,
                         uint64_t seed, uint64_t step, uint64_t site);

@@ -34,13 +34,16 @@ namespace hafvt {
 // Model calls. A backend's table holds the CPU op of that name or its twin `op##_cuda`
 // (cuda/ops_cuda.h), which must have the same type (backend.cpp checks it at compile time).
 #define HAFVT_BACKEND_OPS(X)                                                                     \
-    X(embedding_forward) X(embedding_backward) X(gather_rows) X(scatter_add_rows)                \
+    X(embedding_forward) X(embedding_backward) X(gather_rows) X(scatter_add_rows) X(scatter_rows) \
     X(posadd_forward) X(posadd_backward)                                                         \
     X(padmask_forward) X(padmask_backward) X(dropout_forward) X(dropout_backward)                \
-    X(layernorm_forward) X(layernorm_backward) X(linear_forward) X(linear_backward)              \
+    X(layernorm_forward) X(layernorm_backward) X(linear_forward) X(linear_forward_cols)          \
+    X(linear_backward)                                                                           \
     X(gelu_forward) X(gelu_backward) X(residual_forward) X(residual_backward)                    \
-    X(attention_forward) X(attention_backward) X(l2norm_forward) X(l2norm_backward)              \
-    X(cosine_logits_forward) X(cosine_logits_forward_sets) X(mixture_prob_accumulate)            \
+    X(attention_forward) X(attention_last_forward) X(attention_backward)                         \
+    X(l2norm_forward) X(l2norm_backward)                                                         \
+    X(cosine_logits_forward) X(cosine_logits_forward_sets) X(packed_tables_release)              \
+    X(mixture_prob_accumulate)                                                                   \
     X(fused_mixture_head) X(adam_update)
 
 struct Backend {

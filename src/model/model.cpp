@@ -123,8 +123,12 @@ struct Model::Impl {
     // 0 for id, -inf for the others), and the heads' scratch
     Arr logw_b, logw_warm_b;
     Arr hg_b[kNumMods], hn_b[kNumMods], hnorm_b[kNumMods], dhn_b[kNumMods], dhg_b[kNumMods], logits_b[kNumMods], loss_b, ds_b, acc_b, out_b;
-    // score(): every view's normalized head rows and logits against one domain, by (view, modality)
-    Arr hnv_b[3][kNumMods], logv_b[3], accv_b[3];
+    // score(): the normalized head rows of every view against one domain, stacked by view, and
+    // their logits, by modality
+    Arr hns_b[kNumMods], logs_b[kNumMods];
+    // inside a ScoringScope: the parameters do not change, so E_id's normalized rows (en_id) are
+    // computed once (en_id_ready) and the CPU keeps the packed item tables (table slots)
+    bool scoring = false, en_id_ready = false;
     // the inputs of a step or a score() call, copied to the backend in one copy
     Staging stage;
     // the log scales, read in one copy per step: their offsets from the first one in the parameter
@@ -234,6 +238,7 @@ void Model::to_host() {
 void Model::adam_step(const AdamConfig& cfg, long t) {
     Impl& I = *impl_;
     HAFVT_CHECK(has_optimizer(), "Model::adam_step before init_optimizer()");
+    HAFVT_CHECK(!I.scoring, "an Adam step inside a ScoringScope (it holds the parameters as they were)");
     if (!I.be->device) {
         adam_update(params_.data(), adam_m_.data(), adam_v_.data(), grads_.data(), params_.size(), cfg, t);
         return;
@@ -271,11 +276,11 @@ static void ensure_acts(Model::Encoder& e, const ModelConfig& cfg, const Backend
 }
 
 // The (B T, C) padded layout of the Nv valid rows `src` (rows[r] is the position of row r): the
-// valid rows in place, PAD rows zero. The attention's inputs and output gradient go through it.
-static void to_padded(const Backend& K, float* padded, const float* src, const int32_t* rows, size_t Nv,
-                      size_t N, size_t C) {
-    K.zero(padded, N * C * sizeof(float));
-    K.scatter_add_rows(padded, src, rows, 1.0f, Nv, C);
+// valid rows in place; the PAD rows are left as they are, since the attention (forward and
+// backward, CPU and CUDA) never reads a PAD position's q, k, v or output gradient. The
+// attention's inputs and output gradient go through it.
+static void to_padded(const Backend& K, float* padded, const float* src, const int32_t* rows, size_t Nv, size_t C) {
+    K.scatter_rows(padded, src, rows, Nv, C);
 }
 
 // Eq. 1: H = Attention(F) for one view and modality, computed on the view's VALID ROWS only: the
@@ -307,7 +312,8 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
     K.dropout_forward(x0, x0, Nv * d, p, seed, step, e.site(0));
     // the scratch: qkv_p the (B, T, 3d) qkv of the attention; s0 LN1(x), then the attention's
     // (B, T, d) output, dropout(atty Wo + bo), LN2(res1) and dropout(fc2); s1 gelu(fc1); in the
-    // last block of a last_only pass s1 and s2 the gathered atty and x of the last positions
+    // last block of a last_only pass s1 the LN1 rows of the last positions, s2 their queries, then
+    // their x
     float* const qkv_p = scratch;
     float* const s0 = scratch + 3 * N * d;
     float* const s1 = scratch + 4 * N * d;
@@ -316,24 +322,30 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
         BlockActs& a = e.blocks[b];
         const BlockParams& k = W.blk[b];
         const float* x = e.xs[b].data();
-        // x = x + dropout(MHA(LN1(x))): qkv scattered to (B, T, 3d), PAD rows zero; the valid rows
-        // of the attention's (B, T, d) output gathered into atty
-        K.layernorm_forward(s0, a.ln1_mean.data(), a.ln1_rstd.data(), x, k.ln1_w, k.ln1_b, Nv, d);
-        K.linear_forward(a.qkv.data(), s0, k.wqkv, k.bqkv, Nv, d, 3 * d);
-        to_padded(K, qkv_p, a.qkv.data(), in.rows_p, Nv, N, 3 * d);
-        K.attention_forward(s0, a.att.data(), qkv_p, valid, B, T, d, NH, p, seed, step, e.site(1 + 3 * b));
-        K.gather_rows(a.atty.data(), s0, in.rows_p, Nv, d);
-        // The rest of the block on R rows: the Nv valid rows, or, in the last block of a last_only
-        // pass, the B rows of the last positions (gathered into scratch; the others are never scored).
+        // The block on R rows: the Nv valid rows, or, in the last block of a last_only pass, the B
+        // rows of the last positions (the others are never scored): there the keys and values of
+        // every valid row, the queries of the last positions only.
         const bool gathered = last_only && b + 1 == cfg.n_blocks;
         const size_t R = gathered ? B : Nv;
-        const float* atty = a.atty.data();
+        // x = x + dropout(MHA(LN1(x))): qkv scattered to (B, T, 3d); the valid rows of the
+        // attention's (B, T, d) output gathered into atty (gathered: the B rows of its last queries)
+        K.layernorm_forward(s0, a.ln1_mean.data(), a.ln1_rstd.data(), x, k.ln1_w, k.ln1_b, Nv, d);
         const float* xin = x;
-        if (gathered) {
-            K.gather_rows(s1, a.atty.data(), in.last_p, B, d);  // (B, d) scratch
-            K.gather_rows(s2, x, in.last_p, B, d);              // (B, d) scratch
-            atty = s1, xin = s2;
+        if (!gathered) {
+            K.linear_forward(a.qkv.data(), s0, k.wqkv, k.bqkv, Nv, d, 3 * d);
+            to_padded(K, qkv_p, a.qkv.data(), in.rows_p, Nv, 3 * d);
+            K.attention_forward(s0, a.att.data(), qkv_p, valid, B, T, d, NH, p, seed, step, e.site(1 + 3 * b));
+            K.gather_rows(a.atty.data(), s0, in.rows_p, Nv, d);
+        } else {
+            K.linear_forward_cols(a.qkv.data() + d, 3 * d, s0, k.wqkv + d, 3 * d, k.bqkv + d, Nv, d, 2 * d);
+            to_padded(K, qkv_p, a.qkv.data(), in.rows_p, Nv, 3 * d);  // its q columns are not read
+            K.gather_rows(s1, s0, in.last_p, B, d);
+            K.linear_forward_cols(s2, d, s1, k.wqkv, 3 * d, k.bqkv, B, d, d);
+            K.attention_last_forward(a.atty.data(), a.att.data(), s2, qkv_p, valid, B, T, d, NH);
+            K.gather_rows(s2, x, in.last_p, B, d);
+            xin = s2;
         }
+        const float* atty = a.atty.data();
         K.linear_forward(s0, atty, k.wo, k.bo, R, d, d);
         K.dropout_forward(s0, s0, R * d, p, seed, step, e.site(2 + 3 * b));
         K.residual_forward(a.res1.data(), xin, s0, R * d);
@@ -398,8 +410,8 @@ static void encoder_backward(Model::Encoder& e, const ModelConfig& cfg, const Ba
         // (B, T, 3d) in the second half of s3, dqkv (B, T, 3d) in its first half, whose valid
         // rows are gathered into qkv (read for the last time by the scatter)
         float* const qkv_p = s3 + 3 * N * d;
-        to_padded(K, s1, s2, in.rows_p, Nv, N, d);
-        to_padded(K, qkv_p, a.qkv.data(), in.rows_p, Nv, N, 3 * d);
+        to_padded(K, s1, s2, in.rows_p, Nv, d);
+        to_padded(K, qkv_p, a.qkv.data(), in.rows_p, Nv, 3 * d);
         zero(s3, 3 * N * d);
         K.attention_backward(s3, s1, qkv_p, a.att.data(), valid, B, T, d, NH, p, seed, step, e.site(1 + 3 * b));
         K.gather_rows(a.qkv.data(), s3, in.rows_p, Nv, 3 * d);
@@ -523,20 +535,21 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
         encoder_forward(e, c, K, I.w.enc[e.v][e.m], table, I.in[e.v], B, train, seed, step, I.s3.data(), !train);
         if (train) K.zero(e.dH.data(), I.in[e.v].nv * e.d * sizeof(float));
     }
-    if (E_id) {
+    if (E_id && !I.en_id_ready) {
         const size_t NI = c.num_items();
         I.en_id.resize(K, NI * c.q);
         I.en_id_norm.resize(K, NI);
         K.l2norm_forward(I.en_id.data(), I.en_id_norm.data(), E_id, NI, c.q);
+        I.en_id_ready = I.scoring;  // kept for the scope's next calls
     }
     return E_id;
 }
 
 // Eq. 2 for view v: the rows `rows` (on the backend; valid rows in training, lines in evaluation)
-// of each enabled modality's H gathered and L2-normalized into hn[k] (I.hn_b when null); s[k],
-// dsdl[k] from the log scales read by upload_inputs.
+// of each enabled modality's H gathered and L2-normalized into hn[k] (I.hn_b when null) from its
+// row row0 on; s[k], dsdl[k] from the log scales read by upload_inputs.
 static void head_rows(Model::Impl& I, int v, const int32_t* rows, size_t R, float* s, float* dsdl,
-                      Arr* hn = nullptr) {
+                      Arr* hn = nullptr, size_t row0 = 0) {
     if (!hn) hn = I.hn_b;
     const Backend& K = *I.be;
     for (size_t k = 0; k < I.mods.size(); k++) {
@@ -544,10 +557,10 @@ static void head_rows(Model::Impl& I, int v, const int32_t* rows, size_t R, floa
         const Model::Encoder& e = I.enc[(size_t)I.enc_of[v][m]];
         const size_t d = e.d;
         I.hg_b[k].reserve(K, R * d);
-        hn[k].reserve(K, R * d);
+        hn[k].reserve(K, (row0 + R) * d);  // a no-op past row 0: the caller sized it for every view
         I.hnorm_b[k].reserve(K, R);
         K.gather_rows(I.hg_b[k].data(), e.H.data(), rows, R, d);
-        K.l2norm_forward(hn[k].data(), I.hnorm_b[k].data(), I.hg_b[k].data(), R, d);
+        K.l2norm_forward(hn[k].data() + row0 * d, I.hnorm_b[k].data(), I.hg_b[k].data(), R, d);
         s[k] = logit_scale(I.scales[(size_t)I.scale_slot[v][m]], &dsdl[k]);
     }
 }
@@ -588,6 +601,7 @@ void Model::add_kept_grads() {
 
 LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t step, const uint64_t* norm) {
     Impl& I = *impl_;
+    HAFVT_CHECK(!I.scoring, "a training step inside a ScoringScope (it holds the parameters as they were)");
     const Backend& K = *I.be;
     const ModelConfig& c = cfg_;
     const size_t B = batch.B, T = c.T, M = I.mods.size();
@@ -761,84 +775,78 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     const size_t B = batch.B, M = I.mods.size(), Vmax = std::max(c.NX, c.NY);
     HAFVT_CHECK(!K.device || I.P.size() == params_.size(), "Model on a device: to_device() was not called");
     const float* P = K.device ? I.P.data() : params_.data();
-    scores.resize(B * Vmax);  // every element is written below
+    scores.resize(B * Vmax);
     line_domains(c, batch, domain_override, domain);
-    // The lines scored against domain D in view v: row r of H is line rows[D][v][r]. Each view's
-    // probabilities are added on the backend into the rows of its domain's block of out_b (B_D
-    // lines x V_D items: line b is row place[b] of its domain's block), read at the end in one
-    // copy from a device (a call makes three copies, the inputs up, the log scales down
-    // (upload_inputs) and the scores down), straight into each line's row from host memory.
+    // The lines scored against domain D in view v: row r of view v is line rows[D][v][r]. A
+    // domain's head rows are stacked by view, so that each modality's logits of all views take one
+    // product against its table; each view's mixture (Eq. 8) is added into its lines' rows of the
+    // (B, Vmax) scores on the backend: `scores` itself on the host, on a device out_b, read at the
+    // end in one copy (a call makes three copies: the inputs up, the log scales down
+    // (upload_inputs), the scores down).
     std::vector<int32_t> rows[2][3];
     lines_by_domain(c, batch, domain, rows);
-    size_t lines[2] = {0, 0}, rows_at[2][3] = {}, place_at[2][3] = {};
-    std::vector<int32_t> place(B);
-    for (size_t b = 0; b < B; b++) place[b] = (int32_t)lines[domain[b]]++;
+    size_t rows_at[2][3] = {};
     load_inputs(I, c, batch, true);
     for (int D = 0; D < 2; D++)
-        for (int v = 0; v < 3; v++) {
-            if (!c.views[v]) continue;
-            std::vector<int32_t> p32;
-            for (int32_t b : rows[D][v]) p32.push_back(place[(size_t)b]);
-            rows_at[D][v] = I.stage.add(rows[D][v].data(), rows[D][v].size());
-            place_at[D][v] = I.stage.add(p32.data(), p32.size());
-        }
-    const size_t block_at[2] = {0, lines[0] * c.NX}, out_n = lines[0] * c.NX + lines[1] * c.NY;
+        for (int v = 0; v < 3; v++)
+            if (c.views[v]) rows_at[D][v] = I.stage.add(rows[D][v].data(), rows[D][v].size());
     upload_inputs(I, c, P);
-    I.out_b.reserve(K, B * Vmax);  // out_n <= B Vmax
-    K.zero(I.out_b.data(), out_n * sizeof(float));
+    float* out = scores.data();
+    if (K.device) I.out_b.reserve(K, B * Vmax), out = I.out_b.data();
+    K.zero(out, B * Vmax * sizeof(float));
     encode_all(I, c, frozen_, batch, false, 0, 0);
     for (int D = 0; D < 2; D++) {
         const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
-        // every view's head rows; then per modality the logits of all views in one call (one table,
-        // packed once on the CPU) and each view's share of the mixture (Eq. 8), in modality order
-        // as one mixture_prob_accumulate of all modalities sums them; then each view's rows added to
-        // the scores of their lines
         float s[3][kNumMods], dsdl[kNumMods];
-        size_t R[3] = {0, 0, 0};
+        size_t R[3] = {0, 0, 0}, row0[3] = {0, 0, 0}, rows_all = 0;
         for (int v = 0; v < 3; v++) {
             if (c.views[v]) R[v] = rows[D][v].size();
-            if (!R[v]) continue;
-            head_rows(I, v, I.stage.at<int32_t>(rows_at[D][v]), R[v], s[v], dsdl, I.hnv_b[v]);
-            // sized for any batch at once (R <= B): not regrown by the next batch's counts
-            I.logv_b[v].reserve(K, B * Vmax);
-            I.accv_b[v].reserve(K, B * Vmax);
-            K.zero(I.accv_b[v].data(), R[v] * V * sizeof(float));
+            row0[v] = rows_all, rows_all += R[v];
         }
+        if (rows_all == 0) continue;
+        for (size_t k = 0; k < M; k++) {  // sized for any batch at once (3 B rows): not regrown
+            I.hns_b[k].reserve(K, 3 * B * c.width(I.mods[k]));
+            I.logs_b[k].reserve(K, 3 * B * Vmax);
+        }
+        for (int v = 0; v < 3; v++)
+            if (R[v]) head_rows(I, v, I.stage.at<int32_t>(rows_at[D][v]), R[v], s[v], dsdl, I.hns_b, row0[v]);
+        // per modality the logits of all views in one call (inside a ScoringScope the CPU keeps
+        // each (domain, modality) table packed in its own slot for the next batches)
         for (size_t k = 0; k < M; k++) {
-            const size_t d = c.width(I.mods[k]);
-            float* zs[3];
-            const float* hs[3];
+            const int m = I.mods[k];
+            const size_t d = c.width(m);
             float sk[3];
             size_t Rs[3], n = 0;
             for (int v = 0; v < 3; v++)
-                if (R[v]) zs[n] = I.logv_b[v].data(), hs[n] = I.hnv_b[v][k].data(), sk[n] = s[v][k], Rs[n++] = R[v];
-            K.cosine_logits_forward_sets(zs, hs, candidate_table(I, frozen_, I.mods[k]) + off * d, sk, Rs, n, V, d);
-            for (int v = 0; v < 3; v++) {
-                if (!R[v]) continue;
-                // Eq. 10-11: score = P_D + lambda1 P_D' + lambda2 P_XY; an empty view's term is dropped
-                const float* zp[1] = {I.logv_b[v].data()};
-                K.mixture_prob_accumulate(I.accv_b[v].data(), zp, I.logw_b.data() + k, view_coef(c, v, D), 1, R[v], V);
-            }
+                if (R[v]) sk[n] = s[v][k], Rs[n++] = R[v];
+            K.cosine_logits_forward_sets(I.logs_b[k].data(), I.hns_b[k].data(), candidate_table(I, frozen_, m) + off * d,
+                                         sk, Rs, n, V, d, I.scoring ? D * kNumMods + m : -1);
         }
-        for (int v = 0; v < 3; v++)  // out[place[b]] += acc[r]
-            if (R[v])
-                K.scatter_add_rows(I.out_b.data() + block_at[D], I.accv_b[v].data(),
-                                   I.stage.at<int32_t>(place_at[D][v]), 1.0f, R[v], V);
+        // Eq. 10-11: score = P_D + lambda1 P_D' + lambda2 P_XY, the views added in order; an empty
+        // view's term is dropped
+        for (int v = 0; v < 3; v++) {
+            if (!R[v]) continue;
+            const float* zp[kNumMods];
+            for (size_t k = 0; k < M; k++) zp[k] = I.logs_b[k].data() + row0[v] * V;
+            K.mixture_prob_accumulate(out, Vmax, I.stage.at<int32_t>(rows_at[D][v]), zp, I.logw_b.data(),
+                                      view_coef(c, v, D), M, R[v], V);
+        }
     }
-    const float* out = I.out_b.data();
-    if (K.device) {
-        I.acc.resize(out_n);
-        I.out_b.download(I.acc.data(), out_n);
-        out = I.acc.data();
-    }
-#pragma omp parallel for schedule(static) if (B * Vmax > ((size_t)1 << 20))
-    for (size_t b = 0; b < B; b++) {
-        const size_t V = domain[b] == 0 ? c.NX : c.NY;
-        const float* src = out + block_at[domain[b]] + (size_t)place[b] * V;
-        float* row = scores.data() + b * Vmax;
-        std::copy(src, src + V, row);
-        std::fill(row + V, row + Vmax, 0.0f);
-    }
+    if (K.device) I.out_b.download(scores.data(), B * Vmax);
+}
+
+Model::ScoringScope::ScoringScope(Model& m) : m_(m) {
+    Impl& I = *m_.impl_;
+    HAFVT_CHECK(!I.scoring, "a ScoringScope inside another");
+    I.scoring = true;
+    I.en_id_ready = false;
+}
+
+Model::ScoringScope::~ScoringScope() {
+    Impl& I = *m_.impl_;
+    I.scoring = false;
+    I.en_id_ready = false;
+    I.be->packed_tables_release();
 }
 
 void Model::head_probs(const Batch& batch, std::vector<float>& probs, std::vector<int>& domain) {
@@ -878,7 +886,7 @@ void Model::head_probs(const Batch& batch, std::vector<float>& probs, std::vecto
                 K.cosine_logits_forward(I.logits_b[0].data(), I.hn_b[k].data(), candidate_table(I, frozen_, m) + off * d,
                                         s[k], R, V, d);
                 K.zero(I.acc_b.data(), R * V * sizeof(float));
-                K.mixture_prob_accumulate(I.acc_b.data(), zp, I.stage.at<float>(zero_at), 1.0f, 1, R, V);
+                K.mixture_prob_accumulate(I.acc_b.data(), V, nullptr, zp, I.stage.at<float>(zero_at), 1.0f, 1, R, V);
                 I.acc_b.download(host.data(), R * V);
                 for (size_t r = 0; r < R; r++)
                     std::copy(host.data() + r * V, host.data() + (r + 1) * V,
@@ -952,7 +960,7 @@ void Model::explain(const Batch& batch, const std::vector<int>& domain, ScorePar
                 K.cosine_logits_forward(I.logits_b[0].data(), I.hn_b[k].data(),
                                         candidate_table(I, frozen_, I.mods[k]) + off * d, s[k], R, V, d);
                 K.zero(I.acc_b.data(), R * V * sizeof(float));
-                K.mixture_prob_accumulate(I.acc_b.data(), zp, I.logw_b.data() + k, view_coef(c, v, D), 1, R, V);
+                K.mixture_prob_accumulate(I.acc_b.data(), V, nullptr, zp, I.logw_b.data() + k, view_coef(c, v, D), 1, R, V);
                 K.gather_rows(I.out_b.data() + at, I.acc_b.data(), I.stage.at<int32_t>(pick_at[D][v]), picks[D][v], 1);
                 at += picks[D][v];
             }
@@ -1016,12 +1024,13 @@ size_t Model::estimate_bytes(const ModelConfig& c, size_t B, size_t max_rows) {
 }
 
 size_t Model::estimate_eval_bytes(const ModelConfig& c, size_t B) {
-    // the scores of the batch, and per view its logits and mixture (score()); one packed table
+    // the scores of the batch (and their copy on a device), per modality the logits of the three
+    // views (score()), and each (domain, modality) table packed for the products
     const size_t V = std::max(c.NX, c.NY);
-    size_t widest = 0;
+    size_t bytes = (2 + 3 * c.num_mods()) * B * V * sizeof(float);
     for (int m = 0; m < kNumMods; m++)
-        if (c.mods[m]) widest = std::max(widest, c.width(m));
-    return 7 * B * V * sizeof(float) + PackedB::bytes_for((int)widest, (int)V) + estimate_bytes(c, B, 0);
+        if (c.mods[m]) bytes += PackedB::bytes_for((int)c.width(m), (int)c.NX) + PackedB::bytes_for((int)c.width(m), (int)c.NY);
+    return bytes + estimate_bytes(c, B, 0);
 }
 
 }  // namespace hafvt

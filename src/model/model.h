@@ -105,6 +105,21 @@ public:
     void score(const Batch& batch, std::vector<float>& scores, std::vector<int>& domain,
                int domain_override = -1);
 
+    // While a ScoringScope lives, its owner promises that the parameters do not change (no step,
+    // no load): score() then makes what depends on them alone once, at its first call, and reuses
+    // it in the next (an evaluation's batches): E_id's normalized rows, and on the CPU each
+    // (domain, modality) item table packed for the logits' products. The scope's end frees it.
+    class ScoringScope {
+    public:
+        explicit ScoringScope(Model& m);
+        ~ScoringScope();
+        ScoringScope(const ScoringScope&) = delete;
+        ScoringScope& operator=(const ScoringScope&) = delete;
+
+    private:
+        Model& m_;
+    };
+
     // The parts of the scores of chosen items (recommend --explain; SPEC §4, Eq. 7 and 10), for the
     // lines of an eval batch scored against domain[b] (as score() returns it). In: parts.items[b],
     // the items (indices within line b's domain) to explain. Out:

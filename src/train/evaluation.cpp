@@ -70,10 +70,10 @@ void history_items(const std::vector<int32_t>& s, bool has_target, size_t T, int
 void evaluate(Model& model, const World& w, const SequenceSet& set, const std::vector<int32_t>& negatives,
               bool exclude_history, size_t eval_batch, size_t tail_max, EvalResult out[2]) {
     const Comm& cm = comm();
+    Model::ScoringScope hold(model);  // the parameters stay as they are until the end
     Batch batch;
     std::vector<float> scores;
     std::vector<int> domain;
-    std::vector<int32_t> neg_local(kNumNegatives), skip;
     const size_t L = set.seqs.size(), Vmax = std::max(w.cat.NX, w.cat.NY);
     const size_t n_batches = (L + eval_batch - 1) / eval_batch;
     const size_t first = n_batches * (size_t)cm.rank() / (size_t)cm.size(),
@@ -83,7 +83,12 @@ void evaluate(Model& model, const World& w, const SequenceSet& set, const std::v
         size_t b1 = std::min(L, b0 + eval_batch);
         make_eval_batch(batch, set.seqs, b0, b1, true, w.cat, w.mc.T);
         model.score(batch, scores, domain);
-        for (size_t i = b0; i < b1; i++) {
+        const size_t at = mine.size();
+        mine.resize(at + 3 * (b1 - b0));
+#pragma omp parallel for schedule(dynamic, 8)
+        for (size_t i = b0; i < b1; i++) {  // the lines ranked on all threads, each in its own place
+            thread_local std::vector<int32_t> neg_local, skip;
+            neg_local.resize(kNumNegatives);
             const std::vector<int32_t>& s = set.seqs[i];
             const int32_t target = s.back();
             const int D = domain[i - b0];
@@ -94,7 +99,8 @@ void evaluate(Model& model, const World& w, const SequenceSet& set, const std::v
             size_t r_c2dsr = rank_sampled(sc, target - off, neg_local.data(), kNumNegatives);
             if (exclude_history) history_items(s, true, w.mc.T, off, V, skip);  // the input items of the target's domain
             size_t r_full = rank_full(sc, V, target - off, exclude_history ? &skip : nullptr);
-            mine.insert(mine.end(), {(uint64_t)D, (uint64_t)r_c2dsr, (uint64_t)r_full});
+            uint64_t* m = mine.data() + at + 3 * (i - b0);
+            m[0] = (uint64_t)D, m[1] = (uint64_t)r_c2dsr, m[2] = (uint64_t)r_full;
         }
     }
     const std::vector<uint64_t> all = cm.gather_all(mine);
@@ -393,6 +399,7 @@ static void write_top_k(Scorer& sc, const TopKJob& job, const RecommendOptions& 
     std::vector<int> domain;
     std::vector<int32_t> skip;
     Model::ScoreParts parts;
+    Model::ScoringScope hold(*sc.model);  // the parameters stay as they are until the end
     for (size_t b0 = 0; b0 < seqs.size(); b0 += sc.c.eval_batch) {
         const size_t b1 = std::min(seqs.size(), b0 + sc.c.eval_batch);
         make_eval_batch(b, seqs, b0, b1, job.with_target, w.cat, sc.c.T);
