@@ -397,7 +397,6 @@ static void write_top_k(Scorer& sc, const TopKJob& job, const RecommendOptions& 
     Batch b;
     std::vector<float> scores;
     std::vector<int> domain;
-    std::vector<int32_t> skip;
     Model::ScoreParts parts;
     Model::ScoringScope hold(*sc.model);  // the parameters stay as they are until the end
     for (size_t b0 = 0; b0 < seqs.size(); b0 += sc.c.eval_batch) {
@@ -406,7 +405,9 @@ static void write_top_k(Scorer& sc, const TopKJob& job, const RecommendOptions& 
         sc.model->score(b, scores, domain, job.with_target ? -1 : job.domain);
         parts.items.assign(b1 - b0, {});
         std::vector<int32_t> targets(b1 - b0, -1);
-        for (size_t i = b0; i < b1; i++) {
+#pragma omp parallel for schedule(dynamic, 8)
+        for (size_t i = b0; i < b1; i++) {  // the lines' top k on all threads, each in its own place
+            thread_local std::vector<int32_t> skip;
             const std::vector<int32_t>& s = seqs[i];
             const int D = domain[i - b0];
             const size_t V = D == 0 ? w.cat.NX : w.cat.NY, off = D == 0 ? 0 : w.cat.NX;
