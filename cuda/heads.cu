@@ -182,6 +182,48 @@ void mixture_prob_accumulate_cuda(float* out, size_t ldo, const int32_t* rows, c
     HAFVT_LAUNCH(mixture_prob_accumulate_kernel, (unsigned)R, kRowThreads, 0, out, ldo, rows, pk, logw, alpha, M, V);
 }
 
+// Line l's scores: out row out_rows[l] zeroed (up to ldo), then per view with a row, in order,
+// += coef[v] sum_m w_m softmax(z_m[row]); one block per line, each thread owning its elements.
+struct ViewCoefs {
+    float c[8];
+};
+__global__ void mixture_score_lines_kernel(float* out, size_t ldo, const int32_t* out_rows, const int32_t* rows,
+                                           size_t nv, size_t L, PtrPack logits, const float* logw, ViewCoefs coef,
+                                           size_t M, size_t V) {
+    __shared__ float scratch[kWarp];
+    const size_t l = blockIdx.x;
+    float* o = out + (size_t)out_rows[l] * ldo;
+    for (size_t j = threadIdx.x; j < ldo; j += blockDim.x) o[j] = 0.0f;
+    for (size_t v = 0; v < nv; v++) {
+        const int32_t r = rows[v * L + l];
+        if (r < 0) continue;
+        float lse[8], w[8];
+        for (size_t m = 0; m < M; m++) {
+            lse[m] = block_row_lse(logits.p[m] + (size_t)r * V, V, scratch);
+            w[m] = coef.c[v] * expf(logw[m]);
+        }
+        for (size_t j = threadIdx.x; j < V; j += blockDim.x) {
+            float t = w[0] * expf(logits.p[0][(size_t)r * V + j] - lse[0]);
+            for (size_t m = 1; m < M; m++) t += w[m] * expf(logits.p[m][(size_t)r * V + j] - lse[m]);
+            o[j] += t;
+        }
+    }
+}
+
+void mixture_score_lines_cuda(float* out, size_t ldo, const int32_t* out_rows, const int32_t* rows, size_t nv,
+                              size_t L, const float* const* logits, const float* logw, const float* coef, size_t M,
+                              size_t V) {
+    check_mixture(M);
+    HAFVT_CHECK(nv <= 8, "mixture over ", nv, " views");
+    if (L == 0) return;
+    PtrPack pk{};
+    for (size_t m = 0; m < M; m++) pk.p[m] = logits[m];
+    ViewCoefs vc{};
+    for (size_t v = 0; v < nv; v++) vc.c[v] = coef[v];
+    HAFVT_LAUNCH(mixture_score_lines_kernel, (unsigned)L, kRowThreads, 0, out, ldo, out_rows, rows, nv, L, pk, logw,
+                 vc, M, V);
+}
+
 // ---- Adam ------------------------------------------------------------------------------------
 
 //   g = grad + l2 * w;  m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2

@@ -138,6 +138,12 @@ void packed_tables_release_cuda();
 void mixture_prob_accumulate_cuda(float* out, size_t ldo, const int32_t* rows, const float* const* logits,
                                   const float* logw, float alpha, size_t M, size_t R, size_t V);
 
+// The lines' scores (heads.h); logits as above, out_rows and rows device arrays, coef a HOST array
+// of nv floats.
+void mixture_score_lines_cuda(float* out, size_t ldo, const int32_t* out_rows, const int32_t* rows, size_t nv,
+                              size_t L, const float* const* logits, const float* logw, const float* coef, size_t M,
+                              size_t V);
+
 // The cosine heads of M modalities and the mixture cross-entropy in one call, without the (R,V)
 // logits: the items are processed in chunks of Vc, so the memory is O(M R Vc). Vc = 0 chooses it
 // from the free device memory (fused_head_chunk in heads.h with half of it): one chunk covering V

@@ -568,6 +568,25 @@ CUDA_TEST_CASE("cuda: the evaluation mixture, into chosen rows") {
     CHECK(check_tensor("rows", down(d_wide), wide, 1e-6, 1e-5));
 }
 
+CUDA_TEST_CASE("cuda: the lines' scores over their views") {
+    if (!gpu_ready()) return;
+    const size_t M = 2, V = 90, ldo = 95, nv = 3, L = 4, Rtot = 7;
+    Vec logw = {std::log(0.4f), std::log(0.6f)};
+    Vec z = randn(M * Rtot * V, 51, 5.0f);
+    DeviceBuffer d_z(z), d_logw(logw);
+    const float* zp[2] = {z.data(), z.data() + Rtot * V};
+    const float* d_zp[2] = {d_z.data(), d_z.data() + Rtot * V};
+    const float coef[nv] = {1.0f, 0.5f, 2.0f};
+    std::vector<int32_t> out_rows = {5, 1, 2, 6}, rows = {0, 1, -1, 2, -1, 3, -1, -1, 4, 5, -1, 6};
+    DeviceBufferI32 d_out_rows(out_rows), d_rows(rows);
+    Vec out = randn(8 * ldo, 52);
+    DeviceBuffer d_out(out);
+    mixture_score_lines(out.data(), ldo, out_rows.data(), rows.data(), nv, L, zp, logw.data(), coef, M, V);
+    mixture_score_lines_cuda(d_out.data(), ldo, d_out_rows.data(), d_rows.data(), nv, L, d_zp, d_logw.data(), coef, M,
+                             V);
+    CHECK(check_tensor("scores", down(d_out), out, 1e-6, 1e-5));
+}
+
 CUDA_TEST_CASE("cuda: fused mixture head equals the unfused CPU head") {
     if (!gpu_ready()) return;
     const size_t M = 3, R = 13, V = 300;

@@ -285,6 +285,34 @@ TEST_CASE("mixture_prob_accumulate sums weighted softmaxes into the chosen rows"
         for (size_t j = V; j < ldo; j++) CHECK(out2[r * ldo + j] == 7.0f);
 }
 
+// The lines' scores: bitwise one mixture_prob_accumulate per view into a zeroed output, each line's
+// row written whole (the tail up to ldo zeroed), a line without a view zero, other rows untouched.
+TEST_CASE("mixture_score_lines equals one mixture_prob_accumulate per view, bitwise") {
+    const size_t M = 2, V = 300, ldo = 310, nv = 3, L = 4, Rtot = 7;
+    const std::vector<float> z0 = fd::randn(Rtot * V, 81), z1 = fd::randn(Rtot * V, 82);
+    const float* zp[2] = {z0.data(), z1.data()};
+    const float logw[2] = {std::log(0.25f), std::log(0.75f)};
+    const float coef[nv] = {1.0f, 0.5f, 2.0f};
+    // lines 0..3 go to output rows 5, 1, 2, 6; view rows: line 2 has no view at all
+    const int32_t out_rows[L] = {5, 1, 2, 6};
+    const int32_t rows[nv * L] = {0, 1, -1, 2,  /* view 0 */ -1, 3, -1, -1,  /* view 1 */ 4, 5, -1, 6 /* view 2 */};
+    std::vector<float> got(8 * ldo, 9.0f), want(8 * ldo, 9.0f);
+    for (size_t l = 0; l < L; l++) std::fill(want.begin() + out_rows[l] * ldo, want.begin() + (out_rows[l] + 1) * ldo, 0.0f);
+    for (size_t v = 0; v < nv; v++)
+        for (size_t l = 0; l < L; l++) {
+            const int32_t r = rows[v * L + l];
+            if (r < 0) continue;
+            const float* zr[2] = {z0.data() + r * V, z1.data() + r * V};
+            mixture_prob_accumulate(want.data() + out_rows[l] * ldo, ldo, nullptr, zr, logw, coef[v], M, 1, V);
+        }
+    mixture_score_lines(got.data(), ldo, out_rows, rows, nv, L, zp, logw, coef, M, V);
+    CHECK(got == want);
+    for (size_t j = 0; j < ldo; j++) CHECK(got[2 * ldo + j] == 0.0f);  // line 2: no view
+    double sum = 0.0;  // line 1: views 0, 1, 2, each P a distribution: 1 + 0.5 + 2
+    for (size_t j = 0; j < V; j++) sum += got[1 * ldo + j];
+    CHECK(sum == doctest::Approx(3.5).epsilon(1e-5));
+}
+
 // n random rows of width C, L2-normalized: a head's hn or En.
 static std::vector<float> unit_rows(size_t n, size_t C, uint64_t seed) {
     std::vector<float> x = fd::randn(n * C, seed), out(n * C), nrm(n);

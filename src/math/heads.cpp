@@ -203,45 +203,77 @@ void mixture_ce_backward(float* const* dlogits, const float* const* logits, cons
     }
 }
 
+// The probabilities of one row of M heads' logits, times alpha w_m, added in 256-wide blocks into
+// acc (the M terms summed first); ex holds M rows of scratch.
+static void add_row_mixture(float* acc, float* ex, const float* const* z, const float* logw, float alpha, size_t M,
+                            size_t V) {
+    float cm[8];  // alpha w_m / sum_j exp(z_m[j] - max_m)
+    for (size_t m = 0; m < M; m++) {
+        float* e = ex + m * V;
+        const float mx = row_max(z[m], V);
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (size_t j = 0; j < V; j++) {
+            e[j] = vexp(z[m][j] - mx);
+            sum += e[j];
+        }
+        cm[m] = alpha * std::exp(logw[m]) / sum;
+    }
+    // the M terms summed first (m in order) in a block of sums kept in memory (so that the
+    // compiler fuses no product into the final addition), then added to acc
+    for (size_t j0 = 0; j0 < V; j0 += 256) {
+        const size_t n = std::min<size_t>(256, V - j0);
+        float t[256];
+#pragma omp simd
+        for (size_t j = 0; j < n; j++) t[j] = cm[0] * ex[j0 + j];
+        for (size_t m = 1; m < M; m++) {
+            const float* e = ex + m * V + j0;
+#pragma omp simd
+            for (size_t j = 0; j < n; j++) t[j] += cm[m] * e[j];
+        }
+#pragma omp simd
+        for (size_t j = 0; j < n; j++) acc[j0 + j] += t[j];
+    }
+}
+
 void mixture_prob_accumulate(float* out, size_t ldo, const int32_t* rows, const float* const* logits,
                              const float* logw, float alpha, size_t M, size_t R, size_t V) {
     HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
 #pragma omp parallel if (R * V * M > 65536)
     {
-        // each head's exp(z - max) of the row, computed once for its sum and its probabilities
-        thread_local std::vector<float> ex;
+        thread_local std::vector<float> ex;  // each head's exp(z - max) of the row
         ex.resize(M * V);
 #pragma omp for schedule(static)
         for (size_t r = 0; r < R; r++) {
-            float* o = out + (rows ? (size_t)rows[r] : r) * ldo;
-            float cm[8];  // alpha w_m / sum_j exp(z_m[j] - max_m)
-            for (size_t m = 0; m < M; m++) {
-                const float* z = logits[m] + r * V;
-                float* e = ex.data() + m * V;
-                const float mx = row_max(z, V);
-                float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-                for (size_t j = 0; j < V; j++) {
-                    e[j] = vexp(z[j] - mx);
-                    sum += e[j];
-                }
-                cm[m] = alpha * std::exp(logw[m]) / sum;
+            const float* z[8];
+            for (size_t m = 0; m < M; m++) z[m] = logits[m] + r * V;
+            add_row_mixture(out + (rows ? (size_t)rows[r] : r) * ldo, ex.data(), z, logw, alpha, M, V);
+        }
+    }
+}
+
+void mixture_score_lines(float* out, size_t ldo, const int32_t* out_rows, const int32_t* rows, size_t nv, size_t L,
+                         const float* const* logits, const float* logw, const float* coef, size_t M, size_t V) {
+    HAFVT_CHECK(M >= 1 && M <= 8 && nv <= 8, "mixture of ", M, " heads over ", nv, " views");
+#pragma omp parallel if (L * V * M * nv > 65536)
+    {
+        // a line's sum over its views, and each head's exp(z - max), kept in cache
+        thread_local std::vector<float> buf;
+        buf.resize((M + 1) * V);
+        float* acc = buf.data();
+#pragma omp for schedule(static)
+        for (size_t l = 0; l < L; l++) {
+            std::fill(acc, acc + V, 0.0f);
+            for (size_t v = 0; v < nv; v++) {
+                const int32_t r = rows[v * L + l];
+                if (r < 0) continue;
+                const float* z[8];
+                for (size_t m = 0; m < M; m++) z[m] = logits[m] + (size_t)r * V;
+                add_row_mixture(acc, acc + V, z, logw, coef[v], M, V);
             }
-            // the M terms summed first (m in order) in a block of sums kept in memory (so that the
-            // compiler fuses no product into the final addition), then added to out
-            for (size_t j0 = 0; j0 < V; j0 += 256) {
-                const size_t n = std::min<size_t>(256, V - j0);
-                float t[256];
-#pragma omp simd
-                for (size_t j = 0; j < n; j++) t[j] = cm[0] * ex[j0 + j];
-                for (size_t m = 1; m < M; m++) {
-                    const float* e = ex.data() + m * V + j0;
-#pragma omp simd
-                    for (size_t j = 0; j < n; j++) t[j] += cm[m] * e[j];
-                }
-#pragma omp simd
-                for (size_t j = 0; j < n; j++) o[j0 + j] += t[j];
-            }
+            float* o = out + (size_t)out_rows[l] * ldo;
+            std::copy(acc, acc + V, o);
+            std::fill(o + V, o + ldo, 0.0f);
         }
     }
 }

@@ -43,7 +43,7 @@ namespace hafvt {
     X(attention_forward) X(attention_last_forward) X(attention_backward)                         \
     X(l2norm_forward) X(l2norm_backward)                                                         \
     X(cosine_logits_forward) X(cosine_logits_forward_sets) X(packed_tables_release)              \
-    X(mixture_prob_accumulate)                                                                   \
+    X(mixture_prob_accumulate) X(mixture_score_lines)                                            \
     X(fused_mixture_head) X(adam_update)
 
 struct Backend {

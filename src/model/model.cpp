@@ -778,38 +778,53 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
     scores.resize(B * Vmax);
     line_domains(c, batch, domain_override, domain);
     // The lines scored against domain D in view v: row r of view v is line rows[D][v][r]. A
-    // domain's head rows are stacked by view, so that each modality's logits of all views take one
-    // product against its table; each view's mixture (Eq. 8) is added into its lines' rows of the
-    // (B, Vmax) scores on the backend: `scores` itself on the host, on a device out_b, read at the
-    // end in one copy (a call makes three copies: the inputs up, the log scales down
-    // (upload_inputs), the scores down).
-    std::vector<int32_t> rows[2][3];
+    // domain's head rows are stacked by view (view v's from row row0[D][v]), so that each
+    // modality's logits of all views take one product against its table; then each line of the
+    // domain gets its row of the (B, Vmax) scores written once, the mixtures (Eq. 8) of its views
+    // added (Eq. 10): `scores` itself on the host, on a device out_b, read at the end in one copy
+    // (a call makes three copies: the inputs up, the log scales down (upload_inputs), the scores
+    // down). lines[D] are the batch's lines of domain D, at[D] (3 x their count) the stacked row of
+    // each in each view (-1: the view is empty for the line).
+    std::vector<int32_t> rows[2][3], lines[2], at[2];
     lines_by_domain(c, batch, domain, rows);
-    size_t rows_at[2][3] = {};
+    size_t rows_at[2][3] = {}, row0[2][3] = {}, lines_at[2] = {}, table_at[2] = {};
     load_inputs(I, c, batch, true);
-    for (int D = 0; D < 2; D++)
-        for (int v = 0; v < 3; v++)
-            if (c.views[v]) rows_at[D][v] = I.stage.add(rows[D][v].data(), rows[D][v].size());
+    for (int D = 0; D < 2; D++) {
+        for (size_t b = 0; b < B; b++)
+            if (domain[b] == D) lines[D].push_back((int32_t)b);
+        const size_t L = lines[D].size();
+        std::vector<int32_t> slot(B, -1);  // a line's place in lines[D]
+        for (size_t l = 0; l < L; l++) slot[(size_t)lines[D][l]] = (int32_t)l;
+        at[D].assign(3 * L, -1);
+        size_t rows_all = 0;
+        for (int v = 0; v < 3; v++) {
+            row0[D][v] = rows_all;
+            if (!c.views[v]) continue;
+            rows_at[D][v] = I.stage.add(rows[D][v].data(), rows[D][v].size());
+            for (size_t r = 0; r < rows[D][v].size(); r++)
+                at[D][(size_t)v * L + (size_t)slot[(size_t)rows[D][v][r]]] = (int32_t)(rows_all + r);
+            rows_all += rows[D][v].size();
+        }
+        lines_at[D] = I.stage.add(lines[D].data(), L);
+        table_at[D] = I.stage.add(at[D].data(), at[D].size());
+    }
     upload_inputs(I, c, P);
     float* out = scores.data();
     if (K.device) I.out_b.reserve(K, B * Vmax), out = I.out_b.data();
-    K.zero(out, B * Vmax * sizeof(float));
     encode_all(I, c, frozen_, batch, false, 0, 0);
     for (int D = 0; D < 2; D++) {
         const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
+        if (lines[D].empty()) continue;
         float s[3][kNumMods], dsdl[kNumMods];
-        size_t R[3] = {0, 0, 0}, row0[3] = {0, 0, 0}, rows_all = 0;
-        for (int v = 0; v < 3; v++) {
+        size_t R[3] = {0, 0, 0};
+        for (int v = 0; v < 3; v++)
             if (c.views[v]) R[v] = rows[D][v].size();
-            row0[v] = rows_all, rows_all += R[v];
-        }
-        if (rows_all == 0) continue;
         for (size_t k = 0; k < M; k++) {  // sized for any batch at once (3 B rows): not regrown
             I.hns_b[k].reserve(K, 3 * B * c.width(I.mods[k]));
             I.logs_b[k].reserve(K, 3 * B * Vmax);
         }
         for (int v = 0; v < 3; v++)
-            if (R[v]) head_rows(I, v, I.stage.at<int32_t>(rows_at[D][v]), R[v], s[v], dsdl, I.hns_b, row0[v]);
+            if (R[v]) head_rows(I, v, I.stage.at<int32_t>(rows_at[D][v]), R[v], s[v], dsdl, I.hns_b, row0[D][v]);
         // per modality the logits of all views in one call (inside a ScoringScope the CPU keeps
         // each (domain, modality) table packed in its own slot for the next batches)
         for (size_t k = 0; k < M; k++) {
@@ -824,13 +839,11 @@ void Model::score(const Batch& batch, std::vector<float>& scores, std::vector<in
         }
         // Eq. 10-11: score = P_D + lambda1 P_D' + lambda2 P_XY, the views added in order; an empty
         // view's term is dropped
-        for (int v = 0; v < 3; v++) {
-            if (!R[v]) continue;
-            const float* zp[kNumMods];
-            for (size_t k = 0; k < M; k++) zp[k] = I.logs_b[k].data() + row0[v] * V;
-            K.mixture_prob_accumulate(out, Vmax, I.stage.at<int32_t>(rows_at[D][v]), zp, I.logw_b.data(),
-                                      view_coef(c, v, D), M, R[v], V);
-        }
+        const float* zp[kNumMods];
+        for (size_t k = 0; k < M; k++) zp[k] = I.logs_b[k].data();
+        const float coef[3] = {view_coef(c, 0, D), view_coef(c, 1, D), view_coef(c, 2, D)};
+        K.mixture_score_lines(out, Vmax, I.stage.at<int32_t>(lines_at[D]), I.stage.at<int32_t>(table_at[D]), 3,
+                              lines[D].size(), zp, I.logw_b.data(), coef, M, V);
     }
     if (K.device) I.out_b.download(scores.data(), B * Vmax);
 }
