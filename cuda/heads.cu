@@ -154,13 +154,13 @@ static void check_mixture(size_t M) {
     HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
 }
 
-// out[rows[r],j] += alpha * sum_m w_m softmax(z_m[r])[j]; one block per row, the heads' terms
-// summed in order, then added.
-__global__ void mixture_prob_accumulate_kernel(float* out, size_t ldo, const int32_t* rows, PtrPack logits,
-                                               const float* logw, float alpha, size_t M, size_t V) {
+// out[r,j] += alpha * sum_m w_m softmax(z_m[r])[j]; one block per row, the heads' terms summed
+// in order, then added.
+__global__ void mixture_prob_accumulate_kernel(float* out, PtrPack logits, const float* logw, float alpha, size_t M,
+                                               size_t V) {
     __shared__ float scratch[kWarp];
     const size_t r = blockIdx.x;
-    float* o = out + (rows ? (size_t)rows[r] : r) * ldo;
+    float* o = out + r * V;
     float l[8], w[8];
     for (size_t m = 0; m < M; m++) {
         l[m] = block_row_lse(logits.p[m] + r * V, V, scratch);
@@ -173,13 +173,13 @@ __global__ void mixture_prob_accumulate_kernel(float* out, size_t ldo, const int
     }
 }
 
-void mixture_prob_accumulate_cuda(float* out, size_t ldo, const int32_t* rows, const float* const* logits,
-                                  const float* logw, float alpha, size_t M, size_t R, size_t V) {
+void mixture_prob_accumulate_cuda(float* out, const float* const* logits, const float* logw, float alpha, size_t M,
+                                  size_t R, size_t V) {
     check_mixture(M);
     if (R == 0) return;
     PtrPack pk{};
     for (size_t m = 0; m < M; m++) pk.p[m] = logits[m];
-    HAFVT_LAUNCH(mixture_prob_accumulate_kernel, (unsigned)R, kRowThreads, 0, out, ldo, rows, pk, logw, alpha, M, V);
+    HAFVT_LAUNCH(mixture_prob_accumulate_kernel, (unsigned)R, kRowThreads, 0, out, pk, logw, alpha, M, V);
 }
 
 // Line l's scores: out row out_rows[l] zeroed (up to ldo), then per view with a row, in order,

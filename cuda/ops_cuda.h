@@ -132,11 +132,11 @@ void cosine_logits_forward_sets_cuda(float* logits, const float* hn, const float
 void packed_tables_release_cuda();
 
 // `logits` is a HOST array of M device pointers, each to an (R,V) block (M <= 8); logw is a
-// device array of M floats, rows (R, may be null) a device array.
-// Evaluation (SPEC §4): out[rows[r]] (ldo apart) += alpha * sum_m w_m softmax(logits[m][r]), the M
-// terms summed first; logits as above.
-void mixture_prob_accumulate_cuda(float* out, size_t ldo, const int32_t* rows, const float* const* logits,
-                                  const float* logw, float alpha, size_t M, size_t R, size_t V);
+// device array of M floats.
+// Evaluation (SPEC §4): out (R,V) += alpha * sum_m w_m softmax(logits[m][r]), the M terms summed
+// first; logits as above.
+void mixture_prob_accumulate_cuda(float* out, const float* const* logits, const float* logw, float alpha, size_t M,
+                                  size_t R, size_t V);
 
 // The lines' scores (heads.h); logits as above, out_rows and rows device arrays, coef a HOST array
 // of nv floats.

@@ -236,8 +236,8 @@ static void add_row_mixture(float* acc, float* ex, const float* const* z, const 
     }
 }
 
-void mixture_prob_accumulate(float* out, size_t ldo, const int32_t* rows, const float* const* logits,
-                             const float* logw, float alpha, size_t M, size_t R, size_t V) {
+void mixture_prob_accumulate(float* out, const float* const* logits, const float* logw, float alpha, size_t M,
+                             size_t R, size_t V) {
     HAFVT_CHECK(M >= 1 && M <= 8, "mixture of ", M, " heads");
 #pragma omp parallel if (R * V * M > 65536)
     {
@@ -247,7 +247,7 @@ void mixture_prob_accumulate(float* out, size_t ldo, const int32_t* rows, const 
         for (size_t r = 0; r < R; r++) {
             const float* z[8];
             for (size_t m = 0; m < M; m++) z[m] = logits[m] + r * V;
-            add_row_mixture(out + (rows ? (size_t)rows[r] : r) * ldo, ex.data(), z, logw, alpha, M, V);
+            add_row_mixture(out + r * V, ex.data(), z, logw, alpha, M, V);
         }
     }
 }

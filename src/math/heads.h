@@ -52,12 +52,11 @@ void mixture_ce_backward(float* const* dlogits, const float* const* logits, cons
                          size_t M, size_t R, size_t V);
 
 // Evaluation: the mixture probability of every candidate, P[r,j] = sum_m w_m softmax_m[r,j]
-// (SPEC §4: one view's P_V over all items of the target domain) of the logits' row r, added
-// times alpha into out's row rows[r] (row r when rows is null; distinct rows), rows ldo apart:
+// (SPEC §4: one view's P_V over all items of the target domain), added times alpha into out (R,V):
 // per element the M terms alpha w_m softmax_m are summed in m order, then added to out. On the
 // CPU softmax_m[j] = exp(z_m[j] - max) / sum_i exp(z_m[i] - max), each exp computed once.
-void mixture_prob_accumulate(float* out, size_t ldo, const int32_t* rows, const float* const* logits,
-                             const float* logw, float alpha, size_t M, size_t R, size_t V);
+void mixture_prob_accumulate(float* out, const float* const* logits, const float* logw, float alpha, size_t M,
+                             size_t R, size_t V);
 
 // Evaluation's scores of L lines (SPEC §4, Eq. 10): out row out_rows[l] (its first V entries; the
 // rest up to ldo zeroed) = sum over the views v (in order) whose row rows[v L + l] of the stacked

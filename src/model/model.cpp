@@ -899,7 +899,7 @@ void Model::head_probs(const Batch& batch, std::vector<float>& probs, std::vecto
                 K.cosine_logits_forward(I.logits_b[0].data(), I.hn_b[k].data(), candidate_table(I, frozen_, m) + off * d,
                                         s[k], R, V, d);
                 K.zero(I.acc_b.data(), R * V * sizeof(float));
-                K.mixture_prob_accumulate(I.acc_b.data(), V, nullptr, zp, I.stage.at<float>(zero_at), 1.0f, 1, R, V);
+                K.mixture_prob_accumulate(I.acc_b.data(), zp, I.stage.at<float>(zero_at), 1.0f, 1, R, V);
                 I.acc_b.download(host.data(), R * V);
                 for (size_t r = 0; r < R; r++)
                     std::copy(host.data() + r * V, host.data() + (r + 1) * V,
@@ -973,7 +973,7 @@ void Model::explain(const Batch& batch, const std::vector<int>& domain, ScorePar
                 K.cosine_logits_forward(I.logits_b[0].data(), I.hn_b[k].data(),
                                         candidate_table(I, frozen_, I.mods[k]) + off * d, s[k], R, V, d);
                 K.zero(I.acc_b.data(), R * V * sizeof(float));
-                K.mixture_prob_accumulate(I.acc_b.data(), V, nullptr, zp, I.logw_b.data() + k, view_coef(c, v, D), 1, R, V);
+                K.mixture_prob_accumulate(I.acc_b.data(), zp, I.logw_b.data() + k, view_coef(c, v, D), 1, R, V);
                 K.gather_rows(I.out_b.data() + at, I.acc_b.data(), I.stage.at<int32_t>(pick_at[D][v]), picks[D][v], 1);
                 at += picks[D][v];
             }
