@@ -1,6 +1,8 @@
 // test_common.cpp: the counter-based RNG, the error types and the atomic file writer.
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 
 #include "core/common.h"
@@ -49,6 +51,45 @@ TEST_CASE("TensorTable: one buffer, named views, like() copies the layout") {
     CHECK(g.get("a").data[0] == 0.0f);
     CHECK(g.entries().size() == 2);
     CHECK_THROWS_AS(t.get("zzz"), InternalError);
+}
+
+TEST_CASE("aligned_calloc: zeroed, 64-byte aligned, the whole size usable, small and large blocks") {
+    // below and above kHugeBlock (a large block is mapped on its own on Linux), sizes that are not
+    // a multiple of a page or of 2 MB; a block's last byte is written and read back
+    const size_t sizes[] = {1, 63, 4096, kHugeBlock - 1, kHugeBlock, kHugeBlock + 12345, (size_t)9 << 20};
+    std::vector<unsigned char*> blocks;
+    for (size_t n : sizes) {
+        auto* p = static_cast<unsigned char*>(aligned_calloc(n));
+        REQUIRE(p != nullptr);
+        CHECK((uintptr_t)p % 64 == 0);
+        size_t nonzero = 0;
+        for (size_t i = 0; i < n; i += (n > 4096 ? 509 : 1)) nonzero += p[i] != 0;
+        nonzero += p[n - 1] != 0;
+        CHECK_MESSAGE(nonzero == 0, n, " bytes");
+        std::memset(p, 0xA5, n);
+        CHECK(p[n - 1] == 0xA5);
+        blocks.push_back(p);
+    }
+    // the blocks do not overlap: each still holds its own pattern after all were written
+    for (size_t b = 0; b < blocks.size(); b++) {
+        std::memset(blocks[b], (int)b + 1, sizes[b]);
+    }
+    for (size_t b = 0; b < blocks.size(); b++) {
+        CHECK(blocks[b][0] == b + 1);
+        CHECK(blocks[b][sizes[b] - 1] == b + 1);
+        aligned_free(blocks[b]);
+    }
+    aligned_free(nullptr);
+    // a block freed and taken again comes back zeroed
+    for (size_t n : {(size_t)100, kHugeBlock + 1}) {
+        auto* p = static_cast<unsigned char*>(aligned_calloc(n));
+        std::memset(p, 7, n);
+        aligned_free(p);
+        auto* q = static_cast<unsigned char*>(aligned_calloc(n));
+        CHECK(q[0] == 0);
+        CHECK(q[n - 1] == 0);
+        aligned_free(q);
+    }
 }
 
 TEST_CASE("AtomicFile: commit renames, a fault before rename keeps the old file") {

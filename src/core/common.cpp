@@ -2,8 +2,12 @@
 #include "core/common.h"
 
 #include <algorithm>
-
+#include <cstdint>
 #include <cstdlib>
+#include <new>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 namespace hafvt {
 
@@ -22,6 +26,52 @@ void throw_input(const char* file, int line, const std::string& what) {
 }
 void throw_device_memory(const char* file, int line, const std::string& what) {
     throw DeviceMemoryError(what, where(file, line));
+}
+
+// Each block starts with this header, 64 bytes before the pointer handed out: where the block
+// begins (calloc's pointer, or the mapping) and the mapping's length (0: a calloc block).
+namespace {
+struct BlockHeader {
+    void* base;
+    size_t mapped;
+};
+constexpr size_t kHeader = 64;
+static_assert(sizeof(BlockHeader) <= kHeader, "the header fits in front of the block");
+constexpr size_t kHugePage = (size_t)2 << 20;
+}  // namespace
+
+void* aligned_calloc(size_t bytes) {
+#if defined(__linux__)
+    if (bytes >= kHugeBlock) {
+        // map one huge page more than needed, keep the 2 MB-aligned part, unmap the rest
+        const size_t len = (bytes + kHeader + kHugePage - 1) / kHugePage * kHugePage;
+        void* raw = mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (raw == MAP_FAILED) throw std::bad_alloc();
+        const uintptr_t r = (uintptr_t)raw, b = (r + kHugePage - 1) / kHugePage * kHugePage;
+        if (b > r) munmap(raw, b - r);
+        if (r + kHugePage > b) munmap((void*)(b + len), r + kHugePage - b);
+        madvise((void*)b, len, MADV_HUGEPAGE);  // advice: a kernel without THP maps 4 KB pages
+        *reinterpret_cast<BlockHeader*>(b) = {(void*)b, len};
+        return (void*)(b + kHeader);
+    }
+#endif
+    void* raw = std::calloc(1, bytes + 2 * kHeader);
+    if (!raw) throw std::bad_alloc();
+    const uintptr_t p = ((uintptr_t)raw + kHeader + 63) / 64 * 64;
+    *reinterpret_cast<BlockHeader*>(p - kHeader) = {raw, 0};
+    return (void*)p;
+}
+
+void aligned_free(void* p) {
+    if (!p) return;
+    const BlockHeader h = *reinterpret_cast<const BlockHeader*>((uintptr_t)p - kHeader);
+#if defined(__linux__)
+    if (h.mapped) {
+        munmap(h.base, h.mapped);
+        return;
+    }
+#endif
+    std::free(h.base);
 }
 
 bool fault_injected(const char* point) {

@@ -24,11 +24,11 @@ std::string Tensor::shape_str() const {
 }
 
 Buffer::Buffer(size_t n) { resize(n); }
-Buffer::~Buffer() { std::free(ptr_); }
+Buffer::~Buffer() { aligned_free(ptr_); }
 Buffer::Buffer(Buffer&& o) noexcept : ptr_(o.ptr_), n_(o.n_) { o.ptr_ = nullptr; o.n_ = 0; }
 Buffer& Buffer::operator=(Buffer&& o) noexcept {
     if (this != &o) {
-        std::free(ptr_);
+        aligned_free(ptr_);
         ptr_ = o.ptr_; n_ = o.n_;
         o.ptr_ = nullptr; o.n_ = 0;
     }
@@ -37,15 +37,12 @@ Buffer& Buffer::operator=(Buffer&& o) noexcept {
 
 void Buffer::resize(size_t n) {
     if (n == n_) return;
-    std::free(ptr_);
+    aligned_free(ptr_);
     ptr_ = nullptr;
     n_ = 0;
     if (n == 0) return;
-    size_t bytes = ((n * sizeof(float) + 63) / 64) * 64;
-    ptr_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-    if (!ptr_) throw std::bad_alloc();
+    ptr_ = static_cast<float*>(aligned_calloc(n * sizeof(float)));  // zeroed
     n_ = n;
-    zero();
 }
 
 void Buffer::zero() {

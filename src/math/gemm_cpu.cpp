@@ -328,14 +328,13 @@ struct PackBuffers {
     float* a = nullptr;
     float* b = nullptr;
     ~PackBuffers() {
-        std::free(a);
-        std::free(b);
+        aligned_free(a);
+        aligned_free(b);
     }
     void ensure() {
         if (a) return;
-        a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * (size_t)MC * KC));
-        b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * (size_t)KC * NC));
-        HAFVT_CHECK(a && b, "out of memory for the SGEMM packing buffers");
+        a = static_cast<float*>(aligned_calloc(sizeof(float) * (size_t)MC * KC));
+        b = static_cast<float*>(aligned_calloc(sizeof(float) * (size_t)KC * NC));
     }
 };
 thread_local PackBuffers tls_pack;
@@ -436,10 +435,10 @@ void sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const flo
     gemm_run({transA, transB, M, N, K, alpha, beta, A, (size_t)lda, B, (size_t)ldb, C, (size_t)ldc}, nullptr);
 }
 
-PackedB::~PackedB() { std::free(data_); }
+PackedB::~PackedB() { aligned_free(data_); }
 
 void PackedB::release() {
-    std::free(data_);
+    aligned_free(data_);
     data_ = nullptr, cap_ = 0, K_ = N_ = 0, B_ = nullptr;
 }
 
@@ -448,11 +447,9 @@ void PackedB::pack(bool transB, int K, int N, const float* B, int ldb) {
     tb_ = transB, K_ = K, N_ = N, B_ = B, ldb_ = ldb;
     const size_t npad = padded_n(N), n = (size_t)K * npad;
     if (n > cap_) {
-        std::free(data_);
+        aligned_free(data_);
         data_ = nullptr, cap_ = 0;
-        const size_t bytes = (sizeof(float) * std::max<size_t>(n, 16) + 63) / 64 * 64;  // aligned_alloc's rule
-        data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
-        HAFVT_CHECK(data_, "out of memory for a packed SGEMM operand of ", n, " floats");
+        data_ = static_cast<float*>(aligned_calloc(sizeof(float) * n));
         cap_ = n;
     }
     // the blocks of sgemm's packing (KC rows x NC columns), in parallel: block (pc, jc) lands at

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/common.h"
+#include "core/tensor.h"
 #include "math/gemm_cpu.h"
 #include "math/vmath.h"
 
@@ -375,13 +376,11 @@ void fused_mixture_head_blocked(float* loss, float* const* dhn, float* const* dE
     // running max, sum of exp, target logit, lse and g, and the rows' gradients G (R, sumC), head m's
     // (R, Cm[m]) at Goff[m] (thread_local: the OpenMP threads below reach them through these
     // pointers, not by name)
-    // (grown to the exact size with the old block freed first: vector's resize would double the
-    // capacity and hold the old block while copying, 2.5 times the logits at the peak)
-    thread_local std::vector<float> Zs, Gs, stats;
-    auto grow = [](std::vector<float>& v, size_t n) {
-        if (v.size() >= n) return;
-        std::vector<float>().swap(v);
-        v.resize(n);
+    // (grown to the exact size with the old block freed first, so the peak never holds both; a
+    // large block on huge pages: aligned_calloc)
+    thread_local Buffer Zs, Gs, stats;
+    auto grow = [](Buffer& v, size_t n) {
+        if (v.size() < n) v.resize(n);
     };
     grow(Zs, M * Rb * Vc), grow(Gs, R * plan.sumC), grow(stats, 5 * MR);
     float* const Z = Zs.data();

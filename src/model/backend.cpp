@@ -16,19 +16,17 @@ namespace hafvt {
 
 namespace {
 
-// 64-byte aligned zeroed memory from calloc, which skips the memset for fresh pages of a large
-// block (they come zeroed from the kernel): the aligned pointer is preceded by calloc's own.
+// Zeroed 64-byte aligned memory (aligned_calloc: a large block is mapped on its own, zero pages
+// from the kernel, no memset).
 void* host_alloc(size_t bytes) {
     if (bytes == 0) return nullptr;
-    void* raw = std::calloc(1, bytes + 64 + sizeof(void*));
-    if (!raw) throw InternalError(cat("out of host memory allocating ", bytes, " bytes"));
-    uintptr_t aligned = ((uintptr_t)raw + sizeof(void*) + 63) & ~(uintptr_t)63;
-    reinterpret_cast<void**>(aligned)[-1] = raw;
-    return reinterpret_cast<void*>(aligned);
+    try {
+        return aligned_calloc(bytes);
+    } catch (const std::bad_alloc&) {
+        throw InternalError(cat("out of host memory allocating ", bytes, " bytes"));
+    }
 }
-void host_release(void* p) {
-    if (p) std::free(reinterpret_cast<void**>(p)[-1]);
-}
+void host_release(void* p) { aligned_free(p); }
 void host_copy(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
 // Large blocks (the gradients, a batch's scores) are zeroed by all threads, in 1 MB pieces.
 void host_zero(void* p, size_t bytes) {
