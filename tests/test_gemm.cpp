@@ -179,10 +179,13 @@ TEST_CASE("sgemm is deterministic: repeated calls and any thread count give the 
 TEST_CASE("sgemm_packed: B packed once gives bitwise sgemm's C, for every shape, A transpose and thread count") {
     // Shapes on both sides of the direct path (32k multiply-adds), across the K block (384) and
     // the N block (480), split along M or along N between threads, padded leading dimensions;
-    // one packing serves two products with different A, alpha and beta, as in the head.
+    // one packing serves two products with different A, alpha and beta, as in the head. 300 x 320
+    // x 1300 is split along M though N is the longer side (K >= 4 N: the head's G = dZ En), where
+    // sgemm splits it along N.
     const GemmCase cases[] = {{false, true, 5, 6, 7, 1.0f, 0.0f, 1},       {false, false, 40, 70, 50, 0.5f, 1.0f, 2},
                               {true, true, 300, 500, 700, -0.5f, 0.0f, 3}, {false, false, 300, 40, 1100, 1.0f, 1.0f, 0},
-                              {true, false, 33, 2100, 30, 2.0f, 0.0f, 1},  {false, true, 1700, 257, 129, 1.0f, 0.5f, 0}};
+                              {true, false, 33, 2100, 30, 2.0f, 0.0f, 1},  {false, true, 1700, 257, 129, 1.0f, 0.5f, 0},
+                              {false, false, 300, 320, 1300, 1.0f, 0.0f, 2}};
     const int threads[] = {1, 2, 3};
     uint64_t seed = 900;
     for (const GemmCase& c : cases) {

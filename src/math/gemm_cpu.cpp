@@ -397,12 +397,15 @@ void gemm_run(const GemmArgs& g, const float* bpre) {
     const size_t work = (size_t)M * N * K;
     if (work < SMALL_WORK) return gemm_small(g);
 
-    // One slab per thread along the longer of M and N, cut at micro-tile boundaries.
+    // One slab per thread along the longer of M and N, cut at micro-tile boundaries. A thread of
+    // an N split packs every row of A; with op(B) packed already and K much deeper than N (the
+    // head's G = dZ En: K the items, N the width) that packing costs more than each thread
+    // streaming all of the packed B, so such a product splits M when M has the tiles for it.
     int nthreads = 1;
 #ifdef _OPENMP
     if (!omp_in_parallel()) nthreads = omp_get_max_threads();
 #endif
-    const bool split_m = M >= N;
+    const bool split_m = M >= N || (bpre && K >= 4 * N && M >= 8 * MR * nthreads);
     const int tile = split_m ? MR : NR;
     const int ntiles = ((split_m ? M : N) + tile - 1) / tile;
     nthreads = (int)std::min<size_t>({(size_t)nthreads, (size_t)ntiles, std::max<size_t>(1, work / THREAD_WORK)});
