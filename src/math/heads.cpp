@@ -37,23 +37,49 @@ static float row_max(const float* z, size_t V) {
     for (size_t l = 1; l < L; l++) mx = m[l] > mx ? m[l] : mx;
     return mx;
 }
-static float row_sum_exp(const float* z, size_t V, float mx) {  // sum_j exp(z[j] - mx)
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (size_t j = 0; j < V; j++) sum += vexp(z[j] - mx);
+// sum_j exp(z[j] - mx) in 16 lanes (lane l the j = l mod 16, in order; the lanes added in order at
+// the end): vectorized, and the same sum on every machine and in both forms. With Store the
+// exps are also written to e (which may alias z): the training head's row pass makes each
+// exp once and scales it into the gradient.
+template <bool Store>
+static float row_exp_sum(float* e, const float* z, size_t V, float mx) {
+    constexpr size_t L = 16;
+    float s[L] = {};
+    size_t j = 0;
+    for (; j + L <= V; j += L)
+#pragma omp simd
+        for (size_t l = 0; l < L; l++) {
+            const float t = vexp(z[j + l] - mx);
+            if (Store) e[j + l] = t;
+            s[l] += t;
+        }
+    for (size_t l = 0; j < V; j++, l++) {
+        const float t = vexp(z[j] - mx);
+        if (Store) e[j] = t;
+        s[l] += t;
+    }
+    float sum = s[0];
+    for (size_t l = 1; l < L; l++) sum += s[l];
     return sum;
 }
 static float row_lse(const float* z, size_t V) {
     const float mx = row_max(z, V);
-    return mx + std::log(row_sum_exp(z, V, mx));
+    return mx + std::log(row_exp_sum<false>(nullptr, z, V, mx));
 }
 
-// d[j] = g (exp(z[j] - lse) - [j == y]) for one row of V logits, y in [0, V) or outside (no
-// target in this row or chunk). z may alias d.
-static void row_softmax_grad(float* d, const float* z, float lse, float g, size_t V, int64_t y) {
+// The gradient of one row of V logits whose softmax is exp(z[j] - mx) / sum, for the factor g:
+// d[j] = g (softmax[j] - [j == y]) = c exp(z[j] - mx) - g [j == y] with c = g / sum; y in [0, V)
+// or outside (no target in this row or chunk). z may alias d.
+static void row_softmax_grad(float* d, const float* z, float mx, float c, float g, size_t V, int64_t y) {
 #pragma omp simd
-    for (size_t j = 0; j < V; j++) d[j] = g * vexp(z[j] - lse);
+    for (size_t j = 0; j < V; j++) d[j] = c * vexp(z[j] - mx);
     if (y >= 0 && (size_t)y < V) d[y] -= g;
+}
+// The same from the row's exps e[j] = exp(z[j] - mx) (row_exp_sum<true>), in place: the same bits.
+static void row_scale_grad(float* e, float c, float g, size_t V, int64_t y) {
+#pragma omp simd
+    for (size_t j = 0; j < V; j++) e[j] = c * e[j];
+    if (y >= 0 && (size_t)y < V) e[y] -= g;
 }
 
 // ds += sum_r hn_r . G_r (a float dot per row, the rows summed in double); dhn += s G (if given).
@@ -199,7 +225,9 @@ void mixture_ce_backward(float* const* dlogits, const float* const* logits, cons
                 for (size_t j = 0; j < V; j++) d[j] = 0.0f;
                 continue;
             }
-            row_softmax_grad(d, z, lse[m * R + r], dloss[r] * g[m], V, y[r]);
+            // the softmax from the row's max and sum of exps, as the fused head makes it
+            const float mx = row_max(z, V), gm = dloss[r] * g[m];
+            row_softmax_grad(d, z, mx, gm / row_exp_sum<false>(nullptr, z, V, mx), gm, V, y[r]);
         }
     }
 }
@@ -440,21 +468,25 @@ void fused_mixture_head_blocked(float* loss, float* const* dhn, float* const* dE
         const size_t rb = std::min(Rb, R - r0);
         if (Vc >= V) {
             // every logit of the block at once; then per row, all heads one after another while the
-            // row is in cache: lse (row_lse), the objective, the gradient in place
+            // row is in cache: the max, the target logit, the exps (in place) and their sum, lse,
+            // the objective, and the gradient as the exps scaled in place (each exp made once)
             block_logits(r0, rb, 0, V);
 #pragma omp parallel for schedule(static) if (M * rb * V > 65536)
             for (size_t i = 0; i < rb; i++) {
                 const size_t r = r0 + i;
                 for (size_t m = 0; m < M; m++) {
-                    const float* z = Z + m * Rb * V + i * V;
-                    lse[m * R + r] = row_lse(z, V);
-                    zy[m * R + r] = y[r] >= 0 ? z[y[r]] : 0.0f;
+                    const size_t k = m * R + r;
+                    float* z = Z + m * Rb * V + i * V;
+                    mx[k] = row_max(z, V);
+                    zy[k] = y[r] >= 0 ? z[y[r]] : 0.0f;
+                    sum[k] = row_exp_sum<true>(z, z, V, mx[k]);
+                    lse[k] = mx[k] + std::log(sum[k]);
                 }
                 row_terms(r);
                 if (backward)
                     for (size_t m = 0; m < M; m++) {
-                        float* z = Z + m * Rb * V + i * V;
-                        row_softmax_grad(z, z, lse[m * R + r], g[m * R + r], V, y[r]);
+                        const size_t k = m * R + r;
+                        row_scale_grad(Z + m * Rb * V + i * V, g[k] / sum[k], g[k], V, y[r]);
                     }
             }
             if (backward) block_grads(r0, rb, 0, V, 0.0f);
@@ -474,7 +506,7 @@ void fused_mixture_head_blocked(float* loss, float* const* dhn, float* const* dE
             for (size_t i = 0; i < nb; i++) {
                 const size_t m = i / rb, r = r0 + i % rb, k = m * R + r;
                 const float* z = Z + m * Rb * Vc + (i % rb) * vc;
-                const float cm = row_max(z, vc), cs = row_sum_exp(z, vc, cm);
+                const float cm = row_max(z, vc), cs = row_exp_sum<false>(nullptr, z, vc, cm);
                 const float nm = std::max(mx[k], cm);
                 sum[k] = sum[k] * std::exp(mx[k] - nm) + cs * std::exp(cm - nm);  // exp(-inf) = 0 at first
                 mx[k] = nm;
@@ -493,7 +525,8 @@ void fused_mixture_head_blocked(float* loss, float* const* dhn, float* const* dE
             for (size_t i = 0; i < nb; i++) {
                 const size_t m = i / rb, r = r0 + i % rb;
                 float* z = Z + m * Rb * Vc + (i % rb) * vc;
-                row_softmax_grad(z, z, lse[m * R + r], g[m * R + r], vc, y[r] < 0 ? -1 : (int64_t)y[r] - (int64_t)j0);
+                const size_t k = m * R + r;
+                row_softmax_grad(z, z, mx[k], g[k] / sum[k], g[k], vc, y[r] < 0 ? -1 : (int64_t)y[r] - (int64_t)j0);
             }
             block_grads(r0, rb, j0, vc, j0 == 0 ? 0.0f : 1.0f);  // the first chunk overwrites G
         }
