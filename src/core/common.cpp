@@ -43,8 +43,10 @@ constexpr size_t kHugePage = (size_t)2 << 20;
 void* aligned_calloc(size_t bytes) {
 #if defined(__linux__)
     if (bytes >= kHugeBlock) {
-        // map one huge page more than needed, keep the 2 MB-aligned part, unmap the rest
-        const size_t len = (bytes + kHeader + kHugePage - 1) / kHugePage * kHugePage;
+        // map one huge page more than needed, keep the part from a 2 MB boundary, unmap the rest;
+        // the length is not rounded up to 2 MB: the tail past the last whole huge page takes
+        // 4 KB pages as it is touched
+        const size_t len = (bytes + kHeader + 4095) / 4096 * 4096;
         void* raw = mmap(nullptr, len + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (raw == MAP_FAILED) throw std::bad_alloc();
         const uintptr_t r = (uintptr_t)raw, b = (r + kHugePage - 1) / kHugePage * kHugePage;
