@@ -40,9 +40,9 @@ static_assert(sizeof(BlockHeader) <= kHeader, "the header fits in front of the b
 constexpr size_t kHugePage = (size_t)2 << 20;
 }  // namespace
 
-void* aligned_calloc(size_t bytes) {
+void* aligned_calloc(size_t bytes, bool huge) {
 #if defined(__linux__)
-    if (bytes >= kHugeBlock) {
+    if (huge && bytes >= kHugeBlock) {
         // map one huge page more than needed, keep the part from a 2 MB boundary, unmap the rest;
         // the length is not rounded up to 2 MB: the tail past the last whole huge page takes
         // 4 KB pages as it is touched

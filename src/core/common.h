@@ -83,9 +83,9 @@ namespace hafvt {
 // and the optimizer's moments then take a TLB entry and a page fault per 2 MB instead of per
 // 4 KB. The length is not rounded up to 2 MB (the part past the last whole 2 MB takes 4 KB pages
 // as it is touched), so the resident memory grows by at most the untouched rest of a touched 2 MB.
-// Smaller blocks, and every block elsewhere, come from calloc.
+// Smaller blocks, blocks with huge = false, and every block elsewhere, come from calloc.
 constexpr size_t kHugeBlock = (size_t)4 << 20;
-void* aligned_calloc(size_t bytes);
+void* aligned_calloc(size_t bytes, bool huge = true);
 void aligned_free(void* p);
 
 // Wall-clock timer in seconds.
