@@ -119,7 +119,8 @@ __global__ void fused_dlogits_kernel(float* Z, size_t Zstride, RowStats st, cons
 void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, float* ds,
                              const float* const* hn, const float* const* En, const float* s,
                              const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
-                             const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
+                             const float* dloss, size_t M, size_t R, size_t V, size_t Vc, uint64_t keep) {
+    (void)keep;  // cuBLAS reads the tables as they are: nothing is packed
     const FusedHeadPlan plan = fused_head_plan(dhn, dEn, ds, Cm, dloss, M, V);
     const size_t sumC = plan.sumC;
     const bool backward = plan.backward;

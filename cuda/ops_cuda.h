@@ -158,7 +158,7 @@ void mixture_score_lines_cuda(float* out, size_t ldo, const int32_t* out_rows, c
 void fused_mixture_head_cuda(float* loss, float* const* dhn, float* const* dEn, float* ds,
                              const float* const* hn, const float* const* En, const float* s,
                              const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
-                             const float* dloss, size_t M, size_t R, size_t V, size_t Vc);
+                             const float* dloss, size_t M, size_t R, size_t V, size_t Vc, uint64_t keep = 0);
 
 // dst[0] += sum_i a[i] b[i] (device pointers), in double in a fixed two-stage order.
 void dot_sum_add_cuda(float* dst, const float* a, const float* b, size_t n);

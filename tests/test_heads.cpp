@@ -308,6 +308,51 @@ static std::vector<float> unit_rows(size_t n, size_t C, uint64_t seed) {
     return out;
 }
 
+// keep: consecutive calls with the same tables and keep pack each table once (the packed copies
+// are reused); each call's results are bitwise those of a call that packs for itself (keep = 0).
+// A new keep after the tables' values changed in place packs them again; keep = 0 always packs.
+TEST_CASE("fused head: keep reuses the packed tables across calls, bitwise the calls that pack their own") {
+    const size_t R = 70, V = 700, M = 2;
+    const size_t Cs[2] = {64, 96};  // R V sum(C) above kHeadPackWork: the tables are packed
+    REQUIRE(R * V * (Cs[0] + Cs[1]) >= kHeadPackWork);
+    const float sc[2] = {10.0f, 20.0f};
+    const std::vector<float> logw = {std::log(0.4f), std::log(0.6f)};
+    std::vector<std::vector<float>> En = {unit_rows(V, Cs[0], 61), unit_rows(V, Cs[1], 62)};
+    const float* ep[2] = {En[0].data(), En[1].data()};
+    struct Out {
+        std::vector<float> loss, ds, dh0, dh1, dE0;
+    };
+    // one call on the rows of `seed` (both gradients of the first table, the second frozen)
+    auto call = [&](uint64_t seed, uint64_t keep) {
+        std::vector<float> h0 = unit_rows(R, Cs[0], seed), h1 = unit_rows(R, Cs[1], seed + 1);
+        std::vector<int32_t> y(R);
+        for (size_t r = 0; r < R; r++) y[r] = r % 9 == 4 ? -1 : (int32_t)((r * 37 + seed) % V);
+        const std::vector<float> dloss(R, 1.0f / R);
+        Out o{std::vector<float>(R), std::vector<float>(M), std::vector<float>(R * Cs[0]),
+              std::vector<float>(R * Cs[1]), std::vector<float>(V * Cs[0])};
+        const float* hp[2] = {h0.data(), h1.data()};
+        float* dhp[2] = {o.dh0.data(), o.dh1.data()};
+        float* dep[2] = {o.dE0.data(), nullptr};
+        fused_mixture_head(o.loss.data(), dhp, dep, o.ds.data(), hp, ep, sc, Cs, y.data(), logw.data(), 0.0f,
+                           dloss.data(), M, R, V, 0, keep);
+        return o;
+    };
+    auto same = [](const Out& a, const Out& b) {
+        return a.loss == b.loss && a.ds == b.ds && a.dh0 == b.dh0 && a.dh1 == b.dh1 && a.dE0 == b.dE0;
+    };
+    const Out ref1 = call(100, 0), ref2 = call(200, 0);
+    CHECK(same(call(100, 7), ref1));  // packs
+    CHECK(same(call(200, 7), ref2));  // reuses the packing of the call before
+    CHECK(same(call(100, 7), ref1));
+    // the first table's values change in place: a new keep packs again, keep = 0 packs every time
+    for (float& x : En[0]) x = -x;
+    const Out ref3 = call(100, 0);
+    CHECK_FALSE(same(ref3, ref1));
+    CHECK(same(call(100, 8), ref3));
+    CHECK(same(call(200, 8), call(200, 0)));
+    CHECK(same(call(100, 0), ref3));
+}
+
 // The chunked head (online logsumexp over chunks of items, logits recomputed in the backward pass
 // when there is more than one chunk; the algorithm of the CUDA fused head), against the unfused
 // composition mixture_head_unfused, bitwise when there is one chunk: 1, 2 and 3 modalities of different widths, unsupervised

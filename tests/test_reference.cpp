@@ -136,7 +136,7 @@ std::vector<float> to_host_floats(const Backend& be, const float* p, size_t n) {
 
 void recording_head(float* loss, float* const* dhn, float* const* dEn, float* ds, const float* const* hn,
                     const float* const* En, const float* s, const size_t* Cm, const int32_t* y, const float* logw,
-                    float lambda_h, const float* dloss, size_t M, size_t R, size_t V, size_t Vc) {
+                    float lambda_h, const float* dloss, size_t M, size_t R, size_t V, size_t Vc, uint64_t keep) {
     const Backend& K = *g_recorder.inner;
     if (g_recorder.on) {  // the logits from the inputs, before the call
         HeadCall c;
@@ -148,7 +148,7 @@ void recording_head(float* loss, float* const* dhn, float* const* dEn, float* ds
         }
         g_recorder.calls.push_back(std::move(c));
     }
-    K.fused_mixture_head(loss, dhn, dEn, ds, hn, En, s, Cm, y, logw, lambda_h, dloss, M, R, V, Vc);
+    K.fused_mixture_head(loss, dhn, dEn, ds, hn, En, s, Cm, y, logw, lambda_h, dloss, M, R, V, Vc, keep);
     if (g_recorder.on) g_recorder.calls.back().loss = to_host_floats(K, loss, R);
 }
 
@@ -160,15 +160,15 @@ Backend recording_backend(const Backend& inner) {
     return b;
 }
 
-// The names of the recorded calls, in the order the model makes them: per view, the target domains
-// X then Y that have supervised positions; per call its enabled modalities in order.
+// The names of the recorded calls, in the order the model makes them: per target domain (X then Y),
+// the views that have supervised positions in it; per call its enabled modalities in order.
 std::map<std::string, std::vector<float>> trace_of(const std::vector<HeadCall>& calls, const Batch& batch,
                                                    const ModelConfig& cfg) {
     std::map<std::string, std::vector<float>> trace;
     size_t i = 0;
-    for (int v = 0; v < 3; v++) {
-        if (!cfg.views[v]) continue;
-        for (int D = 0; D < 2; D++) {
+    for (int D = 0; D < 2; D++) {
+        for (int v = 0; v < 3; v++) {
+            if (!cfg.views[v]) continue;
             bool any = false;
             for (int32_t t : batch.view[v].target) any = any || (t >= 0 && ((size_t)t < cfg.NX) == (D == 0));
             if (!any) continue;

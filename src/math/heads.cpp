@@ -385,14 +385,15 @@ HeadBlocks cpu_head_blocks(size_t M, size_t R, size_t V, size_t sumC, size_t bud
 void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds, const float* const* hn,
                         const float* const* En, const float* s, const size_t* Cm, const int32_t* y,
                         const float* logw, float lambda_h, const float* dloss, size_t M, size_t R, size_t V,
-                        size_t Vc) {
-    fused_mixture_head_blocked(loss, dhn, dEn, ds, hn, En, s, Cm, y, logw, lambda_h, dloss, M, R, V, 0, Vc);
+                        size_t Vc, uint64_t keep) {
+    fused_mixture_head_blocked(loss, dhn, dEn, ds, hn, En, s, Cm, y, logw, lambda_h, dloss, M, R, V, 0, Vc, keep);
 }
 
 void fused_mixture_head_blocked(float* loss, float* const* dhn, float* const* dEn, float* ds,
                                 const float* const* hn, const float* const* En, const float* s,
                                 const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
-                                const float* dloss, size_t M, size_t R, size_t V, size_t Rb, size_t Vc) {
+                                const float* dloss, size_t M, size_t R, size_t V, size_t Rb, size_t Vc,
+                                uint64_t keep) {
     const FusedHeadPlan plan = fused_head_plan(dhn, dEn, ds, Cm, dloss, M, V);
     const bool backward = plan.backward;
     if (R == 0) return;
@@ -424,11 +425,26 @@ void fused_mixture_head_blocked(float* loss, float* const* dhn, float* const* dE
     // With all items in one chunk, each head's table is packed once per call for the products that
     // read it, En^T for the logits and En for G (sgemm_packed, the same bits as sgemm's own packing):
     // sgemm would pack it again for every row block, and for G in each thread.
+    // With keep, a slot whose table, shape and keep are this call's is not packed again.
     thread_local PackedB packed_logits[8], packed_G[8];
+    struct Packed {
+        const float* table = nullptr;
+        size_t V = 0, C = 0;
+        uint64_t keep = 0;
+    };
+    thread_local Packed held_logits[8], held_G[8];
+    auto pack = [&](PackedB& p, Packed& held, bool trans, size_t m) {
+        const Packed now{En[m], V, Cm[m], keep};
+        if (keep && held.table == now.table && held.V == V && held.C == Cm[m] && held.keep == keep) return;
+        held = Packed{};  // not valid while packing (an exception leaves it empty)
+        if (trans) p.pack(true, (int)Cm[m], (int)V, En[m], (int)Cm[m]);
+        else p.pack(false, (int)V, (int)Cm[m], En[m], (int)Cm[m]);
+        held = now;
+    };
     const bool whole = Vc >= V && R * V * plan.sumC >= kHeadPackWork;
     for (size_t m = 0; whole && m < M; m++) {
-        packed_logits[m].pack(true, (int)Cm[m], (int)V, En[m], (int)Cm[m]);
-        if (backward && wants_G(m)) packed_G[m].pack(false, (int)V, (int)Cm[m], En[m], (int)Cm[m]);
+        pack(packed_logits[m], held_logits[m], true, m);
+        if (backward && wants_G(m)) pack(packed_G[m], held_G[m], false, m);
     }
     // the logits of rows [r0, r0 + rb) and items [j0, j0 + vc): head m's (rb, vc) at Z + m Rb Vc
     auto block_logits = [&](size_t r0, size_t rb, size_t j0, size_t vc) {

@@ -135,14 +135,19 @@ constexpr size_t kCpuHeadBudget = (size_t)192 << 20;
 // per row, the target logits picked up on the way; then dZ in place and the two backward SGEMMs
 // per chunk. Holds M x block x chunk logits. With Vc >= V its results equal mixture_head_unfused's
 // bit for bit (the same row operations in the same order, row blocks of kSgemmKC multiples).
+// `keep`: 0, or the caller's promise that a table passed again at the same address with the same
+// nonzero keep holds the same values: the CPU head then packs each table once for consecutive
+// calls that read it (a step's views scored against one domain), instead of once per call. The
+// packed copies are the same bits either way.
 void fused_mixture_head(float* loss, float* const* dhn, float* const* dEn, float* ds,
                         const float* const* hn, const float* const* En, const float* s,
                         const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
-                        const float* dloss, size_t M, size_t R, size_t V, size_t Vc);
+                        const float* dloss, size_t M, size_t R, size_t V, size_t Vc, uint64_t keep = 0);
 // The same with the row block given (Rb rows, 0 = the rule), for the tests.
 void fused_mixture_head_blocked(float* loss, float* const* dhn, float* const* dEn, float* ds,
                                 const float* const* hn, const float* const* En, const float* s,
                                 const size_t* Cm, const int32_t* y, const float* logw, float lambda_h,
-                                const float* dloss, size_t M, size_t R, size_t V, size_t Rb, size_t Vc);
+                                const float* dloss, size_t M, size_t R, size_t V, size_t Rb, size_t Vc,
+                                uint64_t keep = 0);
 
 }  // namespace hafvt

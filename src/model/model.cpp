@@ -14,6 +14,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 
@@ -656,9 +657,16 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
     K.zero(I.ds_b.data(), 6 * M * sizeof(float));
     const int32_t* scale_off = I.stage.at<int32_t>(I.scale_at);
 
-    for (int v = 0; v < 3; v++) {
-        if (!c.views[v] || count[v] == 0) continue;  // a term with no positions contributes 0
-        for (int D = 0; D < 2; D++) {
+    // The heads by target domain, then view: a domain's tables are the same in its views' calls
+    // (packed once for them on the CPU: `keep`, new for each call of forward_backward, which is
+    // when E_id's normalized rows may have changed). Per domain the views go in order, and what two
+    // calls add to (E_id's gradient rows of the domain, a view's log scale) gets their terms in
+    // the same order as with the view outside.
+    static std::atomic<uint64_t> calls{0};
+    const uint64_t keep = ++calls;
+    for (int D = 0; D < 2; D++) {
+        for (int v = 0; v < 3; v++) {
+            if (!c.views[v] || count[v] == 0) continue;  // a term with no positions contributes 0
             const size_t R = I.rows[v][D].size();
             if (R == 0) continue;
             const size_t V = D == 0 ? c.NX : c.NY, off = D == 0 ? 0 : c.NX;
@@ -688,7 +696,7 @@ LossTerms Model::forward_backward(const Batch& batch, uint64_t seed, uint64_t st
             float* ds = I.ds_b.data() + (size_t)(v * 2 + D) * M;
             K.fused_mixture_head(I.loss_b.data() + loss_at[v][D], dhn, dEn, ds, hn, En, s, Cm,
                                  I.stage.at<int32_t>(y_at[v][D]), (id_warmup_ ? I.logw_warm_b : I.logw_b).data(),
-                                 c.lambda_h, I.stage.at<float>(dloss_at[v][D]), M, R, V, 0);
+                                 c.lambda_h, I.stage.at<float>(dloss_at[v][D]), M, R, V, 0, keep);
             for (size_t k = 0; k < M; k++) {
                 const int m = I.mods[k];
                 const size_t d = c.width(m);
