@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "math/ops_cpu.h"
 #include "test_util.h"
+#include "train/evaluation.h"
 
 using namespace hafvt;
 
@@ -247,6 +248,63 @@ TEST_CASE("model: a view empty in every line of a batch is skipped; a line score
         CHECK(d_one[0] == d_all[b]);
         for (size_t j = 0; j < Vmax; j++) CHECK(s_one[j] == doctest::Approx(s_all[b * Vmax + j]).epsilon(1e-6));
     }
+}
+
+// evaluate() scores the lines in batches by target domain (X lines first): each line's ranks, and
+// the metrics summed in line order, are those of the lines scored one at a time in line order
+// (per domain, and split into head and tail targets by their training counts).
+TEST_CASE("evaluate: lines batched by target domain, the metrics those of each line alone in line order") {
+    Tiny w(true, true, 0.3f, 2);
+    Model model(w.cfg, &w.fz);
+    exercised_params(model, w);
+    World world;
+    world.cat = w.cat;
+    world.mc = w.cfg;
+    world.train_count.assign(w.cat.num_items() + 1, 0);
+    for (size_t i = 0; i < w.cat.num_items(); i++) world.train_count[i] = (uint32_t)(i % 3);  // tail: <= 1
+    SequenceSet set;
+    // targets X Y Y X Y X X Y: batches of 3 mix the domains in line order, not by domain
+    set.seqs = {{0, 6, 1}, {9, 2, 7}, {4, 10}, {7, 8, 5}, {1, 0, 9}, {6, 3}, {10, 9, 2, 4}, {3, 8}};
+    const size_t L = set.seqs.size();
+    std::vector<int32_t> negatives(L * kNumNegatives);
+    for (size_t i = 0; i < L; i++) {
+        const bool x = (size_t)set.seqs[i].back() < w.cat.NX;
+        const size_t off = x ? 0 : w.cat.NX, V = x ? w.cat.NX : w.cat.NY;
+        for (size_t k = 0; k < kNumNegatives; k++) negatives[i * kNumNegatives + k] = (int32_t)(off + rng_below(3, i, k, V));
+    }
+    EvalResult out[2];
+    evaluate(model, world, set, negatives, false, 3, 1, out);
+    RankStats dom[2][2], head[2][2], tail[2][2];  // [protocol][domain]
+    for (size_t i = 0; i < L; i++) {
+        Batch eb;
+        make_eval_batch(eb, set.seqs, i, i + 1, true, w.cat, w.cfg.T);
+        std::vector<float> sc;
+        std::vector<int> d;
+        model.score(eb, sc, d);
+        const int32_t target = set.seqs[i].back(), off = d[0] == 0 ? 0 : (int32_t)w.cat.NX;
+        const size_t V = d[0] == 0 ? w.cat.NX : w.cat.NY;
+        std::vector<int32_t> neg(kNumNegatives);
+        for (size_t k = 0; k < kNumNegatives; k++) neg[k] = negatives[i * kNumNegatives + k] - off;
+        const size_t r[2] = {rank_sampled(sc.data(), target - off, neg.data(), kNumNegatives),
+                             rank_full(sc.data(), V, target - off, nullptr)};
+        for (int p = 0; p < 2; p++) {
+            dom[p][d[0]].add(r[p]);
+            (world.train_count[(size_t)target] <= 1 ? tail : head)[p][d[0]].add(r[p]);
+        }
+    }
+    auto same = [](const RankStats& a, const RankStats& b) {
+        return a.n == b.n && a.mrr == b.mrr && a.ndcg5 == b.ndcg5 && a.ndcg10 == b.ndcg10 && a.hr1 == b.hr1 &&
+               a.hr5 == b.hr5 && a.hr10 == b.hr10;
+    };
+    for (int p = 0; p < 2; p++)
+        for (int D = 0; D < 2; D++) {
+            CAPTURE(p);
+            CAPTURE(D);
+            CHECK(out[p].dom[D].n == 4u);  // targets 1 5 3 4 in X, 7 10 9 8 in Y
+            CHECK(same(out[p].dom[D], dom[p][D].finalized()));
+            CHECK(same(out[p].head[D], head[p][D].finalized()));
+            CHECK(same(out[p].tail[D], tail[p][D].finalized()));
+        }
 }
 
 // Inside a ScoringScope score() makes E_id's normalized rows and the packed item tables once and

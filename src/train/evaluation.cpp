@@ -75,36 +75,52 @@ void evaluate(Model& model, const World& w, const SequenceSet& set, const std::v
     std::vector<float> scores;
     std::vector<int> domain;
     const size_t L = set.seqs.size(), Vmax = std::max(w.cat.NX, w.cat.NY);
+    // The lines go in batches by target domain (the X lines in line order, then the Y lines): a
+    // batch's views are then scored against one table per modality, one product of all its rows,
+    // and the table is read from memory once per batch instead of once per domain. A line's scores
+    // do not depend on the lines beside it, so its ranks are the same in any batch; the metrics
+    // below add the lines up in line order.
+    std::vector<size_t> order;  // order[j]: the line at place j
+    order.reserve(L);
+    for (int D = 0; D < 2; D++)
+        for (size_t i = 0; i < L; i++)
+            if (((size_t)set.seqs[i].back() < w.cat.NX) == (D == 0)) order.push_back(i);
+    std::vector<std::vector<int32_t>> seqs(L);
+    for (size_t j = 0; j < L; j++) seqs[j] = set.seqs[order[j]];
     const size_t n_batches = (L + eval_batch - 1) / eval_batch;
     const size_t first = n_batches * (size_t)cm.rank() / (size_t)cm.size(),
                  last = n_batches * (size_t)(cm.rank() + 1) / (size_t)cm.size();
-    std::vector<uint64_t> mine;  // per line: its domain, its rank under c2dsr and under full
+    std::vector<uint64_t> mine;  // per place: its line's domain, rank under c2dsr and under full
     for (size_t b0 = first * eval_batch; b0 < std::min(L, last * eval_batch); b0 += eval_batch) {
         size_t b1 = std::min(L, b0 + eval_batch);
-        make_eval_batch(batch, set.seqs, b0, b1, true, w.cat, w.mc.T);
+        make_eval_batch(batch, seqs, b0, b1, true, w.cat, w.mc.T);
         model.score(batch, scores, domain);
         const size_t at = mine.size();
         mine.resize(at + 3 * (b1 - b0));
 #pragma omp parallel for schedule(dynamic, 8)
-        for (size_t i = b0; i < b1; i++) {  // the lines ranked on all threads, each in its own place
+        for (size_t j = b0; j < b1; j++) {  // the lines ranked on all threads, each in its own place
             thread_local std::vector<int32_t> neg_local, skip;
             neg_local.resize(kNumNegatives);
-            const std::vector<int32_t>& s = set.seqs[i];
+            const size_t i = order[j];  // the line
+            const std::vector<int32_t>& s = seqs[j];
             const int32_t target = s.back();
-            const int D = domain[i - b0];
+            const int D = domain[j - b0];
             const int32_t off = D == 0 ? 0 : (int32_t)w.cat.NX;
             const size_t V = D == 0 ? w.cat.NX : w.cat.NY;
-            const float* sc = scores.data() + (i - b0) * Vmax;
+            const float* sc = scores.data() + (j - b0) * Vmax;
             for (size_t k = 0; k < kNumNegatives; k++) neg_local[k] = negatives[i * kNumNegatives + k] - off;
             size_t r_c2dsr = rank_sampled(sc, target - off, neg_local.data(), kNumNegatives);
             if (exclude_history) history_items(s, true, w.mc.T, off, V, skip);  // the input items of the target's domain
             size_t r_full = rank_full(sc, V, target - off, exclude_history ? &skip : nullptr);
-            uint64_t* m = mine.data() + at + 3 * (i - b0);
+            uint64_t* m = mine.data() + at + 3 * (j - b0);
             m[0] = (uint64_t)D, m[1] = (uint64_t)r_c2dsr, m[2] = (uint64_t)r_full;
         }
     }
-    const std::vector<uint64_t> all = cm.gather_all(mine);
-    HAFVT_CHECK(all.size() == 3 * L, "evaluation: ", all.size() / 3, " lines ranked, expected ", L);
+    const std::vector<uint64_t> placed = cm.gather_all(mine);
+    HAFVT_CHECK(placed.size() == 3 * L, "evaluation: ", placed.size() / 3, " lines ranked, expected ", L);
+    std::vector<uint64_t> all(3 * L);  // per line, in line order
+    for (size_t j = 0; j < L; j++)
+        for (int k = 0; k < 3; k++) all[3 * order[j] + (size_t)k] = placed[3 * j + (size_t)k];
     RankStats dom[2][2], head[2][2], tail[2][2];  // [protocol][domain]
     for (size_t i = 0; i < L; i++) {
         const int D = (int)all[3 * i];
