@@ -452,7 +452,10 @@ void PackedB::pack(bool transB, int K, int N, const float* B, int ldb) {
     if (n > cap_) {
         aligned_free(data_);
         data_ = nullptr, cap_ = 0;
-        data_ = static_cast<float*>(aligned_calloc(sizeof(float) * n));
+        // 4 KB pages: evaluation packs its tables inside the timed pass (at the first batch of each
+        // domain), where a fresh huge page zeroed whole costs more than its TLB entries save
+        // (docs/performance.md)
+        data_ = static_cast<float*>(aligned_calloc(sizeof(float) * n, false));
         cap_ = n;
     }
     // the blocks of sgemm's packing (KC rows x NC columns), in parallel: block (pc, jc) lands at
