@@ -79,9 +79,8 @@ namespace hafvt {
 // std::bad_alloc when the system has none left). On Linux a block of kHugeBlock bytes or more is
 // mapped on its own (mmap: the kernel's zero pages, no memset), from a 2 MB boundary and marked
 // for transparent huge pages (madvise MADV_HUGEPAGE; the kernel decides, and ignores it when its
-// THP setting is "never"): the passes over a step's logits, the packed item tables, the gradients
-// and the optimizer's moments then take a TLB entry and a page fault per 2 MB instead of per
-// 4 KB. The length is not rounded up to 2 MB (the part past the last whole 2 MB takes 4 KB pages
+// THP setting is "never"): the passes over a step's logits, the gradients and the optimizer's
+// moments then take a TLB entry and a page fault per 2 MB instead of per 4 KB. The length is not rounded up to 2 MB (the part past the last whole 2 MB takes 4 KB pages
 // as it is touched), so the resident memory grows by at most the untouched rest of a touched 2 MB.
 // Smaller blocks, blocks with huge = false, and every block elsewhere, come from calloc.
 constexpr size_t kHugeBlock = (size_t)4 << 20;
