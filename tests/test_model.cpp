@@ -268,7 +268,7 @@ TEST_CASE("evaluate: lines batched by target domain, the metrics those of each l
     const size_t L = set.seqs.size();
     std::vector<int32_t> negatives(L * kNumNegatives);
     for (size_t i = 0; i < L; i++) {
-        const bool x = (size_t)set.seqs[i].back() < w.cat.NX;
+        const bool x = w.cat.in_x(set.seqs[i].back());
         const size_t off = x ? 0 : w.cat.NX, V = x ? w.cat.NX : w.cat.NY;
         for (size_t k = 0; k < kNumNegatives; k++) negatives[i * kNumNegatives + k] = (int32_t)(off + rng_below(3, i, k, V));
     }

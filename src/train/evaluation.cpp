@@ -84,7 +84,7 @@ void evaluate(Model& model, const World& w, const SequenceSet& set, const std::v
     order.reserve(L);
     for (int D = 0; D < 2; D++)
         for (size_t i = 0; i < L; i++)
-            if (((size_t)set.seqs[i].back() < w.cat.NX) == (D == 0)) order.push_back(i);
+            if (w.cat.in_x(set.seqs[i].back()) == (D == 0)) order.push_back(i);
     std::vector<std::vector<int32_t>> seqs(L);
     for (size_t j = 0; j < L; j++) seqs[j] = set.seqs[order[j]];
     const size_t n_batches = (L + eval_batch - 1) / eval_batch;
