@@ -39,20 +39,24 @@ static float row_max(const float* z, size_t V) {
 }
 // sum_j exp(z[j] - mx) in 16 lanes (lane l the j = l mod 16, in order; the lanes added in order at
 // the end): vectorized, and the same sum on every machine and in both forms. With Store the
-// exps are also written to e (which may alias z): the training head's row pass makes each
-// exp once and scales it into the gradient.
+// exps are also written to e (which may alias z): the training head's row pass and the
+// evaluation's mixture make each exp once. `ahead` (optional): a row of V floats that the caller
+// reads next, prefetched a cache line per 16 exps, so that its read from memory overlaps this
+// row's exps instead of following them.
 template <bool Store>
-static float row_exp_sum(float* e, const float* z, size_t V, float mx) {
+static float row_exp_sum(float* e, const float* z, size_t V, float mx, const float* ahead = nullptr) {
     constexpr size_t L = 16;
     float s[L] = {};
     size_t j = 0;
-    for (; j + L <= V; j += L)
+    for (; j + L <= V; j += L) {
+        if (ahead) __builtin_prefetch(ahead + j);
 #pragma omp simd
         for (size_t l = 0; l < L; l++) {
             const float t = vexp(z[j + l] - mx);
             if (Store) e[j + l] = t;
             s[l] += t;
         }
+    }
     for (size_t l = 0; j < V; j++, l++) {
         const float t = vexp(z[j] - mx);
         if (Store) e[j] = t;
@@ -233,19 +237,15 @@ void mixture_ce_backward(float* const* dlogits, const float* const* logits, cons
 }
 
 // The probabilities of one row of M heads' logits, times alpha w_m, added in 256-wide blocks into
-// acc (the M terms summed first); ex holds M rows of scratch.
+// acc (the M terms summed first), or written there when `first` (acc's old values unread: the
+// same bits as adding them to zeros, the terms being >= 0); ex holds M rows of scratch. `next`
+// (optional): the row of logits the caller reads after these, prefetched during the last exp pass.
 static void add_row_mixture(float* acc, float* ex, const float* const* z, const float* logw, float alpha, size_t M,
-                            size_t V) {
+                            size_t V, bool first = false, const float* next = nullptr) {
     float cm[8];  // alpha w_m / sum_j exp(z_m[j] - max_m)
     for (size_t m = 0; m < M; m++) {
-        float* e = ex + m * V;
         const float mx = row_max(z[m], V);
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (size_t j = 0; j < V; j++) {
-            e[j] = vexp(z[m][j] - mx);
-            sum += e[j];
-        }
+        const float sum = row_exp_sum<true>(ex + m * V, z[m], V, mx, m + 1 < M ? z[m + 1] : next);
         cm[m] = alpha * std::exp(logw[m]) / sum;
     }
     // the M terms summed first (m in order) in a block of sums kept in memory (so that the
@@ -260,8 +260,12 @@ static void add_row_mixture(float* acc, float* ex, const float* const* z, const 
 #pragma omp simd
             for (size_t j = 0; j < n; j++) t[j] += cm[m] * e[j];
         }
+        if (first) {
+            std::copy(t, t + n, acc + j0);
+        } else {
 #pragma omp simd
-        for (size_t j = 0; j < n; j++) acc[j0 + j] += t[j];
+            for (size_t j = 0; j < n; j++) acc[j0 + j] += t[j];
+        }
     }
 }
 
@@ -284,24 +288,37 @@ void mixture_prob_accumulate(float* out, const float* const* logits, const float
 void mixture_score_lines(float* out, size_t ldo, const int32_t* out_rows, const int32_t* rows, size_t nv, size_t L,
                          const float* const* logits, const float* logw, const float* coef, size_t M, size_t V) {
     HAFVT_CHECK(M >= 1 && M <= 8 && nv <= 8, "mixture of ", M, " heads over ", nv, " views");
+    // the first row of logits that line l reads (its first view's, head 0), or null
+    auto first_row = [&](size_t l) -> const float* {
+        for (size_t v = 0; v < nv; v++)
+            if (rows[v * L + l] >= 0) return logits[0] + (size_t)rows[v * L + l] * V;
+        return nullptr;
+    };
 #pragma omp parallel if (L * V * M * nv > 65536)
     {
-        // a line's sum over its views, and each head's exp(z - max), kept in cache
-        thread_local std::vector<float> buf;
-        buf.resize((M + 1) * V);
-        float* acc = buf.data();
+        // each head's exp(z - max) of a row, kept in cache
+        thread_local std::vector<float> ex;
+        ex.resize(M * V);
 #pragma omp for schedule(static)
         for (size_t l = 0; l < L; l++) {
-            std::fill(acc, acc + V, 0.0f);
+            // the line's row of scores itself holds the sum over its views (the first view written,
+            // the others added), while it is in cache
+            float* o = out + (size_t)out_rows[l] * ldo;
+            bool first = true;
             for (size_t v = 0; v < nv; v++) {
                 const int32_t r = rows[v * L + l];
                 if (r < 0) continue;
                 const float* z[8];
                 for (size_t m = 0; m < M; m++) z[m] = logits[m] + (size_t)r * V;
-                add_row_mixture(acc, acc + V, z, logw, coef[v], M, V);
+                // the row read after this view's: the line's next view's, or the next line's first
+                const float* next = nullptr;
+                for (size_t u = v + 1; u < nv && !next; u++)
+                    if (rows[u * L + l] >= 0) next = logits[0] + (size_t)rows[u * L + l] * V;
+                if (!next && l + 1 < L) next = first_row(l + 1);
+                add_row_mixture(o, ex.data(), z, logw, coef[v], M, V, first, next);
+                first = false;
             }
-            float* o = out + (size_t)out_rows[l] * ldo;
-            std::copy(acc, acc + V, o);
+            if (first) std::fill(o, o + V, 0.0f);
             std::fill(o + V, o + ldo, 0.0f);
         }
     }

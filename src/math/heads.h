@@ -61,10 +61,12 @@ void mixture_prob_accumulate(float* out, const float* const* logits, const float
 // Evaluation's scores of L lines (SPEC §4, Eq. 10): out row out_rows[l] (its first V entries; the
 // rest up to ldo zeroed) = sum over the views v (in order) whose row rows[v L + l] of the stacked
 // logits is not -1 of coef[v] P_v, P_v = sum_m w_m softmax_m(logits[m][row]) (the M terms summed
-// first), each line's row written once; zero for a line without a view. coef is a host array of
-// nv (<= 8) view coefficients; the logits as mixture_prob_accumulate's, rows staged with them. On
-// the CPU softmax_m[j] = exp(z_m[j] - max) / sum_i exp(z_m[i] - max), each exp computed once: the
-// same sums as one mixture_prob_accumulate per view into a zeroed out.
+// first); zero for a line without a view. coef is a host array of nv (<= 8) view coefficients; the
+// logits as mixture_prob_accumulate's, rows staged with them. On the CPU softmax_m[j] =
+// exp(z_m[j] - max) / sum_i exp(z_m[i] - max), each exp computed once, the sums in the 16 lanes of
+// the training head's: the same sums as one mixture_prob_accumulate per view into a zeroed out. A
+// line's row of out holds the running sum over its views (the first written, the next added)
+// while the next rows of logits are prefetched.
 void mixture_score_lines(float* out, size_t ldo, const int32_t* out_rows, const int32_t* rows, size_t nv, size_t L,
                          const float* const* logits, const float* logw, const float* coef, size_t M, size_t V);
 
