@@ -15,7 +15,13 @@ __device__ __forceinline__ bool att_allowed(const uint8_t* vb, size_t t, size_t 
     return j <= t && vb[t] && vb[j];
 }
 
-__global__ void attention_forward_kernel(float* out, float* att, const float* qkv,
+// The row of qkv (and of out) of position (b, t): slot[b T + t] (valid positions only), or the
+// padded layout's b T + t without slots (attention_forward in ops_cpu.h).
+__device__ __forceinline__ size_t att_row(const int32_t* slot, size_t b, size_t T, size_t t) {
+    return slot ? (size_t)slot[b * T + t] : b * T + t;
+}
+
+__global__ void attention_forward_kernel(float* out, float* att, const float* qkv, const int32_t* slot,
                                          const uint8_t* valid, size_t T, size_t C, size_t NH,
                                          float p_drop, uint64_t seed, uint64_t step,
                                          uint64_t site) {
@@ -28,7 +34,7 @@ __global__ void attention_forward_kernel(float* out, float* att, const float* qk
     const unsigned lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
     const unsigned nwarps = blockDim.x / kWarp;
     const uint8_t* vb = valid + b * T;                 // (T)
-    const float* qb = qkv + b * T * C3 + h * hs;       // q of position t at qb + t*C3
+    const float* qb = qkv + h * hs;                    // q of position t at qb + att_row(t) C3
     const float* kb = qb + C;                          // k likewise
     const float* vv = qb + 2 * C;                      // v likewise
     const size_t att_base = (b * NH + h) * T * T;      // index of att[b,h,0,0]
@@ -39,7 +45,9 @@ __global__ void attention_forward_kernel(float* out, float* att, const float* qk
         bool ok = att_allowed(vb, t, j);  // the same in the whole warp
         float s = 0.0f;
         if (ok) {
-            for (size_t c = lane; c < hs; c += kWarp) s += qb[t * C3 + c] * kb[j * C3 + c];
+            const float* qt = qb + att_row(slot, b, T, t) * C3;
+            const float* kj = kb + att_row(slot, b, T, j) * C3;
+            for (size_t c = lane; c < hs; c += kWarp) s += qt[c] * kj[c];
             s = warp_sum(s);
         }
         if (lane == 0) sc[pr] = ok ? s * scale : -INFINITY;
@@ -74,18 +82,20 @@ __global__ void attention_forward_kernel(float* out, float* att, const float* qk
 
     for (size_t i = threadIdx.x; i < T * T; i += blockDim.x) att[att_base + i] = sc[i];
     // out[t, h*hs + c] = sum_{allowed j} pd[t,j] v_j[c]
+    // (with slots a PAD query has no row of out)
     for (size_t idx = threadIdx.x; idx < T * hs; idx += blockDim.x) {
         size_t t = idx / hs, c = idx % hs;
+        if (slot && !vb[t]) continue;
         float o = 0.0f;
         if (vb[t]) {
             for (size_t j = 0; j <= t; j++)
-                if (vb[j]) o += pd[t * T + j] * vv[j * C3 + c];
+                if (vb[j]) o += pd[t * T + j] * vv[att_row(slot, b, T, j) * C3 + c];
         }
-        out[(b * T + t) * C + h * hs + c] = o;
+        out[att_row(slot, b, T, t) * C + h * hs + c] = o;
     }
 }
 
-void attention_forward_cuda(float* out, float* att, const float* qkv, const uint8_t* valid,
+void attention_forward_cuda(float* out, float* att, const float* qkv, const int32_t* slot, const uint8_t* valid,
                             size_t B, size_t T, size_t C, size_t NH, float p_drop, uint64_t seed,
                             uint64_t step, uint64_t site) {
     HAFVT_CHECK(T >= 1 && T <= kMaxT, "attention on the GPU supports 1 <= T <= ", kMaxT, ", got ", T);
@@ -93,13 +103,14 @@ void attention_forward_cuda(float* out, float* att, const float* qkv, const uint
     if (B == 0) return;
     size_t shmem = 2 * T * T * sizeof(float);
     HAFVT_LAUNCH(attention_forward_kernel, (unsigned)(B * NH), kAttThreads, shmem,
-        out, att, qkv, valid, T, C, NH, p_drop, seed, step, site);
+        out, att, qkv, slot, valid, T, C, NH, p_drop, seed, step, site);
 }
 
 // The last query (position T-1) of sequence b, head h, from q (B, C): one block per (b, h), a warp
 // per key for the scores, one warp for the softmax, a thread per channel for the output.
 __global__ void attention_last_forward_kernel(float* out, float* att, const float* q, const float* qkv,
-                                              const uint8_t* valid, size_t T, size_t C, size_t NH) {
+                                              const int32_t* slot, const uint8_t* valid, size_t T, size_t C,
+                                              size_t NH) {
     HAFVT_DYNAMIC_SHARED(float, sc);  // (T) scores, then probabilities
     const size_t b = blockIdx.x / NH, h = blockIdx.x % NH, t = T - 1;
     const size_t hs = C / NH, C3 = 3 * C;
@@ -108,14 +119,15 @@ __global__ void attention_last_forward_kernel(float* out, float* att, const floa
     const unsigned nwarps = blockDim.x / kWarp;
     const uint8_t* vb = valid + b * T;
     const float* qb = q + b * C + h * hs;
-    const float* kb = qkv + b * T * C3 + C + h * hs;  // k of position j at kb + j*C3
+    const float* kb = qkv + C + h * hs;  // k of position j at kb + att_row(j) C3
     const float* vv = kb + C;                          // v likewise
     float* a = att + ((b * NH + h) * T + t) * T;
     for (size_t j = warp; j < T; j += nwarps) {
         const bool ok = att_allowed(vb, t, j);
         float s = 0.0f;
         if (ok) {
-            for (size_t c = lane; c < hs; c += kWarp) s += qb[c] * kb[j * C3 + c];
+            const float* kj = kb + att_row(slot, b, T, j) * C3;
+            for (size_t c = lane; c < hs; c += kWarp) s += qb[c] * kj[c];
             s = warp_sum(s);
         }
         if (lane == 0) sc[j] = ok ? s * scale : -INFINITY;
@@ -143,18 +155,18 @@ __global__ void attention_last_forward_kernel(float* out, float* att, const floa
         float o = 0.0f;
         if (vb[t])
             for (size_t j = 0; j <= t; j++)
-                if (vb[j]) o += sc[j] * vv[j * C3 + c];
+                if (vb[j]) o += sc[j] * vv[att_row(slot, b, T, j) * C3 + c];
         out[b * C + h * hs + c] = o;
     }
 }
 
-void attention_last_forward_cuda(float* out, float* att, const float* q, const float* qkv, const uint8_t* valid,
-                                 size_t B, size_t T, size_t C, size_t NH) {
+void attention_last_forward_cuda(float* out, float* att, const float* q, const float* qkv, const int32_t* slot,
+                                 const uint8_t* valid, size_t B, size_t T, size_t C, size_t NH) {
     HAFVT_CHECK(T >= 1 && T <= kMaxT, "attention on the GPU supports 1 <= T <= ", kMaxT, ", got ", T);
     HAFVT_CHECK(NH >= 1 && C % NH == 0, "C = ", C, " is not a multiple of NH = ", NH);
     if (B == 0) return;
     HAFVT_LAUNCH(attention_last_forward_kernel, (unsigned)(B * NH), kAttThreads, T * sizeof(float),
-        out, att, q, qkv, valid, T, C, NH);
+        out, att, q, qkv, slot, valid, T, C, NH);
 }
 
 // Reverses, per (b, h):

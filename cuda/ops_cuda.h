@@ -104,12 +104,12 @@ void residual_forward_cuda(float* out, const float* a, const float* b, size_t n)
 void residual_backward_cuda(float* da, float* db, const float* dout, size_t n);
 
 // One thread block per (sequence, head); T <= 64 (checked).
-void attention_forward_cuda(float* out, float* att, const float* qkv, const uint8_t* valid,
+void attention_forward_cuda(float* out, float* att, const float* qkv, const int32_t* slot, const uint8_t* valid,
                             size_t B, size_t T, size_t C, size_t NH, float p_drop, uint64_t seed,
                             uint64_t step, uint64_t site);
 // One block per (b, h) as attention_forward_cuda, for the last query only.
-void attention_last_forward_cuda(float* out, float* att, const float* q, const float* qkv, const uint8_t* valid,
-                                 size_t B, size_t T, size_t C, size_t NH);
+void attention_last_forward_cuda(float* out, float* att, const float* q, const float* qkv, const int32_t* slot,
+                                 const uint8_t* valid, size_t B, size_t T, size_t C, size_t NH);
 void attention_backward_cuda(float* dqkv, const float* dout, const float* qkv, const float* att,
                              const uint8_t* valid, size_t B, size_t T, size_t C, size_t NH,
                              float p_drop, uint64_t seed, uint64_t step, uint64_t site);

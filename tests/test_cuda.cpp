@@ -437,21 +437,49 @@ void check_attention(AttShape sh, float p) {
     Vec dqkv0 = randn(B * T * 3 * C, 35), dqkv = dqkv0, out(B * T * C), att(B * NH * T * T);
     DeviceBuffer d_qkv(qkv), d_dout(dout), d_dqkv(dqkv), d_out(B * T * C), d_att(att.size());
     DeviceBufferU8 d_valid(valid);
-    attention_forward(out.data(), att.data(), qkv.data(), valid.data(), B, T, C, NH, p, 7, 11, 3);
-    attention_forward_cuda(d_out.data(), d_att.data(), d_qkv.data(), d_valid.data(), B, T, C, NH, p, 7, 11, 3);
+    attention_forward(out.data(), att.data(), qkv.data(), nullptr, valid.data(), B, T, C, NH, p, 7, 11, 3);
+    attention_forward_cuda(d_out.data(), d_att.data(), d_qkv.data(), nullptr, d_valid.data(), B, T, C, NH, p, 7, 11, 3);
     Vec g_out = down(d_out), g_att = down(d_att);
     CHECK(check_tensor("out", g_out, out, 1e-5, 1e-5));
     CHECK(check_tensor("att", g_att, att, 1e-6, 1e-5));
+    // the encoders' form: the valid rows only, through the positions' slots (a PAD position's slot
+    // out of range: never read); bitwise the padded layout's valid rows on the device
+    std::vector<int32_t> slot(B * T, 1 << 30), rows;
+    for (size_t n = 0; n < B * T; n++)
+        if (valid[n]) slot[n] = (int32_t)rows.size(), rows.push_back((int32_t)n);
+    const size_t Nv = rows.size();
+    Vec qkv_v(std::max<size_t>(1, Nv) * 3 * C);
+    for (size_t r = 0; r < Nv; r++)
+        std::copy_n(qkv.begin() + (ptrdiff_t)((size_t)rows[r] * 3 * C), 3 * C, qkv_v.begin() + (ptrdiff_t)(r * 3 * C));
+    DeviceBuffer d_qkv_v(qkv_v), d_out_v(std::max<size_t>(1, Nv) * C), d_att_v(att.size());
+    DeviceBufferI32 d_slot(slot);
+    attention_forward_cuda(d_out_v.data(), d_att_v.data(), d_qkv_v.data(), d_slot.data(), d_valid.data(), B, T, C, NH,
+                           p, 7, 11, 3);
+    {
+        const Vec g_out_v = down(d_out_v);
+        Vec want(g_out_v.size(), 0.0f);
+        for (size_t r = 0; r < Nv; r++)
+            std::copy_n(g_out.begin() + (ptrdiff_t)((size_t)rows[r] * C), C, want.begin() + (ptrdiff_t)(r * C));
+        if (Nv) CHECK(bitwise_equal(g_out_v, want));
+        CHECK(bitwise_equal(down(d_att_v), g_att));
+    }
     // the last positions' attention, its queries apart (evaluation's last block)
     Vec q(B * C), out_last(B * C), att_last(att.size(), 0.0f);
     for (size_t b = 0; b < B; b++)
         for (size_t c = 0; c < C; c++) q[b * C + c] = qkv[(b * T + T - 1) * 3 * C + c];
     DeviceBuffer d_q(q), d_out_last(B * C), d_att_last(att_last);
-    attention_last_forward(out_last.data(), att_last.data(), q.data(), qkv.data(), valid.data(), B, T, C, NH);
-    attention_last_forward_cuda(d_out_last.data(), d_att_last.data(), d_q.data(), d_qkv.data(), d_valid.data(), B, T,
-                                C, NH);
+    attention_last_forward(out_last.data(), att_last.data(), q.data(), qkv.data(), nullptr, valid.data(), B, T, C, NH);
+    attention_last_forward_cuda(d_out_last.data(), d_att_last.data(), d_q.data(), d_qkv.data(), nullptr, d_valid.data(),
+                                B, T, C, NH);
     CHECK(check_tensor("out_last", down(d_out_last), out_last, 1e-5, 1e-5));
     CHECK(check_tensor("att_last", down(d_att_last), att_last, 1e-6, 1e-5));
+    {
+        DeviceBuffer d_out_last_v(B * C), d_att_last_v(att_last);
+        attention_last_forward_cuda(d_out_last_v.data(), d_att_last_v.data(), d_q.data(), d_qkv_v.data(), d_slot.data(),
+                                    d_valid.data(), B, T, C, NH);
+        CHECK(bitwise_equal(down(d_out_last_v), down(d_out_last)));
+        CHECK(bitwise_equal(down(d_att_last_v), down(d_att_last)));
+    }
     attention_backward(dqkv.data(), dout.data(), qkv.data(), att.data(), valid.data(), B, T, C, NH, p, 7, 11, 3);
     attention_backward_cuda(d_dqkv.data(), d_dout.data(), d_qkv.data(), d_att.data(), d_valid.data(), B, T, C, NH, p,
                             7, 11, 3);
@@ -461,7 +489,8 @@ void check_attention(AttShape sh, float p) {
     auto rerun = [&](const char* what) {
         CAPTURE(what);
         DeviceBuffer r_out(B * T * C), r_att(att.size()), r_dqkv(dqkv0);
-        attention_forward_cuda(r_out.data(), r_att.data(), d_qkv.data(), d_valid.data(), B, T, C, NH, p, 7, 11, 3);
+        attention_forward_cuda(r_out.data(), r_att.data(), d_qkv.data(), nullptr, d_valid.data(), B, T, C, NH, p, 7, 11,
+                               3);
         attention_backward_cuda(r_dqkv.data(), d_dout.data(), d_qkv.data(), r_att.data(), d_valid.data(), B, T, C, NH,
                                 p, 7, 11, 3);
         CHECK(bitwise_equal(down(r_out), g_out));

@@ -156,7 +156,7 @@ static void check_attention(size_t B, size_t T, size_t C, size_t NH, const std::
     auto qkv = fd::randn(B * T * 3 * C, seed), G = fd::randn(B * T * C, seed + 1);
     std::vector<float> out(B * T * C), att(B * NH * T * T);
     auto loss = [&] {
-        attention_forward(out.data(), att.data(), qkv.data(), valid.data(), B, T, C, NH, p_drop, 2040, 3, 9);
+        attention_forward(out.data(), att.data(), qkv.data(), nullptr, valid.data(), B, T, C, NH, p_drop, 2040, 3, 9);
         return fd::dot(out.data(), G);
     };
     loss();
@@ -205,7 +205,7 @@ TEST_CASE("attention_last_forward equals attention_forward at the last positions
             CAPTURE(NH);
             const std::vector<float> qkv = fd::randn(B * T * 3 * C, 60 + C + NH);
             std::vector<float> out(B * T * C), att(B * NH * T * T);
-            attention_forward(out.data(), att.data(), qkv.data(), valid.data(), B, T, C, NH, 0.0f, 1, 2, 3);
+            attention_forward(out.data(), att.data(), qkv.data(), nullptr, valid.data(), B, T, C, NH, 0.0f, 1, 2, 3);
             std::vector<float> q(B * C), kv = qkv;
             for (size_t b = 0; b < B; b++)
                 for (size_t c = 0; c < C; c++) {
@@ -213,7 +213,8 @@ TEST_CASE("attention_last_forward equals attention_forward at the last positions
                     for (size_t t = 0; t < T; t++) kv[(b * T + t) * 3 * C + c] = NAN;
                 }
             std::vector<float> out_last(B * C, -1.0f), att_last(B * NH * T * T, -1.0f);
-            attention_last_forward(out_last.data(), att_last.data(), q.data(), kv.data(), valid.data(), B, T, C, NH);
+            attention_last_forward(out_last.data(), att_last.data(), q.data(), kv.data(), nullptr, valid.data(), B, T, C,
+                                   NH);
             for (size_t b = 0; b < B; b++) {
                 for (size_t c = 0; c < C; c++) CHECK(out_last[b * C + c] == out[(b * T + T - 1) * C + c]);
                 for (size_t h = 0; h < NH; h++)
@@ -226,6 +227,46 @@ TEST_CASE("attention_last_forward equals attention_forward at the last positions
             }
             for (size_t c = 0; c < C; c++) CHECK(out_last[2 * C + c] == 0.0f);  // the all-PAD sequence
         }
+}
+
+// The encoders' form: qkv and out hold the valid rows only, each position's row given by its slot
+// (PAD positions' slots are never read: out of range here); bitwise the padded layout's valid rows,
+// with dropout, for the whole attention and for the last positions'.
+TEST_CASE("attention through the positions' slots equals the padded layout, bitwise") {
+    const size_t B = 4, T = 5, C = 40, NH = 2;
+    const std::vector<uint8_t> valid = {1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    std::vector<int32_t> slot(B * T, 1 << 30), rows;
+    for (size_t n = 0; n < B * T; n++)
+        if (valid[n]) slot[n] = (int32_t)rows.size(), rows.push_back((int32_t)n);
+    const size_t Nv = rows.size();
+    const std::vector<float> qkv = fd::randn(B * T * 3 * C, 80);
+    std::vector<float> qkv_v(Nv * 3 * C);
+    for (size_t r = 0; r < Nv; r++)
+        std::copy_n(qkv.begin() + (ptrdiff_t)((size_t)rows[r] * 3 * C), 3 * C, qkv_v.begin() + (ptrdiff_t)(r * 3 * C));
+    for (float p_drop : {0.0f, 0.3f}) {
+        CAPTURE(p_drop);
+        std::vector<float> out(B * T * C), att(B * NH * T * T), out_v(Nv * C, -1.0f), att_v(B * NH * T * T, -1.0f);
+        attention_forward(out.data(), att.data(), qkv.data(), nullptr, valid.data(), B, T, C, NH, p_drop, 5, 6, 7);
+        attention_forward(out_v.data(), att_v.data(), qkv_v.data(), slot.data(), valid.data(), B, T, C, NH, p_drop, 5,
+                          6, 7);
+        for (size_t r = 0; r < Nv; r++)
+            for (size_t c = 0; c < C; c++) CHECK(out_v[r * C + c] == out[(size_t)rows[r] * C + c]);
+        CHECK(att_v == att);
+    }
+    std::vector<float> q(B * C), out_last(B * C), att_last(B * NH * T * T), out_last_v(B * C, -1.0f),
+        att_last_v(B * NH * T * T);
+    for (size_t b = 0; b < B; b++)
+        for (size_t c = 0; c < C; c++) q[b * C + c] = qkv[(b * T + T - 1) * 3 * C + c];
+    attention_last_forward(out_last.data(), att_last.data(), q.data(), qkv.data(), nullptr, valid.data(), B, T, C, NH);
+    attention_last_forward(out_last_v.data(), att_last_v.data(), q.data(), qkv_v.data(), slot.data(), valid.data(), B, T,
+                           C, NH);
+    CHECK(out_last_v == out_last);
+    for (size_t b = 0; b < B; b++)
+        for (size_t h = 0; h < NH; h++)
+            for (size_t j = 0; j < T; j++) {
+                const size_t i = ((b * NH + h) * T + T - 1) * T + j;
+                CHECK(att_last_v[i] == att_last[i]);
+            }
 }
 
 TEST_CASE("linear_forward_cols: columns of a wider layer, bitwise linear_forward's") {

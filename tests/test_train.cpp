@@ -392,9 +392,9 @@ CUDA_TEST_CASE("--device: kCudaMaxT is the longest T the CUDA attention takes") 
     float* out = (float*)zeros(T * C * sizeof(float));
     float* att = (float*)zeros(T * T * sizeof(float));
     uint8_t* valid = (uint8_t*)zeros(T);
-    CHECK_NOTHROW(attention_forward_cuda(out, att, qkv, valid, 1, kCudaMaxT, C, 1, 0.0f, 0, 0, 0));
+    CHECK_NOTHROW(attention_forward_cuda(out, att, qkv, nullptr, valid, 1, kCudaMaxT, C, 1, 0.0f, 0, 0, 0));
     cuda_synchronize();
-    CHECK_THROWS(attention_forward_cuda(out, att, qkv, valid, 1, kCudaMaxT + 1, C, 1, 0.0f, 0, 0, 0));
+    CHECK_THROWS(attention_forward_cuda(out, att, qkv, nullptr, valid, 1, kCudaMaxT + 1, C, 1, 0.0f, 0, 0, 0));
     for (void* p : {(void*)qkv, (void*)out, (void*)att, (void*)valid}) cuda_free(p);
 }
 #endif

@@ -274,16 +274,17 @@ static inline float dot_lanes16(const float* q, const float* k, size_t n) {
 
 // One valid query t of one head of sequence b: a (T) its probabilities over the allowed keys
 // j <= t, valid vb[j] (the other entries as they were: zero), o (hs) += the weighted values;
-// q its hs channels, the keys and values of position j at k0 + j C3 and v0 + j C3. drop(j, a_j)
-// is the weight of value j (dropout).
+// q its hs channels, the keys and values of position j at k0 + row[j] C3 and v0 + row[j] C3 (row:
+// the sequence's rows of qkv, read at the valid positions only). drop(j, a_j) is the weight of
+// value j (dropout).
 template <class Drop>
-inline void attend_query(float* a, float* o, const float* q, const float* k0, const float* v0, size_t C3,
-                         const uint8_t* vb, size_t t, size_t hs, float scale, Drop drop) {
+inline void attend_query(float* a, float* o, const float* q, const float* k0, const float* v0, const size_t* row,
+                         size_t C3, const uint8_t* vb, size_t t, size_t hs, float scale, Drop drop) {
     // scores over allowed keys j <= t, valid[j]; softmax with the max subtracted
     float maxv = -INFINITY;
     for (size_t j = 0; j <= t; j++) {
         if (!vb[j]) continue;
-        a[j] = dot_lanes16(q, k0 + j * C3, hs) * scale;
+        a[j] = dot_lanes16(q, k0 + row[j] * C3, hs) * scale;
         if (a[j] > maxv) maxv = a[j];
     }
     float sum = 0.0f;
@@ -297,51 +298,72 @@ inline void attend_query(float* a, float* o, const float* q, const float* k0, co
         if (!vb[j]) continue;
         a[j] *= inv;
         float w = drop(j, a[j]);
-        const float* v = v0 + j * C3;
+        const float* v = v0 + row[j] * C3;
         for (size_t c = 0; c < hs; c++) o[c] += w * v[c];
     }
 }
 
-void attention_forward(float* out, float* att, const float* qkv, const uint8_t* valid, size_t B,
-                       size_t T, size_t C, size_t NH, float p_drop, uint64_t seed, uint64_t step,
+// The rows of qkv (and of out) that sequence b's positions use: slot[b T + j] (read at the valid
+// positions only), or the padded layout's b T + j without slots.
+static void sequence_rows(size_t* row, const int32_t* slot, const uint8_t* vb, size_t b, size_t T) {
+    for (size_t j = 0; j < T; j++) row[j] = slot ? (vb[j] ? (size_t)slot[b * T + j] : 0) : b * T + j;
+}
+
+void attention_forward(float* out, float* att, const float* qkv, const int32_t* slot, const uint8_t* valid,
+                       size_t B, size_t T, size_t C, size_t NH, float p_drop, uint64_t seed, uint64_t step,
                        uint64_t site) {
     const size_t hs = C / NH, C3 = 3 * C;
     const float scale = 1.0f / std::sqrt((float)hs);
-#pragma omp parallel for collapse(2) schedule(static) if (B * NH * T * T * hs > kParallelMin)
-    for (size_t b = 0; b < B; b++) {
-        for (size_t h = 0; h < NH; h++) {
-            const float* kv = qkv + b * T * C3 + h * hs;  // position j's k at kv + j C3 + C
-            for (size_t t = 0; t < T; t++) {
-                float* a = att + ((b * NH + h) * T + t) * T;  // (T) scores of query t
-                float* o = out + (b * T + t) * C + h * hs;     // (hs)
-                std::memset(a, 0, T * sizeof(float));
-                std::memset(o, 0, hs * sizeof(float));
-                if (!valid[b * T + t]) continue;  // a PAD query outputs zero
-                const size_t base = ((b * NH + h) * T + t) * T;
-                attend_query(a, o, kv + t * C3, kv + C, kv + 2 * C, C3, valid + b * T, t, hs, scale,
-                             [&](size_t j, float aj) {
-                                 return p_drop > 0.0f ? aj * dropout_factor(base + j, p_drop, seed, step, site) : aj;
-                             });
+#pragma omp parallel if (B * NH * T * T * hs > kParallelMin)
+    {
+        std::vector<size_t> row(T);
+#pragma omp for collapse(2) schedule(static)
+        for (size_t b = 0; b < B; b++) {
+            for (size_t h = 0; h < NH; h++) {
+                const uint8_t* vb = valid + b * T;
+                sequence_rows(row.data(), slot, vb, b, T);
+                const float* kv = qkv + h * hs;  // row r's q at kv + r C3, its k at + C, its v at + 2 C
+                for (size_t t = 0; t < T; t++) {
+                    float* a = att + ((b * NH + h) * T + t) * T;  // (T) scores of query t
+                    std::memset(a, 0, T * sizeof(float));
+                    // a PAD query outputs zero in the padded layout, and has no row with slots
+                    if (!vb[t] && slot) continue;
+                    float* o = out + row[t] * C + h * hs;  // (hs)
+                    std::memset(o, 0, hs * sizeof(float));
+                    if (!vb[t]) continue;
+                    const size_t base = ((b * NH + h) * T + t) * T;
+                    attend_query(a, o, kv + row[t] * C3, kv + C, kv + 2 * C, row.data(), C3, vb, t, hs, scale,
+                                 [&](size_t j, float aj) {
+                                     return p_drop > 0.0f ? aj * dropout_factor(base + j, p_drop, seed, step, site)
+                                                          : aj;
+                                 });
+                }
             }
         }
     }
 }
 
-void attention_last_forward(float* out, float* att, const float* q, const float* qkv, const uint8_t* valid,
-                            size_t B, size_t T, size_t C, size_t NH) {
+void attention_last_forward(float* out, float* att, const float* q, const float* qkv, const int32_t* slot,
+                            const uint8_t* valid, size_t B, size_t T, size_t C, size_t NH) {
     const size_t hs = C / NH, C3 = 3 * C, t = T - 1;
     const float scale = 1.0f / std::sqrt((float)hs);
-#pragma omp parallel for collapse(2) schedule(static) if (B * NH * T * hs > kParallelMin)
-    for (size_t b = 0; b < B; b++) {
-        for (size_t h = 0; h < NH; h++) {
-            const float* kv = qkv + b * T * C3 + h * hs;
-            float* a = att + ((b * NH + h) * T + t) * T;
-            float* o = out + b * C + h * hs;
-            std::memset(a, 0, T * sizeof(float));
-            std::memset(o, 0, hs * sizeof(float));
-            if (!valid[b * T + t]) continue;  // an empty view: zero
-            attend_query(a, o, q + b * C + h * hs, kv + C, kv + 2 * C, C3, valid + b * T, t, hs, scale,
-                         [](size_t, float aj) { return aj; });
+#pragma omp parallel if (B * NH * T * hs > kParallelMin)
+    {
+        std::vector<size_t> row(T);
+#pragma omp for collapse(2) schedule(static)
+        for (size_t b = 0; b < B; b++) {
+            for (size_t h = 0; h < NH; h++) {
+                const uint8_t* vb = valid + b * T;
+                sequence_rows(row.data(), slot, vb, b, T);
+                const float* kv = qkv + h * hs;
+                float* a = att + ((b * NH + h) * T + t) * T;
+                float* o = out + b * C + h * hs;
+                std::memset(a, 0, T * sizeof(float));
+                std::memset(o, 0, hs * sizeof(float));
+                if (!vb[t]) continue;  // an empty view: zero
+                attend_query(a, o, q + b * C + h * hs, kv + C, kv + 2 * C, row.data(), C3, vb, t, hs, scale,
+                             [](size_t, float aj) { return aj; });
+            }
         }
     }
 }

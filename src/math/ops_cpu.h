@@ -83,23 +83,27 @@ void residual_forward(float* out, const float* a, const float* b, size_t n);
 void residual_backward(float* da, float* db, const float* dout, size_t n);
 
 // Multi-head causal self-attention with a key-padding mask (the part between the fused QKV
-// projection and the output projection). qkv (B,T,3C) holds [q | k | v]; head h uses channels
+// projection and the output projection). qkv holds rows [q | k | v] (3C each); head h uses channels
 // h*hs..(h+1)*hs-1 of each, hs = C/NH. Query t attends to keys j <= t with valid[b,j]; scores are
-// scaled by 1/sqrt(hs). A query at a PAD position (valid == 0) outputs zero.
+// scaled by 1/sqrt(hs). The rows: with slot (B*T, read at the valid positions only) position
+// (b, t)'s row of qkv and of out is slot[b T + t] (the encoders' valid rows: no padded copy to make
+// and none to gather from), and a PAD query has none; without slot (null) the padded layout, row
+// b T + t, where a PAD query outputs zero.
 //   att (B,NH,T,T): softmax probabilities before dropout (zero rows for PAD queries)
-//   out (B,T,C): sum_j dropout(att)[t,j] v_j, heads concatenated
+//   out (rows, C): sum_j dropout(att)[t,j] v_j, heads concatenated
 // Attention dropout uses rng site `site` with counter over the (B,NH,T,T) index.
-void attention_forward(float* out, float* att, const float* qkv, const uint8_t* valid, size_t B,
-                       size_t T, size_t C, size_t NH, float p_drop, uint64_t seed, uint64_t step,
+void attention_forward(float* out, float* att, const float* qkv, const int32_t* slot, const uint8_t* valid,
+                       size_t B, size_t T, size_t C, size_t NH, float p_drop, uint64_t seed, uint64_t step,
                        uint64_t site);
 // The attention of the last position only (evaluation's last block, where no other query goes
 // on; left padding puts a sequence's last item at T-1): sequence b's query is row b of q (B,C),
-// its keys and values the k and v of qkv (B,T,3C; its q is not read) at the valid positions.
+// its keys and values the k and v of qkv (rows as attention_forward's, by slot or padded; its q
+// is not read) at the valid positions.
 // out (B,C): row b = attention_forward's row (b, T-1) without dropout, bitwise (zero when
 // position T-1 is PAD); att: rows (b, h, T-1) of attention_forward's probabilities, the others
 // left as they are.
-void attention_last_forward(float* out, float* att, const float* q, const float* qkv, const uint8_t* valid,
-                            size_t B, size_t T, size_t C, size_t NH);
+void attention_last_forward(float* out, float* att, const float* q, const float* qkv, const int32_t* slot,
+                            const uint8_t* valid, size_t B, size_t T, size_t C, size_t NH);
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
                         const uint8_t* valid, size_t B, size_t T, size_t C, size_t NH, float p_drop,
                         uint64_t seed, uint64_t step, uint64_t site);

@@ -91,11 +91,12 @@ struct ViewInputs {
     size_t nv = 0;
     std::vector<uint8_t> valid, last_valid;
     std::vector<int32_t> rows, ids, pos, slot, last;
-    size_t rows_at = 0, ids_at = 0, pos_at = 0, valid_at = 0, last_at = 0, last_valid_at = 0;
+    size_t rows_at = 0, ids_at = 0, pos_at = 0, valid_at = 0, slot_at = 0, last_at = 0, last_valid_at = 0;
     const int32_t* rows_p = nullptr;
     const int32_t* ids_p = nullptr;
     const int32_t* pos_p = nullptr;
     const uint8_t* valid_p = nullptr;
+    const int32_t* slot_p = nullptr;
     const int32_t* last_p = nullptr;
     const uint8_t* last_valid_p = nullptr;
 };
@@ -287,11 +288,12 @@ static void to_padded(const Backend& K, float* padded, const float* src, const i
 // Eq. 1: H = Attention(F) for one view and modality, computed on the view's VALID ROWS only: the
 // Nv positions of the batch that hold an item, in (b, t) order (ViewInputs::rows). A PAD position
 // is zero after every block and its query outputs zero, its key is masked, and no head reads its
-// H, so every row-wise op (embedding, layer norms, projections, FFN, residuals) skips it; only the
-// attention runs on the padded (B, T) layout, its inputs scattered there and its output gathered
-// back. `in` holds the view's inputs on the backend; W the encoder's parameters (host or
-// backend); `train` turns dropout on (masks from seed, step, over the valid rows' elements);
-// `scratch` holds 6 (N, d) blocks (N = B T) that no one reads after the call.
+// H, so every op skips it: the row-wise ones (embedding, layer norms, projections, FFN,
+// residuals) run on the valid rows, and the attention reads and writes them through each
+// position's slot (ViewInputs::slot) on the (B, T) grid of the mask. `in` holds the view's inputs
+// on the backend; W the encoder's parameters (host or backend); `train` turns dropout on (masks
+// from seed, step, over the valid rows' elements); `scratch` holds 3 (N, d) blocks (N = B T) that
+// no one reads after the call.
 // With `last_only` (evaluation, no dropout) the last block computes its attention over every
 // position, then only the B rows of the last positions go on: e.H holds (B, d).
 // Rows of e.xs, the block activations, e.H and e.dH are valid rows (row r is position rows[r]).
@@ -311,14 +313,12 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
     K.embedding_forward(x0, in.ids_p, table, std::sqrt((float)d), pad, Nv, d);
     K.posadd_forward(x0, in.pos_p, W.pos, Nv, d);
     K.dropout_forward(x0, x0, Nv * d, p, seed, step, e.site(0));
-    // the scratch: qkv_p the (B, T, 3d) qkv of the attention; s0 LN1(x), then the attention's
-    // (B, T, d) output, dropout(atty Wo + bo), LN2(res1) and dropout(fc2); s1 gelu(fc1); in the
-    // last block of a last_only pass s1 the LN1 rows of the last positions, s2 their queries, then
-    // their x
-    float* const qkv_p = scratch;
-    float* const s0 = scratch + 3 * N * d;
-    float* const s1 = scratch + 4 * N * d;
-    float* const s2 = scratch + 5 * N * d;
+    // the scratch: s0 LN1(x), then dropout(atty Wo + bo), LN2(res1) and dropout(fc2); s1
+    // gelu(fc1); in the last block of a last_only pass s1 the LN1 rows of the last positions, s2
+    // their queries, then their x
+    float* const s0 = scratch;
+    float* const s1 = scratch + N * d;
+    float* const s2 = scratch + 2 * N * d;
     for (size_t b = 0; b < cfg.n_blocks; b++) {
         BlockActs& a = e.blocks[b];
         const BlockParams& k = W.blk[b];
@@ -328,21 +328,20 @@ static void encoder_forward(Model::Encoder& e, const ModelConfig& cfg, const Bac
         // every valid row, the queries of the last positions only.
         const bool gathered = last_only && b + 1 == cfg.n_blocks;
         const size_t R = gathered ? B : Nv;
-        // x = x + dropout(MHA(LN1(x))): qkv scattered to (B, T, 3d); the valid rows of the
-        // attention's (B, T, d) output gathered into atty (gathered: the B rows of its last queries)
+        // x = x + dropout(MHA(LN1(x))): the attention reads the valid rows of qkv and writes those of
+        // its output, atty, through the positions' slots (gathered: the B rows of its last queries)
         K.layernorm_forward(s0, a.ln1_mean.data(), a.ln1_rstd.data(), x, k.ln1_w, k.ln1_b, Nv, d);
         const float* xin = x;
         if (!gathered) {
             K.linear_forward(a.qkv.data(), s0, k.wqkv, k.bqkv, Nv, d, 3 * d);
-            to_padded(K, qkv_p, a.qkv.data(), in.rows_p, Nv, 3 * d);
-            K.attention_forward(s0, a.att.data(), qkv_p, valid, B, T, d, NH, p, seed, step, e.site(1 + 3 * b));
-            K.gather_rows(a.atty.data(), s0, in.rows_p, Nv, d);
+            K.attention_forward(a.atty.data(), a.att.data(), a.qkv.data(), in.slot_p, valid, B, T, d, NH, p, seed,
+                                step, e.site(1 + 3 * b));
         } else {
+            // the keys and values of every valid row (their q columns are not written or read)
             K.linear_forward_cols(a.qkv.data() + d, 3 * d, s0, k.wqkv + d, 3 * d, k.bqkv + d, Nv, d, 2 * d);
-            to_padded(K, qkv_p, a.qkv.data(), in.rows_p, Nv, 3 * d);  // its q columns are not read
             K.gather_rows(s1, s0, in.last_p, B, d);
             K.linear_forward_cols(s2, d, s1, k.wqkv, 3 * d, k.bqkv, B, d, d);
-            K.attention_last_forward(a.atty.data(), a.att.data(), s2, qkv_p, valid, B, T, d, NH);
+            K.attention_last_forward(a.atty.data(), a.att.data(), s2, a.qkv.data(), in.slot_p, valid, B, T, d, NH);
             K.gather_rows(s2, x, in.last_p, B, d);
             xin = s2;
         }
@@ -473,6 +472,7 @@ static void load_view(ViewInputs& in, Staging& st, const ViewBatch& vb, size_t B
     in.ids_at = st.add(in.ids.data(), in.nv);
     in.pos_at = st.add(in.pos.data(), in.nv);
     in.valid_at = st.add(in.valid.data(), N);
+    in.slot_at = st.add(in.slot.data(), N);
     in.last_at = st.add(in.last.data(), in.last.size());
     in.last_valid_at = st.add(in.last_valid.data(), in.last_valid.size());
 }
@@ -482,6 +482,7 @@ static void bind_view(ViewInputs& in, Staging& st) {
     in.ids_p = st.at<int32_t>(in.ids_at);
     in.pos_p = st.at<int32_t>(in.pos_at);
     in.valid_p = st.at<uint8_t>(in.valid_at);
+    in.slot_p = st.at<int32_t>(in.slot_at);
     in.last_p = st.at<int32_t>(in.last_at);
     in.last_valid_p = st.at<uint8_t>(in.last_valid_at);
 }
@@ -528,7 +529,7 @@ static const float* encode_all(Model::Impl& I, const ModelConfig& c, const Froze
     const Backend& K = *I.be;
     const size_t B = batch.B, N = B * c.T;
     const float* E_id = I.w.E_id;
-    I.s3.reserve(K, 6 * N * widest_encoder(I));  // the forward's scratch (the backward's later)
+    I.s3.reserve(K, 3 * N * widest_encoder(I));  // the forward's scratch (the backward's later, 6 N d)
     for (Model::Encoder& e : I.enc) {
         // a view empty in every line of the batch: no row to encode, none scored
         if (I.in[e.v].nv == 0) continue;
