@@ -309,12 +309,12 @@ static void sequence_rows(size_t* row, const int32_t* slot, const uint8_t* vb, s
     for (size_t j = 0; j < T; j++) row[j] = slot ? (vb[j] ? (size_t)slot[b * T + j] : 0) : b * T + j;
 }
 
-void attention_forward(float* out, float* att, const float* qkv, const int32_t* slot, const uint8_t* valid,
-                       size_t B, size_t T, size_t C, size_t NH, float p_drop, uint64_t seed, uint64_t step,
-                       uint64_t site) {
-    const size_t hs = C / NH, C3 = 3 * C;
-    const float scale = 1.0f / std::sqrt((float)hs);
-#pragma omp parallel if (B * NH * T * T * hs > kParallelMin)
+// fn(b, h, vb, row) for every sequence b and head h, with the sequence's valid flags vb and its
+// rows (sequence_rows), split statically between the threads when `parallel`.
+template <class F>
+static void for_each_sequence_head(size_t B, size_t NH, size_t T, const int32_t* slot, const uint8_t* valid,
+                                   bool parallel, F fn) {
+#pragma omp parallel if (parallel)
     {
         std::vector<size_t> row(T);
 #pragma omp for collapse(2) schedule(static)
@@ -322,50 +322,52 @@ void attention_forward(float* out, float* att, const float* qkv, const int32_t* 
             for (size_t h = 0; h < NH; h++) {
                 const uint8_t* vb = valid + b * T;
                 sequence_rows(row.data(), slot, vb, b, T);
-                const float* kv = qkv + h * hs;  // row r's q at kv + r C3, its k at + C, its v at + 2 C
-                for (size_t t = 0; t < T; t++) {
-                    float* a = att + ((b * NH + h) * T + t) * T;  // (T) scores of query t
-                    std::memset(a, 0, T * sizeof(float));
-                    // a PAD query outputs zero in the padded layout, and has no row with slots
-                    if (!vb[t] && slot) continue;
-                    float* o = out + row[t] * C + h * hs;  // (hs)
-                    std::memset(o, 0, hs * sizeof(float));
-                    if (!vb[t]) continue;
-                    const size_t base = ((b * NH + h) * T + t) * T;
-                    attend_query(a, o, kv + row[t] * C3, kv + C, kv + 2 * C, row.data(), C3, vb, t, hs, scale,
-                                 [&](size_t j, float aj) {
-                                     return p_drop > 0.0f ? aj * dropout_factor(base + j, p_drop, seed, step, site)
-                                                          : aj;
-                                 });
-                }
+                fn(b, h, vb, row.data());
             }
         }
     }
+}
+
+void attention_forward(float* out, float* att, const float* qkv, const int32_t* slot, const uint8_t* valid,
+                       size_t B, size_t T, size_t C, size_t NH, float p_drop, uint64_t seed, uint64_t step,
+                       uint64_t site) {
+    const size_t hs = C / NH, C3 = 3 * C;
+    const float scale = 1.0f / std::sqrt((float)hs);
+    for_each_sequence_head(B, NH, T, slot, valid, B * NH * T * T * hs > kParallelMin,
+                           [&](size_t b, size_t h, const uint8_t* vb, const size_t* row) {
+        const float* kv = qkv + h * hs;  // row r's q at kv + r C3, its k at + C, its v at + 2 C
+        for (size_t t = 0; t < T; t++) {
+            float* a = att + ((b * NH + h) * T + t) * T;  // (T) scores of query t
+            std::memset(a, 0, T * sizeof(float));
+            // a PAD query outputs zero in the padded layout, and has no row with slots
+            if (!vb[t] && slot) continue;
+            float* o = out + row[t] * C + h * hs;  // (hs)
+            std::memset(o, 0, hs * sizeof(float));
+            if (!vb[t]) continue;
+            const size_t base = ((b * NH + h) * T + t) * T;
+            attend_query(a, o, kv + row[t] * C3, kv + C, kv + 2 * C, row, C3, vb, t, hs, scale,
+                         [&](size_t j, float aj) {
+                             return p_drop > 0.0f ? aj * dropout_factor(base + j, p_drop, seed, step, site) : aj;
+                         });
+        }
+    });
 }
 
 void attention_last_forward(float* out, float* att, const float* q, const float* qkv, const int32_t* slot,
                             const uint8_t* valid, size_t B, size_t T, size_t C, size_t NH) {
     const size_t hs = C / NH, C3 = 3 * C, t = T - 1;
     const float scale = 1.0f / std::sqrt((float)hs);
-#pragma omp parallel if (B * NH * T * hs > kParallelMin)
-    {
-        std::vector<size_t> row(T);
-#pragma omp for collapse(2) schedule(static)
-        for (size_t b = 0; b < B; b++) {
-            for (size_t h = 0; h < NH; h++) {
-                const uint8_t* vb = valid + b * T;
-                sequence_rows(row.data(), slot, vb, b, T);
-                const float* kv = qkv + h * hs;
-                float* a = att + ((b * NH + h) * T + t) * T;
-                float* o = out + b * C + h * hs;
-                std::memset(a, 0, T * sizeof(float));
-                std::memset(o, 0, hs * sizeof(float));
-                if (!vb[t]) continue;  // an empty view: zero
-                attend_query(a, o, q + b * C + h * hs, kv + C, kv + 2 * C, row.data(), C3, vb, t, hs, scale,
-                             [](size_t, float aj) { return aj; });
-            }
-        }
-    }
+    for_each_sequence_head(B, NH, T, slot, valid, B * NH * T * hs > kParallelMin,
+                           [&](size_t b, size_t h, const uint8_t* vb, const size_t* row) {
+        const float* kv = qkv + h * hs;
+        float* a = att + ((b * NH + h) * T + t) * T;
+        float* o = out + b * C + h * hs;
+        std::memset(a, 0, T * sizeof(float));
+        std::memset(o, 0, hs * sizeof(float));
+        if (!vb[t]) return;  // an empty view: zero
+        attend_query(a, o, q + b * C + h * hs, kv + C, kv + 2 * C, row, C3, vb, t, hs, scale,
+                     [](size_t, float aj) { return aj; });
+    });
 }
 
 void attention_backward(float* dqkv, const float* dout, const float* qkv, const float* att,
